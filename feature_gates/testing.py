@@ -1,0 +1,118 @@
+"""Helpers for testing applications that use feature-gates (and feature-gates itself).
+
+The pytest plugin (:mod:`feature_gates.pytest_plugin`) builds its fixtures on these.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import sql
+
+from .migrate import MigrationSettings
+from .migrate import migrate
+from .pgserver import LocalPostgres
+
+__all__ = ["DatabaseFactory", "start_test_server"]
+
+#: Names a PostgreSQL server for tests instead of a throwaway one.
+TEST_DATABASE_URL_ENV = "FEATURE_GATES_TEST_DATABASE_URL"
+
+
+def start_test_server() -> tuple[str, LocalPostgres | None]:
+    """The URL of a PostgreSQL server for a test session, and the server if one was started.
+
+    Uses ``FEATURE_GATES_TEST_DATABASE_URL`` when set (its role needs CREATEDB);
+    otherwise starts a throwaway :class:`~feature_gates.pgserver.LocalPostgres`.
+    """
+    url = os.environ.get(TEST_DATABASE_URL_ENV)
+    if url:
+        return url, None
+    server = LocalPostgres().start()
+    return server.url(), server
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = pg_conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return pg_conninfo.make_conninfo("", **params)
+
+
+class DatabaseFactory:
+    """Creates fresh databases on one server, cheaply.
+
+    Each distinct :class:`~feature_gates.migrate.MigrationSettings` is migrated once
+    into a template database; every database asked for afterwards is a copy of
+    that template (``CREATE DATABASE ... TEMPLATE``), which takes milliseconds.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._prefix = f"fg_test_{os.getpid()}"
+        self._counter = itertools.count(1)
+        self._templates: dict[tuple[object, ...], str] = {}
+        self._created: list[str] = []
+        self._lock = threading.Lock()
+
+    def url(self, dbname: str) -> str:
+        """The URL of ``dbname`` on this factory's server."""
+        return _with_dbname(self.server_url, dbname)
+
+    def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.server_url, autocommit=True)
+
+    def _new_name(self, kind: str) -> str:
+        return f"{self._prefix}_{kind}_{next(self._counter)}"
+
+    def _create(self, name: str, template: str | None = None) -> None:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        with self._admin() as conn:
+            conn.execute(query)
+        self._created.append(name)
+
+    def template(self, settings: MigrationSettings) -> str:
+        """The name of a template database migrated with ``settings`` (made once)."""
+        folders = tuple(sorted((k, str(v)) for k, v in (settings.folders or {}).items()))
+        key = (settings.sets, folders, settings.schema, settings.user_id_type)
+        with self._lock:
+            name = self._templates.get(key)
+            if name is None:
+                name = self._new_name("template")
+                self._create(name)
+                migrate(self.url(name), settings)
+                self._templates[key] = name
+            return name
+
+    def create(self, settings: MigrationSettings | None = None) -> str:
+        """A new database, migrated with ``settings``; empty when ``settings`` is None.
+
+        Returns its URL.
+        """
+        template = self.template(settings) if settings is not None else None
+        name = self._new_name("db")
+        self._create(name, template)
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by :meth:`create`, closing any session still in it."""
+        name = pg_conninfo.conninfo_to_dict(url)["dbname"]
+        with self._admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
+            )
+        if name in self._created:
+            self._created.remove(str(name))
+
+    def close(self) -> None:
+        """Drop every database this factory made (templates included)."""
+        for name in reversed(list(self._created)):
+            self.drop(self.url(name))
+        self._templates.clear()

@@ -1,0 +1,1 @@
+"""Usage metering: the SQL the runtime sends, and the non-blocking tracker."""

@@ -1,0 +1,50 @@
+-- Retention: rows older than the kept months move to feature_usage_archive.
+-- Nothing is deleted without being archived.
+
+CREATE TABLE IF NOT EXISTS feature_usage_archive (
+    user_id      feature_usage_user_id NOT NULL,
+    feature      text        NOT NULL,
+    period_start date        NOT NULL,
+    usage_count  bigint      NOT NULL,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    archived_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT feature_usage_archive_key UNIQUE (user_id, feature, period_start)
+);
+
+-- Moves every row whose period starts before the first day of the month
+-- p_keep_months months before the current UTC month, in one transaction, and
+-- returns how many rows moved. With the default 6, during November 2026 the
+-- rows from May 2026 onward stay. A late write for an archived period is
+-- added to its archived row on the next run.
+CREATE OR REPLACE FUNCTION archive_old_feature_usage(p_keep_months integer DEFAULT 6)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_cutoff date;
+    v_moved integer;
+BEGIN
+    IF p_keep_months IS NULL OR p_keep_months < 0 THEN
+        RAISE EXCEPTION 'keep_months must be zero or more, got %',
+            coalesce(p_keep_months::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_cutoff := (feature_usage_current_period() - make_interval(months => p_keep_months))::date;
+    WITH moved AS (
+        DELETE FROM feature_usage
+        WHERE period_start < v_cutoff
+        RETURNING user_id, feature, period_start, usage_count, created_at, updated_at
+    )
+    INSERT INTO feature_usage_archive AS a
+        (user_id, feature, period_start, usage_count, created_at, updated_at)
+    SELECT user_id, feature, period_start, usage_count, created_at, updated_at FROM moved
+    ON CONFLICT (user_id, feature, period_start) DO UPDATE
+        SET usage_count = a.usage_count + excluded.usage_count,
+            updated_at = greatest(a.updated_at, excluded.updated_at),
+            archived_at = now();
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+    RETURN v_moved;
+END
+$$;
