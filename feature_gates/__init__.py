@@ -2,4 +2,8 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .config import ConfigError as ConfigError
+from .extension import FeatureGates as FeatureGates
+from .usage.tracker import TrackingStats as TrackingStats
+
+__all__ = ["ConfigError", "FeatureGates", "TrackingStats"]

@@ -176,9 +176,16 @@ class LocalPostgres:
 
     def start(self, timeout: float = 60.0) -> LocalPostgres:
         """Initialise the cluster if needed, start the server and wait until it accepts
-        connections. Returns ``self``."""
-        if self._process is not None:
+        connections. Returns ``self``. After :meth:`halt`, starts it again at the same
+        URL."""
+        if self.running:
             return self
+        if self._scratch is None:
+            self._prepare()
+        self._launch(timeout)
+        return self
+
+    def _prepare(self) -> None:
         self._scratch = Path(tempfile.mkdtemp(prefix="feature-gates-pg-"))
         data_dir = self._data_dir if self._data_dir is not None else self._scratch / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -193,24 +200,29 @@ class LocalPostgres:
             _open_path_for(self._data_dir)
         if not (self._data_dir / "PG_VERSION").exists():
             self._initdb()
-        self._launch(timeout)
-        return self
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown) but keep its data and URL: :meth:`start`
+        brings it back. For tests of what happens while the database is away."""
+        process, self._process = self._process, None
+        if process is None or self._owner_pid != os.getpid():
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and, for a throwaway server, delete its data."""
-        process, self._process = self._process, None
-        if process is not None and self._owner_pid == os.getpid():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            atexit.unregister(self.stop)
+        """Stop the server and, for a throwaway server, delete its data."""
+        self.halt()
         if self._scratch is not None and self._owner_pid == os.getpid():
+            atexit.unregister(self.stop)
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+            self._socket_dir = None
 
     def __enter__(self) -> LocalPostgres:
         return self.start()
@@ -294,7 +306,7 @@ class LocalPostgres:
         for name, value in options.items():
             command += ["-c", f"{name}={value}"]
         log_path = self._scratch / "postgres.log"
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             if self._account is not None:
                 os.chown(log_path, self._account.pw_uid, self._account.pw_gid)
             self._process = subprocess.Popen(  # type: ignore[call-overload]
@@ -305,8 +317,9 @@ class LocalPostgres:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 **self._subprocess_kwargs(),
             )
-        self._owner_pid = os.getpid()
-        atexit.register(self.stop)
+        if self._owner_pid != os.getpid():
+            self._owner_pid = os.getpid()
+            atexit.register(self.stop)
         self._wait_ready(timeout, log_path)
 
     def _wait_ready(self, timeout: float, log_path: Path) -> None:

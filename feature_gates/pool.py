@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -54,11 +55,11 @@ class LazyPool:
         self.timeout = timeout
         self.name = name
         self.schema = schema
-        self._pool: ConnectionPool[psycopg.Connection[tuple[object, ...]]] | None = None
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
-    def get(self) -> ConnectionPool[psycopg.Connection[tuple[object, ...]]]:
+    def get(self) -> ConnectionPool[psycopg.Connection[tuple[Any, ...]]]:
         """The pool of this process, opened if needed (without waiting for connections)."""
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
@@ -88,7 +89,7 @@ class LazyPool:
                 self._pid = os.getpid()
             return self._pool
 
-    def _configure(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def _configure(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         conn.execute(store.SET_SEARCH_PATH, (self.schema,))
 
     def close(self, timeout: float = 5.0) -> None:

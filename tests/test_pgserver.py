@@ -77,3 +77,18 @@ def test_bindir_from_environment_must_hold_a_server(monkeypatch, tmp_path):
     monkeypatch.setenv("FEATURE_GATES_PG_BINDIR", str(tmp_path))
     with pytest.raises(PostgresNotFound, match="does not hold initdb and postgres"):
         find_bindir()
+
+
+def test_halted_server_comes_back_at_the_same_url():
+    with LocalPostgres() as server:
+        url = server.url()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE survives (x int)")
+        server.halt()
+        assert not server.running
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=2).close()
+        server.start()
+        assert server.url() == url
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM survives").fetchone() == (0,)

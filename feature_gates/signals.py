@@ -1,0 +1,59 @@
+"""Signals sent by feature-gates, for metrics, alerts and audit logs.
+
+Each signal's sender is the real application object; its data comes as keyword
+arguments. Receivers of ``usage-recorded``, ``tracking-failed``, ``usage-dropped``
+(and of the storage signals when the background writer notices an outage) run
+in the background writer's thread: keep them quick and do not rely on request
+globals there.
+
+.. code-block:: python
+
+    from feature_gates.signals import limit_exceeded
+
+    @limit_exceeded.connect_via(app)
+    def count_it(sender, feature, subject, **extra):
+        metrics.increment("limit_exceeded", tags={"feature": feature})
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+__all__ = [
+    "access_denied",
+    "limit_exceeded",
+    "storage_recovered",
+    "storage_unavailable",
+    "tracking_failed",
+    "usage_dropped",
+    "usage_recorded",
+]
+
+# Only for the signals of feature-gates itself.
+_signals = Namespace()
+
+#: A gate refused a request. Data: ``feature``, ``subject``, ``reason``
+#: (``"anonymous"``, ``"not-entitled"``, ``"tier"`` or ``"limit"``).
+access_denied = _signals.signal("access-denied")
+
+#: A limit refused a request (sent after ``access-denied``). Data: ``feature``,
+#: ``subject``, ``limit``, ``used``.
+limit_exceeded = _signals.signal("limit-exceeded")
+
+#: Usage reached the database. Data: ``user_id``, ``feature``, ``amount``,
+#: ``period_start``, ``count`` (the new total for that period).
+usage_recorded = _signals.signal("usage-recorded")
+
+#: A background write failed; the increments are kept and retried. Data:
+#: ``error``, ``pending`` (keys waiting), ``retry_in`` (seconds).
+tracking_failed = _signals.signal("tracking-failed")
+
+#: The pending map was full: increments for new keys were not kept. Data:
+#: ``user_id``, ``feature``, ``amount``, ``dropped`` (the running total).
+usage_dropped = _signals.signal("usage-dropped")
+
+#: The database stopped answering. Data: ``error``.
+storage_unavailable = _signals.signal("storage-unavailable")
+
+#: The database answers again after an outage. Data: ``outage_seconds``.
+storage_recovered = _signals.signal("storage-recovered")
