@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 from typing import ParamSpec
 from typing import TypeVar
 
@@ -28,18 +27,10 @@ from .extension import EXTENSION_KEY
 from .extension import GatesState
 from .plans import FEATURE_NAME
 
-__all__ = ["GATES_ATTRIBUTE", "feature_limit", "feature_required", "feature_tier", "gates_of"]
+__all__ = ["feature_limit", "feature_required", "feature_tier"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-#: The attribute a gated view carries: a tuple of its gates, outermost first.
-GATES_ATTRIBUTE = "__feature_gates__"
-
-
-def gates_of(view: Callable[..., Any]) -> tuple[gate.Gate, ...]:
-    """The gates on ``view`` (empty when it has none), outermost first."""
-    return tuple(getattr(view, GATES_ATTRIBUTE, ()))
 
 
 def feature_required(
@@ -149,7 +140,7 @@ def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
             gate.hold(grant)
             return result  # type: ignore[no-any-return]
 
-        setattr(wrapper, GATES_ATTRIBUTE, (rule, *gates_of(view)))
+        setattr(wrapper, gate.GATES_ATTRIBUTE, (rule, *gate.gates_of(view)))
         return wrapper
 
     return decorator

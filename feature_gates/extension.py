@@ -321,7 +321,7 @@ class FeatureGates:
 
     def _set_usage(self, state: GatesState, user_id: Any, usage: Mapping[str, int]) -> None:
         # What the tracker still holds would land on top of the counts set here.
-        state.tracker.flush(state.settings.db_timeout * 40)
+        state.tracker.flush(10.0)
         period = month_start(self.clock())
         with state.pool.get().connection() as conn:
             for feature, count in usage.items():
@@ -364,7 +364,7 @@ class FeatureGates:
 def _check_views(app: Flask, state: GatesState) -> None:
     """Fail at start-up, not on the first request, when a gate names an unknown feature."""
     for endpoint, view in app.view_functions.items():
-        for rule in getattr(view, "__feature_gates__", ()):
+        for rule in gate.gates_of(view):
             try:
                 gate.validate(rule, state)
             except ConfigError as exc:

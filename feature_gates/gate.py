@@ -55,7 +55,15 @@ from .usage.tracker import month_start
 if TYPE_CHECKING:
     from .extension import GatesState
 
-__all__ = ["Decision", "Gate", "Grant", "StorageHealth", "period_end"]
+__all__ = [
+    "GATES_ATTRIBUTE",
+    "Decision",
+    "Gate",
+    "Grant",
+    "StorageHealth",
+    "gates_of",
+    "period_end",
+]
 
 logger = logging.getLogger("feature_gates")
 denial_logger = logging.getLogger("feature_gates.denials")
@@ -84,6 +92,15 @@ class Gate:
     usage_getter: Callable[..., int] | None = None
     track_usage: bool = True
     fail_mode: FailMode | None = None
+
+
+#: The attribute a gated view carries: a tuple of its gates, outermost first.
+GATES_ATTRIBUTE = "__feature_gates__"
+
+
+def gates_of(view: Callable[..., Any]) -> tuple[Gate, ...]:
+    """The gates on ``view`` (empty when it has none), outermost first."""
+    return tuple(getattr(view, GATES_ATTRIBUTE, ()))
 
 
 @dataclass(frozen=True)

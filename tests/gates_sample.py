@@ -6,6 +6,7 @@ The caller is named by two request headers: ``X-User`` (the user id) and
 
 from __future__ import annotations
 
+import pytest
 from flask import Blueprint
 from flask import Flask
 from flask import abort
@@ -49,7 +50,7 @@ def headers(user=None, plan=None):
     return found
 
 
-def create_app(database_url, **config):
+def create_app(database_url, gates=None, **config):
     app = Flask(__name__)
     app.config.update(
         TESTING=True,
@@ -58,7 +59,7 @@ def create_app(database_url, **config):
         FEATURE_GATES_TRACKING="sync",
     )
     app.config.update(config)
-    gates = FeatureGates()
+    gates = gates or FeatureGates()
 
     @gates.subject_loader
     def load():
@@ -113,3 +114,31 @@ def create_app(database_url, **config):
     app.register_blueprint(bp)
     gates.init_app(app)
     return app
+
+
+def close(app):
+    app.extensions["feature_gates"].close()
+
+
+@pytest.fixture
+def make_app(feature_gates_database_url):
+    """Builds the sample application with extra config; closes what it opened."""
+    made = []
+
+    def make(database_url=feature_gates_database_url, **config):
+        made.append(create_app(database_url, **config))
+        return made[-1]
+
+    yield make
+    for app in made:
+        close(app)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def gates(app):
+    return app.extensions["feature_gates"].extension
