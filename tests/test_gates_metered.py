@@ -16,7 +16,8 @@ from feature_gates import feature_limit
 
 def usage(db, user_id=7, feature="chat_messages_monthly"):
     row = db.execute(
-        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage WHERE user_id = %s AND feature = %s",
+        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
+        "WHERE user_id = %s AND feature = %s",
         (user_id, feature),
     ).fetchone()
     return row[0]
