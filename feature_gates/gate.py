@@ -425,14 +425,14 @@ def _limit_denial(
     if state.settings.headers_enabled:
         headers.update(_limit_headers(limit, 0, reset_at, state))
     asked = "" if cost == 1 else f", and this request needs {cost}"
-    return FeatureLimitExceeded(
+    return FeatureLimitExceeded.for_status(
+        state.settings.limit_status,
         feature=gate.feature,
         subject=subject,
         limit=limit,
         used=used,
         cost=cost,
         reset_at=reset_at,
-        status=state.settings.limit_status,
         headers=headers,
         detail=f"plan {subject.plan!r} allows {limit} {uses}{gate.feature!r}{per} and "
         f"{'all' if used is None else used} are used{asked}{resets}.",
