@@ -8,7 +8,7 @@ first; without one they answer with their problem document:
 
     {"type": "https://github.com/feature-gates/feature-gates/blob/main/docs/errors.md#feature-limit-exceeded",
      "title": "Feature limit reached", "status": 429,
-     "detail": "Plan 'free' allows 50 uses of 'chat_messages_monthly' per month and 50 are used; it resets at 2026-12-01T00:00:00Z.",
+     "detail": "plan 'free' allows 50 uses of 'chat_messages_monthly' per month and 50 are used; it resets at 2026-12-01T00:00:00Z.",
      "feature": "chat_messages_monthly", "plan": "free",
      "limit": 50, "used": 50, "remaining": 0, "cost": 1, "reset_at": "2026-12-01T00:00:00Z"}
 """  # noqa: E501

@@ -420,7 +420,8 @@ def _limit_denial(
     else:
         resets = per = uses = ""
     if state.settings.headers_enabled:
-        headers.update(_limit_headers(limit, 0, reset_at, state))
+        remaining = 0 if used is None else limit - used
+        headers.update(_limit_headers(limit, remaining, reset_at, state))
     asked = "" if cost == 1 else f", and this request needs {cost}"
     return FeatureLimitExceeded.for_status(
         state.settings.limit_status,
