@@ -162,8 +162,8 @@ class FeatureGates:
             clock=self.clock,
             emit=state.emit,
         )
-        app.extensions[EXTENSION_KEY] = state
         _check_views(app, state)
+        app.extensions[EXTENSION_KEY] = state
         app.after_request(gate.finish_response)
         app.teardown_request(gate.end_request)
         app.add_template_global(self.has_feature, "has_feature")
