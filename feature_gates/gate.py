@@ -397,6 +397,11 @@ def _consume(
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
+        raise RuntimeError(
+            f"the feature-gates functions are missing from the database ({_one_line(exc)}): "
+            "run 'flask feature-gates migrate'"
+        ) from exc
     state.storage.succeeded()
     assert row is not None
     return row[0], row[1]

@@ -175,3 +175,14 @@ def test_an_unlimited_stock_limit_does_not_read_the_stock(make_app):
     assert client.post("/trips/1/stops", headers=headers(7, "enterprise")).status_code == 201
     with pytest.raises(AssertionError, match="stock of an unlimited plan"):
         client.post("/trips/1/stops", headers=headers(7, "pro"))
+
+
+def test_an_unmigrated_database_says_to_migrate(make_app, feature_gates_databases):
+    empty = feature_gates_databases.create(None)
+    try:
+        app = make_app(empty, FEATURE_GATES_TRACKING="off")
+        with pytest.raises(RuntimeError, match="run 'flask feature-gates migrate'"):
+            app.test_client().post("/messages", headers=headers(7, "free"))
+        app.extensions["feature_gates"].close()
+    finally:
+        feature_gates_databases.drop(empty)
