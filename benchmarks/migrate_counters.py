@@ -63,7 +63,7 @@ SELECT g %% 2000, 'thread ' || g FROM generate_series(1, %(threads)s) g
 LOAD_MESSAGES = """
 INSERT INTO chat_messages (thread_id, body)
 SELECT CASE WHEN g <= %(big)s * 10 THEN 1 + (g - 1) / %(big)s
-            ELSE 11 + (g * 7919) %% (%(threads)s - 10) END,
+            ELSE 11 + (g::bigint * 7919) %% (%(threads)s - 10) END,
        'message ' || g
 FROM generate_series(1, %(messages)s) g
 """
@@ -176,6 +176,14 @@ def measure(
         if writer.error is not None:
             raise writer.error
         problems = verify(url, settings)
+        with psycopg.connect(url) as conn:
+            sizes = dict(
+                conn.execute(
+                    "SELECT relname, round(pg_total_relation_size(oid) / 1048576.0) "
+                    "FROM pg_class WHERE relname IN "
+                    "('chat_threads', 'chat_messages', 'travel_itineraries')"
+                ).fetchall()
+            )
         steps = {
             a.label: a.execution_ms
             for a in applied_migrations(url, settings)
@@ -195,6 +203,7 @@ def measure(
             "messages": messages,
             "itineraries": itineraries,
             "batch_size": batch_size,
+            "table_mb": {str(k): int(v) for k, v in sizes.items()},
             "load_s": round(load_s, 1),
             "postgres": server.version(),
             "fsync": "on",

@@ -24,13 +24,6 @@ def run():
 
 
 @pytest.fixture
-def empty_url(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    yield url
-    feature_gates_databases.drop(url)
-
-
-@pytest.fixture
 def app_url(empty_url):
     create_app_tables(empty_url)
     return empty_url

@@ -338,12 +338,10 @@ INSERT INTO feature_usage (user_id, feature, period_start, usage_count, created_
 
 
 @pytest.fixture
-def legacy_url(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    with psycopg.connect(url, autocommit=True) as conn:
+def legacy_url(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
         conn.execute(LEGACY)
-    yield url
-    feature_gates_databases.drop(url)
+    return empty_url
 
 
 def _legacy_rows(conn):
@@ -428,36 +426,30 @@ def test_a_legacy_table_survives_rollback_and_migrates_again(legacy_url):
     assert verify(legacy_url, CORE) == []
 
 
-def test_a_legacy_table_with_duplicate_keys_is_refused_with_examples(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE feature_usage (user_id bigint, feature text, period_start date, "
-                "usage_count bigint)"
-            )
-            conn.execute(
-                "INSERT INTO feature_usage VALUES (1, 'api', '2026-01-01', 1), "
-                "(1, 'api', '2026-01-01', 2), (2, 'api', '2026-01-01', 1)"
-            )
-            with pytest.raises(MigrationError, match=r"1 duplicated .* \(1, api, 2026-01-01\) x2"):
-                migrate(url, CORE)
-            assert scalar(conn, "SELECT count(*) FROM feature_usage") == 3
-            assert scalar(conn, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
-    finally:
-        feature_gates_databases.drop(url)
-
-
-def test_a_table_named_feature_usage_of_another_shape_is_refused(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE feature_usage (user_id text, feature text, n int)")
-        with pytest.raises(
-            MigrationError,
-            match="cannot be upgraded: user_id is text, not bigint or integer or uuid; "
-            "no column period_start; no column usage_count",
-        ):
+def test_a_legacy_table_with_duplicate_keys_is_refused_with_examples(empty_url):
+    url = empty_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE feature_usage (user_id bigint, feature text, period_start date, "
+            "usage_count bigint)"
+        )
+        conn.execute(
+            "INSERT INTO feature_usage VALUES (1, 'api', '2026-01-01', 1), "
+            "(1, 'api', '2026-01-01', 2), (2, 'api', '2026-01-01', 1)"
+        )
+        with pytest.raises(MigrationError, match=r"1 duplicated .* \(1, api, 2026-01-01\) x2"):
             migrate(url, CORE)
-    finally:
-        feature_gates_databases.drop(url)
+        assert scalar(conn, "SELECT count(*) FROM feature_usage") == 3
+        assert scalar(conn, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
+
+
+def test_a_table_named_feature_usage_of_another_shape_is_refused(empty_url):
+    url = empty_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE feature_usage (user_id text, feature text, n int)")
+    with pytest.raises(
+        MigrationError,
+        match="cannot be upgraded: no column period_start; no column usage_count; "
+        "user_id is text, not bigint or integer or uuid",
+    ):
+        migrate(url, CORE)

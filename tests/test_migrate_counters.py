@@ -23,12 +23,10 @@ COUNTERS = MigrationSettings(sets=("core", "counters"), batch_size=4)
 
 
 @pytest.fixture(params=["bigint", "uuid"])
-def app_url(request, feature_gates_databases):
+def app_url(request, empty_url):
     """An application database: its own tables and messy rows, nothing migrated."""
-    url = feature_gates_databases.create(None)
-    create_app_tables(url, key_type=request.param)
-    yield url
-    feature_gates_databases.drop(url)
+    create_app_tables(empty_url, key_type=request.param)
+    return empty_url
 
 
 @pytest.fixture
@@ -110,28 +108,23 @@ def test_triggers_keep_the_counters_exact_after_the_backfill(app_url, conn):
     assert set(stored_message_counts(conn).values()) == {0}
 
 
-def test_missing_application_tables_stop_the_migration_with_their_names(
-    feature_gates_databases,
-):
-    url = feature_gates_databases.create(None)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE chat_threads (id bigint PRIMARY KEY, user_id bigint)")
-            with pytest.raises(MigrationError) as caught:
-                migrate(url, COUNTERS)
-            message = str(caught.value)
-            assert "counters/0001_counter_columns failed" in message
-            missing = "chat_messages.thread_id, travel_itineraries.data, travel_itineraries.id"
-            assert missing in message
-            assert "create them first" in message
-            assert conn.execute(
-                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'chat_threads'::regclass "
-                "AND attname = 'thread_messages_count'"
-            ).fetchone() == (0,)
-        pending = [r.label for r in status(url, COUNTERS) if r.state == "pending"]
-        assert pending[0] == "counters/0001_counter_columns"
-    finally:
-        feature_gates_databases.drop(url)
+def test_missing_application_tables_stop_the_migration_with_their_names(empty_url):
+    url = empty_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE chat_threads (id bigint PRIMARY KEY, user_id bigint)")
+        with pytest.raises(MigrationError) as caught:
+            migrate(url, COUNTERS)
+        message = str(caught.value)
+        assert "counters/0001_counter_columns failed" in message
+        missing = "chat_messages.thread_id, travel_itineraries.data, travel_itineraries.id"
+        assert missing in message
+        assert "create them first" in message
+        assert conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'chat_threads'::regclass "
+            "AND attname = 'thread_messages_count'"
+        ).fetchone() == (0,)
+    pending = [r.label for r in status(url, COUNTERS) if r.state == "pending"]
+    assert pending[0] == "counters/0001_counter_columns"
 
 
 def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):

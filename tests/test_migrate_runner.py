@@ -33,13 +33,6 @@ CORE = MigrationSettings(sets=("core",))
 
 
 @pytest.fixture
-def empty_url(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    yield url
-    feature_gates_databases.drop(url)
-
-
-@pytest.fixture
 def app_folder(tmp_path):
     """An application's own migration set: its base table, applied before core."""
     folder = tmp_path / "app"
@@ -352,16 +345,13 @@ def test_rollback_refuses_unclear_targets(feature_gates_database_url, options, m
         rollback(feature_gates_database_url, CORE, **options)
 
 
-def test_an_ambiguous_version_must_name_its_set(feature_gates_databases):
-    url = feature_gates_databases.create(None)
-    try:
-        create_app_tables(url)
-        settings = MigrationSettings(sets=("core", "counters"))
-        migrate(url, settings)
-        with pytest.raises(MigrationError, match="ambiguous .* write it as SET/VERSION"):
-            rollback(url, settings, to="0002")
-    finally:
-        feature_gates_databases.drop(url)
+def test_an_ambiguous_version_must_name_its_set(empty_url):
+    url = empty_url
+    create_app_tables(url)
+    settings = MigrationSettings(sets=("core", "counters"))
+    migrate(url, settings)
+    with pytest.raises(MigrationError, match="ambiguous .* write it as SET/VERSION"):
+        rollback(url, settings, to="0002")
 
 
 # -- the psql script -----------------------------------------------------------------

@@ -36,6 +36,7 @@ BEGIN
                      ('usage_count', ARRAY['bigint', 'integer'])) AS wanted(name, types)
         LEFT JOIN pg_attribute a
                ON a.attrelid = v_table AND a.attname = wanted.name AND NOT a.attisdropped
+        ORDER BY wanted.name
     LOOP
         IF v_column.actual IS NULL THEN
             v_problems := v_problems || format('no column %s', v_column.name);

@@ -14,6 +14,7 @@ DROP FUNCTION IF EXISTS feature_gates_backfill_counter(text);
 DROP FUNCTION IF EXISTS feature_gates_backfill_thread_messages_count();
 DROP FUNCTION IF EXISTS feature_gates_backfill_destinations_count();
 DROP FUNCTION IF EXISTS feature_gates_backfill_reset(text);
+DROP FUNCTION IF EXISTS feature_gates_backfill_save(text, text, boolean);
 DROP FUNCTION IF EXISTS feature_gates_counter_audit();
 DROP FUNCTION IF EXISTS feature_gates_counters();
 DROP FUNCTION IF EXISTS feature_gates_destinations_count(jsonb);

@@ -100,6 +100,19 @@ AS $$
     DELETE FROM feature_gates_backfill_progress WHERE counter = p_counter
 $$;
 
+-- Saves how far a counter's backfill got (in the batch's transaction).
+CREATE OR REPLACE FUNCTION feature_gates_backfill_save(p_counter text, p_last_key text,
+                                                       p_done boolean)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    INSERT INTO feature_gates_backfill_progress (counter, last_key, done)
+    VALUES (p_counter, p_last_key, p_done)
+    ON CONFLICT (counter) DO UPDATE
+        SET last_key = excluded.last_key, done = excluded.done, updated_at = now()
+$$;
+
 -- (min() and max() do not exist for every key type, uuid among them: the
 -- batch's first and last keys come from ordered arrays.)
 
@@ -154,11 +167,8 @@ BEGIN
         WHERE t.id = c.id AND t.thread_messages_count IS DISTINCT FROM c.n;
         GET DIAGNOSTICS changed = ROW_COUNT;
     END IF;
-    INSERT INTO feature_gates_backfill_progress AS p (counter, last_key, done)
-    VALUES ('chat_threads.thread_messages_count', coalesce(v_last::text, v_key),
-            scanned < v_batch)
-    ON CONFLICT (counter) DO UPDATE
-        SET last_key = excluded.last_key, done = excluded.done, updated_at = now();
+    PERFORM feature_gates_backfill_save('chat_threads.thread_messages_count', coalesce(v_last::text, v_key),
+                                        scanned < v_batch);
 END
 $$;
 
@@ -207,11 +217,8 @@ BEGIN
           AND i.destinations_count IS DISTINCT FROM feature_gates_destinations_count(i.data);
         GET DIAGNOSTICS changed = ROW_COUNT;
     END IF;
-    INSERT INTO feature_gates_backfill_progress AS p (counter, last_key, done)
-    VALUES ('travel_itineraries.destinations_count', coalesce(v_last::text, v_key),
-            scanned < v_batch)
-    ON CONFLICT (counter) DO UPDATE
-        SET last_key = excluded.last_key, done = excluded.done, updated_at = now();
+    PERFORM feature_gates_backfill_save('travel_itineraries.destinations_count', coalesce(v_last::text, v_key),
+                                        scanned < v_batch);
 END
 $$;
 
