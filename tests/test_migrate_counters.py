@@ -242,8 +242,8 @@ def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_
         """
         SELECT (SELECT count(*) FROM pg_attribute WHERE attname IN
                     ('thread_messages_count', 'destinations_count') AND NOT attisdropped),
-               (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'feature_gates%%'),
-               (SELECT count(*) FROM pg_proc WHERE proname LIKE 'feature_gates%%'),
+               (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'feature_gates%'),
+               (SELECT count(*) FROM pg_proc WHERE proname LIKE 'feature_gates%'),
                to_regclass('feature_gates_backfill_progress')
         """
     ).fetchone()

@@ -209,20 +209,36 @@ print(len(migrate(sys.argv[1], settings)))
 
 def test_two_concurrent_migrate_processes_apply_each_migration_once(empty_url):
     create_app_tables(empty_url, threads=60)
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RUN_MIGRATE, empty_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    lock = (int.from_bytes(b"fgat", "big"), 1)
+    with psycopg.connect(empty_url, autocommit=True) as gate:
+        # Hold the migration lock until both runners wait for it, so that they
+        # start together however fast or slow the machine is.
+        gate.execute("SELECT pg_advisory_lock(%s, %s)", lock)
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RUN_MIGRATE, empty_url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + 60
+        waiting = 0
+        while waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            row = gate.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'feature-gates migrate' AND state = 'idle'"
+            ).fetchone()
+            waiting = row[0] if row else 0
+        time.sleep(1.0)  # both have tried the lock once (they poll every 0.5 s)
+        gate.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
     results = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], results
-    counts = sorted(int(out) for out, _ in results)
-    assert counts == [0, 9]
-    assert "waiting for the migration lock held by pid" in "".join(err for _, err in results)
+    assert sorted(int(out) for out, _ in results) == [0, 9]
+    for _, err in results:
+        assert "waiting for the migration lock held by pid" in err
     settings = MigrationSettings(sets=("core", "counters"))
     assert len(applied_migrations(empty_url, settings)) == 9
     assert verify(empty_url, settings) == []
@@ -288,6 +304,38 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_ur
         "ON public.chat_threads USING btree (user_id, thread_messages_count)"
     )
     assert verify(empty_url, settings) == []
+
+
+def test_a_schema_of_its_own_leaves_other_schemas_alone(empty_url, tmp_path):
+    create_app_tables(empty_url)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE feature_usage (user_id text, note text)")
+        conn.execute("INSERT INTO feature_usage VALUES ('someone', 'not ours')")
+        before = app_fingerprint(conn)
+        settings = MigrationSettings(sets=("core", "counters"), schema="gates")
+        path = tmp_path / "migrate.sql"
+        path.write_text(migration_script(empty_url, settings))
+        result = _psql(empty_url, path)
+        assert result.returncode == 0, result.stderr
+        assert verify(empty_url, settings) == []
+        found = conn.execute(
+            """
+            SELECT to_regclass('gates.feature_usage') IS NOT NULL,
+                   to_regclass('gates.feature_gates_schema_history') IS NOT NULL,
+                   to_regprocedure('gates.feature_gates_counter_audit()') IS NOT NULL,
+                   (SELECT count(*) FROM public.feature_usage WHERE note = 'not ours')
+            """
+        ).fetchone()
+        assert found == (True, True, True, 1)
+        conn.execute("SET search_path TO gates")
+        assert conn.execute("SELECT increment_feature_usage_safe(1, 'api')").fetchone() == (1,)
+        assert len(rollback(empty_url, settings, everything=True)) == 9
+        conn.execute("SET search_path TO public")
+        assert app_fingerprint(conn) == before
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'gates'::regnamespace "
+            "AND relname NOT LIKE 'feature_gates_schema_history%'"
+        ).fetchone() == (0,)
 
 
 # -- rollback ------------------------------------------------------------------------

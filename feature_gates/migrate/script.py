@@ -74,8 +74,11 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
                 **lock_keys,
             )
         ),
-        store.CREATE_HISTORY.strip() + ";\n",
     ]
+    if settings.schema != "public":
+        parts.append(text(store.CREATE_SCHEMA.format(schema=sql.Identifier(settings.schema))))
+        parts.append(";\n")
+    parts.append(store.CREATE_HISTORY.strip() + ";\n")
     for migration in pending:
         parts.append(f"\n-- {migration.label}\n")
         record = text(

@@ -62,11 +62,16 @@ class Session:
         self.conn: Connection = psycopg.connect(
             conninfo, autocommit=True, application_name="feature-gates migrate"
         )
-        self.conn.add_notice_handler(_log_notice)
-        self.conn.execute(store.SET_SEARCH_PATH, {"schema": settings.schema})
-        self.conn.execute(store.SET_USER_ID_TYPE, (settings.user_id_type,))
-        self.conn.execute(store.SET_BATCH_SIZE, (str(settings.batch_size),))
-        self.conn.execute(store.SET_SESSION_LOCK_TIMEOUT, (settings.lock_timeout_ms,))
+        try:
+            self.conn.add_notice_handler(_log_notice)
+            self.conn.execute(store.SET_SEARCH_PATH, {"schema": settings.schema})
+            self.conn.execute(store.SET_USER_ID_TYPE, (settings.user_id_type,))
+            self.conn.execute(store.SET_BATCH_SIZE, (str(settings.batch_size),))
+            self.conn.execute(store.SET_SESSION_LOCK_TIMEOUT, (settings.lock_timeout_ms,))
+            self.conn.execute(store.NO_STATEMENT_TIMEOUT)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def __enter__(self) -> Session:
         return self

@@ -37,6 +37,9 @@ SET_USER_ID_TYPE = "SELECT set_config('feature_gates.user_id_type', %s, false)"
 SET_BATCH_SIZE = "SELECT set_config('feature_gates.batch_size', %s, false)"
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 SET_SESSION_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
+#: No statement_timeout a role may carry: index builds and validations are long
+#: by nature, and lock_timeout is what keeps the application unblocked.
+NO_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', false)"
 SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
 CREATE_SCHEMA = sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema}")
 
@@ -96,14 +99,15 @@ VALUES (%s, %s, %s, %s, %s)
 
 DELETE_HISTORY = "DELETE FROM feature_gates_schema_history WHERE set_name = %s AND version = %s"
 
-#: An index of this name in the current schema left INVALID by a failed
-#: concurrent build.
+#: An index of this name left INVALID by a failed concurrent build, in a
+#: schema of the search_path (an index lives in its table's schema, which for
+#: an application's table may not be the feature-gates schema).
 INVALID_INDEX = """
 SELECT n.nspname, c.relname
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = %s AND n.nspname = current_schema() AND NOT i.indisvalid
+WHERE c.relname = %s AND n.nspname = ANY (current_schemas(false)) AND NOT i.indisvalid
 """
 
 DROP_INDEX_CONCURRENTLY = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{index}")
@@ -151,6 +155,7 @@ SET search_path TO {search_path};
 SET feature_gates.user_id_type TO {user_id_type};
 SET feature_gates.batch_size TO {batch_size};
 SET lock_timeout TO {lock_timeout};
+SET statement_timeout TO 0;
 DO $$
 BEGIN
     IF NOT pg_try_advisory_lock({class_id}, {object_id}) THEN
@@ -169,7 +174,8 @@ SCRIPT_DROP_INVALID_INDEX = sql.SQL(
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = {index} AND n.nspname = current_schema() AND NOT i.indisvalid \\gexec
+WHERE c.relname = {index} AND n.nspname = ANY (current_schemas(false)) AND NOT i.indisvalid
+\\gexec
 """
 )
 #: A batched statement as one DO block that commits after every batch (DO may

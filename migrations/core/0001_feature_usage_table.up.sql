@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS feature_gates_adopted_tables (
 -- can work with; otherwise stop before anything changes.
 DO $$
 DECLARE
-    v_table regclass := to_regclass('feature_usage');
+    v_table regclass := to_regclass(format('%I.feature_usage', current_schema()));
     v_problems text[] := '{}';
     v_column record;
 BEGIN
@@ -25,7 +25,7 @@ BEGIN
     IF v_table IS NULL OR EXISTS (
         SELECT 1 FROM pg_attribute a
         WHERE a.attrelid = v_table AND a.attname = 'user_id'
-          AND a.atttypid = to_regtype('feature_usage_user_id')) THEN
+          AND a.atttypid = to_regtype(format('%I.feature_usage_user_id', current_schema()))) THEN
         RETURN;
     END IF;
     FOR v_column IN
@@ -71,12 +71,12 @@ DECLARE
     v_existing text;
     v_type text;
 BEGIN
-    IF to_regtype('feature_usage_user_id') IS NOT NULL THEN
+    IF to_regtype(format('%I.feature_usage_user_id', current_schema())) IS NOT NULL THEN
         RETURN;
     END IF;
     SELECT format_type(a.atttypid, NULL) INTO v_existing
     FROM pg_attribute a
-    WHERE a.attrelid = to_regclass('feature_usage') AND a.attname = 'user_id'
+    WHERE a.attrelid = to_regclass(format('%I.feature_usage', current_schema())) AND a.attname = 'user_id'
       AND NOT a.attisdropped;
     v_type := coalesce(v_existing, nullif(current_setting('feature_gates.user_id_type', true), ''),
                        'bigint');
@@ -100,6 +100,9 @@ CREATE TABLE IF NOT EXISTS feature_usage (
 
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+
+-- (Objects are looked up in the feature-gates schema, the first of the
+-- search_path, never in another schema the search_path also holds.)
 
 -- NOT VALID: existing rows are not scanned while the lock is held; a later
 -- migration validates them under a lock that lets writes go on.
