@@ -13,12 +13,15 @@ Each command is a thin wrapper over a function of :mod:`feature_gates.migrate`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace
+from typing import Any
 
 import click
 import psycopg
@@ -150,6 +153,28 @@ def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> 
     ctx.obj = command_context
 
 
+def _command_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Pass the :class:`CommandContext`, and accept ``--set`` after the command
+    name too (``feature-gates migrate --set counters``)."""
+
+    @functools.wraps(f)
+    def command(
+        obj: CommandContext, *args: Any, command_sets: tuple[str, ...], **kwargs: Any
+    ) -> None:
+        if command_sets:
+            with obj.errors():
+                obj.settings = replace(obj.settings, sets=command_sets)
+        f(obj, *args, **kwargs)
+
+    return click.option(
+        "--set",
+        "command_sets",
+        multiple=True,
+        metavar="NAME",
+        help="A migration set to work on (repeatable); same as the group's --set.",
+    )(click.pass_obj(command))  # type: ignore[arg-type]
+
+
 def _describe(migration: Migration) -> str:
     kinds = sorted({step.kind for step in migration.up_steps})
     how = "one transaction" if kinds == ["transaction"] else "statement by statement"
@@ -163,7 +188,7 @@ def _describe(migration: Migration) -> str:
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
 @click.option("--sql", "as_sql", is_flag=True, help="Print a psql script instead; change nothing.")
-@click.pass_obj
+@_command_options
 def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
     """Apply every pending migration."""
     if dry_run and as_sql:
@@ -190,7 +215,7 @@ def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
 @click.option(
     "--check", is_flag=True, help="Exit 1 when a migration is pending or a file was changed."
 )
-@click.pass_obj
+@_command_options
 def status(obj: CommandContext, check: bool) -> None:
     """Show applied and pending migrations per set."""
     with obj.errors():
@@ -209,7 +234,7 @@ def status(obj: CommandContext, check: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Roll back every applied migration.")
 @click.option("--dry-run", is_flag=True, help="Show what would be rolled back; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.pass_obj
+@_command_options
 def rollback(
     obj: CommandContext, to: str | None, everything: bool, dry_run: bool, yes: bool
 ) -> None:
@@ -243,7 +268,7 @@ def _show_rollback(targets: list[Migration], verb: str) -> None:
 
 
 @cli.command()
-@click.pass_obj
+@_command_options
 def verify(obj: CommandContext) -> None:
     """Audit the database: counters vs truth, indexes valid, functions present."""
     with obj.errors():
@@ -258,7 +283,7 @@ def verify(obj: CommandContext) -> None:
 
 @cli.command("repair-counters")
 @click.option("--dry-run", is_flag=True, help="Count the drifted rows; change nothing.")
-@click.pass_obj
+@_command_options
 def repair_counters(obj: CommandContext, dry_run: bool) -> None:
     """Recompute drifted counter columns, in batches."""
     with obj.errors():
@@ -276,7 +301,7 @@ def repair_counters(obj: CommandContext, dry_run: bool) -> None:
     show_default=True,
     help="Months kept in feature_usage besides the current one.",
 )
-@click.pass_obj
+@_command_options
 def archive(obj: CommandContext, keep_months: int) -> None:
     """Move old usage rows into feature_usage_archive (for cron)."""
     with obj.errors():
@@ -288,7 +313,7 @@ def archive(obj: CommandContext, keep_months: int) -> None:
 
 
 @cli.command()
-@click.pass_obj
+@_command_options
 def refresh(obj: CommandContext) -> None:
     """Refresh the feature_usage_summary view (for cron)."""
     with obj.errors():

@@ -62,6 +62,12 @@ def test_sets_are_chosen_with_set(run, app_url):
     assert "applied counters/0003_counter_indexes" in result.output
     result = run("--database-url", app_url, "--set", "counters", "status")
     assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 3
+    # After the command name too, as deploy scripts tend to write it.
+    result = run("--database-url", app_url, "status", "--set", "counters", "--check")
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) == 3
+    result = run("--database-url", app_url, "status", "--set", "nope")
+    assert "Error: unknown migration set 'nope'" in result.output
 
 
 def test_migrate_sql_prints_a_script_and_changes_nothing(run, empty_url):
