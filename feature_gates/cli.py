@@ -240,12 +240,19 @@ def rollback(
 ) -> None:
     """Run rollback files, newest first (the last migration unless --to or --all)."""
 
+    declined = False
+
     def confirm(targets: list[Migration]) -> bool:
+        nonlocal declined
         _show_rollback(targets, "will roll back")
-        return yes or click.confirm(
-            f"Roll back {len(targets)} migration(s), losing the data described above?",
-            default=False,
+        declined = not (
+            yes
+            or click.confirm(
+                f"Roll back {len(targets)} migration(s), losing the data described above?",
+                default=False,
+            )
         )
+        return not declined
 
     with obj.errors():
         url = obj.require_url()
@@ -259,7 +266,7 @@ def rollback(
             for migration in targets:
                 click.echo(f"rolled back {migration.label}")
     if not targets:
-        click.echo("nothing to roll back" if dry_run or yes else "nothing rolled back")
+        click.echo("nothing rolled back" if declined else "nothing to roll back")
 
 
 def _show_rollback(targets: list[Migration], verb: str) -> None:

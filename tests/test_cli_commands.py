@@ -124,6 +124,7 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     assert result.output.splitlines()[-1] == "rolled back core/0001_feature_usage_table"
     assert applied_migrations(url) == []
     assert run("--database-url", url, "rollback", "--yes").output.strip() == "nothing to roll back"
+    assert run("--database-url", url, "rollback").output.strip() == "nothing to roll back"
 
 
 def test_verify_and_repair_counters(run, app_url):

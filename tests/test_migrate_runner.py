@@ -98,6 +98,20 @@ def test_a_migration_without_its_rollback_file_is_refused(tmp_path):
         load_set("app", tmp_path)
 
 
+def test_a_concurrent_build_in_a_transactional_file_is_refused_before_it_runs(tmp_path):
+    (tmp_path / "0001_a.up.sql").write_text(
+        "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n"
+    )
+    (tmp_path / "0001_a.down.sql").write_text("DROP TABLE t;\n")
+    with pytest.raises(
+        MigrationError,
+        match=r"app/0001_a.up.sql has a statement that cannot run in a transaction "
+        r"\(CREATE INDEX CONCURRENTLY t_a ON t \(a\)...\); put '-- feature-gates: "
+        "no-transaction' on the file's first line",
+    ):
+        load_set("app", tmp_path)
+
+
 def test_an_unknown_set_names_the_setting():
     with pytest.raises(MigrationError, match="FEATURE_GATES_MIGRATION_FOLDERS"):
         MigrationSettings(sets=("nope",)).load()

@@ -49,7 +49,7 @@ BUNDLED_SETS = ("core", "counters")
 
 _FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
 _DIRECTIVE = re.compile(r"^\s*--\s*feature-gates:\s*(?P<name>[a-z-]+)\s*$", re.MULTILINE)
-_CONCURRENT = re.compile(
+_CONCURRENTLY = re.compile(
     r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\w+)\s+CONCURRENTLY\b",
     re.IGNORECASE,
 )
@@ -104,7 +104,7 @@ def steps(sql: str) -> list[Step]:
     for statement in split_statements(sql):
         if "batched" in directives(statement):
             result.append(Step("batched", statement))
-        elif _CONCURRENT.match(_code(statement)):
+        elif _CONCURRENTLY.match(_code(statement)):
             result.append(Step("concurrent", statement))
         else:
             result.append(Step("statement", statement))
@@ -160,6 +160,20 @@ class Migration:
     def rollback_effect(self) -> str:
         """What rolling this migration back does, from the down file's header."""
         return description(self.down_sql) or "no description in the rollback file"
+
+
+def _check_directives(label: str, sql: str) -> None:
+    """Refuse, before anything runs, a file whose statements need the
+    no-transaction directive it lacks."""
+    if "no-transaction" in directives(sql):
+        return
+    for statement in split_statements(sql):
+        if _CONCURRENTLY.match(_code(statement)) or "batched" in directives(statement):
+            raise MigrationError(
+                f"{label} has a statement that cannot run in a transaction "
+                f"({_code(statement).split(chr(10))[0][:60]}...); put "
+                "'-- feature-gates: no-transaction' on the file's first line"
+            )
 
 
 def checksum(sql: str) -> str:
@@ -219,7 +233,10 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
                 f"{set_name}/{version}_{name}.up.sql has no matching "
                 f"{version}_{name}.down.sql; every migration needs a rollback file"
             )
-        migrations.append(Migration(set_name, version, name, up_sql, down_sql))
+        migration = Migration(set_name, version, name, up_sql, down_sql)
+        _check_directives(migration.label + ".up.sql", up_sql)
+        _check_directives(migration.label + ".down.sql", down_sql)
+        migrations.append(migration)
     if downs:
         raise MigrationError(
             f"set {set_name!r} has rollback files without a migration: "
