@@ -328,6 +328,10 @@ def refresh(obj: CommandContext) -> None:
     click.echo(f"refreshed feature_usage_summary: {rows} rows")
 
 
+# Reports that need the plan catalogue (usage, routes) join this group as
+# further @cli.command()s, reading the database and settings from CommandContext.
+
+
 def main() -> None:
     """Entry point of the ``feature-gates`` console script."""
     cli(prog_name="feature-gates")

@@ -104,5 +104,7 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
 
 def _statement(body: str) -> str:
     body = body.strip()
-    # On a line of its own: the file may end with a comment.
-    return body + ("\n" if body.endswith(";") else "\n;\n")
+    if body.endswith(";"):
+        return body + "\n"
+    # On a line of its own when the last line holds a comment.
+    return body + ("\n;\n" if "--" in body.rsplit("\n", 1)[-1] else ";\n")

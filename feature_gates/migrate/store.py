@@ -186,7 +186,9 @@ DECLARE
     v_scanned bigint;
 BEGIN
     LOOP
-        SELECT s.scanned INTO v_scanned FROM ({statement}) AS s;
+        SELECT s.scanned INTO v_scanned FROM (
+{statement}
+        ) AS s;
         EXIT WHEN coalesce(v_scanned, 0) = 0;
         COMMIT;
     END LOOP;
