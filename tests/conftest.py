@@ -16,3 +16,12 @@ def db(feature_gates_database_url: str):
     """An autocommit connection to the test's fresh, migrated database."""
     with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def empty_url(feature_gates_databases):
+    """A fresh database with nothing migrated: the state of an application's
+    database before its first `feature-gates migrate`."""
+    url = feature_gates_databases.create(None)
+    yield url
+    feature_gates_databases.drop(url)
