@@ -75,6 +75,8 @@ class GatesState:
             self.close()
         except FlushTimeout as exc:
             logger.error("usage lost at exit: %s", exc)
+        except Exception:  # an exit handler must not raise
+            logger.exception("closing feature-gates at exit failed")
 
 
 class FeatureGates:

@@ -14,6 +14,7 @@ from datetime import timezone
 import pytest
 
 from feature_gates.pool import LazyPool
+from feature_gates.usage import tracker as tracker_module
 from feature_gates.usage.tracker import UsageTracker
 
 
@@ -111,6 +112,18 @@ def test_the_period_is_fixed_when_tracking_not_when_writing(make_tracker, db):
 
     assert counts(db, date(2026, 10, 1)) == {(1, "route_analysis"): 5}
     assert counts(db, date(2026, 11, 1)) == {(1, "route_analysis"): 2}
+
+
+def test_the_system_clock_turns_the_month_at_midnight_utc(make_tracker, db, monkeypatch):
+    tracker = make_tracker(flush_interval=3600)
+    last_second = datetime(2026, 10, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp()
+    for moment in (last_second, last_second + 0.001, last_second):
+        with monkeypatch.context() as patch:
+            patch.setattr(tracker_module.time, "time", lambda moment=moment: moment)
+            tracker.track(1, "route_analysis")
+    tracker.flush(timeout=30)
+    assert counts(db, date(2026, 10, 1)) == {(1, "route_analysis"): 2}
+    assert counts(db, date(2026, 11, 1)) == {(1, "route_analysis"): 1}
 
 
 def test_sync_mode_writes_before_track_returns(make_tracker, db):

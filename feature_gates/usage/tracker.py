@@ -230,6 +230,8 @@ class UsageTracker:
         self._emit = emit
         self._closed = False
         self._known_features: set[str] = set()
+        #: The current month: (first second, first second of the next, its date).
+        self._month: tuple[float, float, date] = (0.0, 0.0, date.min)
         self._reset()
         _trackers.add(self)
 
@@ -296,48 +298,83 @@ class UsageTracker:
             self._check_feature(feature)
         if user_id is None:
             raise ValueError("user_id must not be None")
+        period = self._period()
         if idempotency_key is not None:
-            _check_idempotency_key(idempotency_key)
-        period = month_start(self.clock())
+            self._track_once(user_id, feature, amount, period, idempotency_key)
+            return
+        key = (user_id, feature, period)
         with self._lock:
-            self._tracked += amount
-            if idempotency_key is None:
-                key = (user_id, feature, period)
-                count = self._pending.get(key)
-                if count is not None:
-                    self._pending[key] = count + amount
-                    kept = True
-                elif len(self._pending) + len(self._once) < self.max_pending_keys:
-                    self._pending[key] = amount
-                    kept = True
-                else:
-                    kept = False
-            else:
-                once = (user_id, feature, idempotency_key)
-                if once in self._once:
-                    self._duplicates += amount
-                    return
-                kept = len(self._pending) + len(self._once) < self.max_pending_keys
-                if kept:
-                    self._once[once] = (period, amount)
+            pending = self._pending
+            count = pending.get(key)
+            kept = count is not None or len(pending) + len(self._once) < self.max_pending_keys
             if kept:
+                pending[key] = amount if count is None else count + amount
+                self._tracked += amount
                 self._pending_amount += amount
-                size = len(self._pending) + len(self._once)
+                size = len(pending)
             else:
-                self._dropped += amount
-                dropped = self._dropped
-                first_drop = self._dropped_before_overflow is None
-                if first_drop:
-                    self._dropped_before_overflow = dropped - amount
-        if not kept:
-            self._report_drop(user_id, feature, amount, period, dropped, first_drop)
-        elif self.mode == "sync":
-            self._attempt(self.pool.timeout)
+                dropped, first = self._overflow(amount)
+        if kept:
+            self._tracked_one(size)
         else:
-            if self._writer is None:
-                self._start_writer()
-            if size >= self.flush_max_keys:
-                self._wake.set()
+            self._report_drop(user_id, feature, amount, period, dropped, first)
+
+    def _track_once(
+        self, user_id: UserId, feature: str, amount: int, period: date, idempotency_key: str
+    ) -> None:
+        _check_idempotency_key(idempotency_key)
+        once = (user_id, feature, idempotency_key)
+        with self._lock:
+            if once in self._once:
+                self._tracked += amount
+                self._duplicates += amount
+                return
+            kept = len(self._pending) + len(self._once) < self.max_pending_keys
+            if kept:
+                self._once[once] = (period, amount)
+                self._tracked += amount
+                self._pending_amount += amount
+                size = len(self._once)
+            else:
+                dropped, first = self._overflow(amount)
+        if kept:
+            self._tracked_one(size)
+        else:
+            self._report_drop(user_id, feature, amount, period, dropped, first)
+
+    def _overflow(self, amount: int) -> tuple[int, bool]:
+        """Count ``amount`` as dropped (under the lock): the running total, and
+        whether this drop starts an overflow."""
+        self._tracked += amount
+        self._dropped += amount
+        first = self._dropped_before_overflow is None
+        if first:
+            self._dropped_before_overflow = self._dropped - amount
+        return self._dropped, first
+
+    def _tracked_one(self, size: int) -> None:
+        if self.mode == "sync" or self._closed:
+            # Closed: no writer thread any more, and no exit flush to come.
+            self._attempt(self.pool.timeout)
+            return
+        if self._writer is None:
+            self._start_writer()
+        if size >= self.flush_max_keys:
+            self._wake.set()
+
+    def _period(self) -> date:
+        """The period of a use happening now (by :attr:`clock`)."""
+        if self.clock is not utc_now:
+            return month_start(self.clock())
+        # The system clock: a float comparison instead of a datetime per call.
+        now = time.time()
+        begins, ends, period = self._month
+        if begins <= now < ends:
+            return period
+        period = month_start(datetime.fromtimestamp(now, timezone.utc))
+        following = date(period.year + period.month // 12, period.month % 12 + 1, 1)
+        self._month = (_timestamp(period), _timestamp(following), period)
+        return period
 
     def _check_feature(self, feature: str) -> None:
         if not isinstance(feature, str) or not _FEATURE_NAME.fullmatch(feature):
@@ -716,6 +753,10 @@ class UsageTracker:
                 self._emit(name, **data)
             except Exception:
                 logger.exception("a receiver of the %r signal failed", name)
+
+
+def _timestamp(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
 
 
 def _checked_amount(amount: Any) -> int:

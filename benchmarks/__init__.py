@@ -1,0 +1,1 @@
+"""Benchmarks of feature-gates: python -m benchmarks."""
