@@ -21,9 +21,11 @@ def totals(url):
     return {(user_id, feature): count for user_id, feature, count in rows}
 
 
-def test_a_process_that_exits_normally_writes_what_it_tracked(feature_gates_database_url):
-    # The writer would wait an hour: only the exit flush can write the second part,
-    # and the first part opened the pool, so both ways to the database are used.
+def run_app_script(url, body):
+    """Run ``body`` in a new interpreter, in the context of an app tracking into ``url``.
+
+    The writer would wait an hour: only the exit flush can write what is pending.
+    """
     script = textwrap.dedent(
         f"""
         from flask import Flask
@@ -31,21 +33,32 @@ def test_a_process_that_exits_normally_writes_what_it_tracked(feature_gates_data
 
         app = Flask("exit_flush")
         app.config.update(
-            FEATURE_GATES_DATABASE_URL={feature_gates_database_url!r},
+            FEATURE_GATES_DATABASE_URL={url!r},
             FEATURE_GATES_FLUSH_INTERVAL=3600,
         )
         gates = FeatureGates(app)
+        state = app.extensions["feature_gates"]
         with app.app_context():
-            for n in range(100):
-                gates.track(n % 10, "exports")
-            gates.flush(timeout=60)
-            for n in range(150):
-                gates.track(n % 10, "exports")
-            gates.track(99, "imports", 7)
-            assert gates.tracking_stats().pending == 157
         """
     )
+    script += textwrap.indent(textwrap.dedent(body), "    ")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_a_process_that_exits_normally_writes_what_it_tracked(feature_gates_database_url):
+    # The first part opens the pool, so the exit flush goes through it.
+    run_app_script(
+        feature_gates_database_url,
+        """
+        for n in range(100):
+            gates.track(n % 10, "exports")
+        gates.flush(timeout=60)
+        for n in range(150):
+            gates.track(n % 10, "exports")
+        gates.track(99, "imports", 7)
+        assert gates.tracking_stats().pending == 157
+        """,
+    )
     expected = {(n, "exports"): 25 for n in range(10)}
     expected[(99, "imports")] = 7
     assert totals(feature_gates_database_url) == expected
@@ -53,23 +66,13 @@ def test_a_process_that_exits_normally_writes_what_it_tracked(feature_gates_data
 
 def test_the_exit_flush_works_without_an_opened_pool(feature_gates_database_url):
     # Python 3.12 refuses new threads at exit, which a pool opened then would start.
-    script = textwrap.dedent(
-        f"""
-        from flask import Flask
-        from feature_gates import FeatureGates
-
-        app = Flask("exit_flush")
-        app.config.update(
-            FEATURE_GATES_DATABASE_URL={feature_gates_database_url!r},
-            FEATURE_GATES_FLUSH_INTERVAL=3600,
-        )
-        gates = FeatureGates(app)
-        with app.app_context():
-            gates.track(1, "exports", 5)
-        assert not app.extensions["feature_gates"].pool.opened
+    run_app_script(
+        feature_gates_database_url,
         """
+        gates.track(1, "exports", 5)
+        assert not state.pool.opened
+        """,
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert totals(feature_gates_database_url) == {(1, "exports"): 5}
 
 

@@ -304,12 +304,12 @@ class UsageTracker:
             return
         key = (user_id, feature, period)
         with self._lock:
+            self._tracked += amount
             pending = self._pending
             count = pending.get(key)
             kept = count is not None or len(pending) + len(self._once) < self.max_pending_keys
             if kept:
                 pending[key] = amount if count is None else count + amount
-                self._tracked += amount
                 self._pending_amount += amount
                 size = len(pending)
             else:
@@ -325,14 +325,13 @@ class UsageTracker:
         _check_idempotency_key(idempotency_key)
         once = (user_id, feature, idempotency_key)
         with self._lock:
+            self._tracked += amount
             if once in self._once:
-                self._tracked += amount
                 self._duplicates += amount
                 return
             kept = len(self._pending) + len(self._once) < self.max_pending_keys
             if kept:
                 self._once[once] = (period, amount)
-                self._tracked += amount
                 self._pending_amount += amount
                 size = len(self._once)
             else:
@@ -345,7 +344,6 @@ class UsageTracker:
     def _overflow(self, amount: int) -> tuple[int, bool]:
         """Count ``amount`` as dropped (under the lock): the running total, and
         whether this drop starts an overflow."""
-        self._tracked += amount
         self._dropped += amount
         first = self._dropped_before_overflow is None
         if first:

@@ -65,33 +65,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    IF p_idempotency_keys IS NULL THEN
-        RETURN QUERY
-        WITH summed AS (
-            SELECT u.user_id, u.feature, u.period_start, sum(u.increment)::bigint AS increment
-            FROM unnest(p_user_ids, p_features, p_period_starts, p_increments)
-                 AS u(user_id, feature, period_start, increment)
-            GROUP BY u.user_id, u.feature, u.period_start
-        ), written AS (
-            INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
-            SELECT s.user_id, s.feature, s.period_start, s.increment
-            FROM summed s
-            ORDER BY s.user_id, s.feature, s.period_start
-            ON CONFLICT (user_id, feature, period_start) DO UPDATE
-                SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count,
-                    updated_at = now()
-            RETURNING fu.user_id, fu.feature, fu.period_start, fu.usage_count::bigint AS usage_count
-        )
-        SELECT w.user_id, w.feature, w.period_start, s.increment, w.usage_count
-        FROM written w
-        JOIN summed s USING (user_id, feature, period_start);
-        RETURN;
-    END IF;
-
     RETURN QUERY
     WITH input AS (
         SELECT u.*
-        FROM unnest(p_user_ids, p_features, p_period_starts, p_increments, p_idempotency_keys)
+        FROM unnest(p_user_ids, p_features, p_period_starts, p_increments,
+                    coalesce(p_idempotency_keys, '{}'))
              WITH ORDINALITY AS u(user_id, feature, period_start, increment, idempotency_key, ord)
     ), keyed AS (
         -- A key given twice in one call counts once: its first row.
