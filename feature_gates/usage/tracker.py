@@ -357,7 +357,7 @@ class UsageTracker:
             return
         if self._writer is None:
             self._start_writer()
-        if size >= self.flush_max_keys:
+        if size >= self.flush_max_keys and not self._wake.is_set():
             self._wake.set()
 
     def _period(self) -> date:
