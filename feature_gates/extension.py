@@ -7,7 +7,6 @@ so one :class:`FeatureGates` can serve several applications (factories, tests).
 from __future__ import annotations
 
 import atexit
-import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,7 +22,6 @@ from .pool import LazyPool
 from .signals import _signals
 from .usage import store
 from .usage.tracker import Clock
-from .usage.tracker import FlushTimeout
 from .usage.tracker import TrackingStats
 from .usage.tracker import UsageTracker
 from .usage.tracker import month_start
@@ -32,8 +30,6 @@ from .usage.tracker import utc_now
 __all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState"]
 
 EXTENSION_KEY = "feature_gates"
-
-logger = logging.getLogger("feature_gates")
 
 
 @dataclass
@@ -71,12 +67,9 @@ class GatesState:
 
     def close_at_exit(self) -> None:
         """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
-        try:
-            self.close()
-        except FlushTimeout as exc:
-            logger.error("usage lost at exit: %s", exc)
-        except Exception:  # an exit handler must not raise
-            logger.exception("closing feature-gates at exit failed")
+        atexit.unregister(self.close_at_exit)
+        self.tracker.close_at_exit(self.settings.shutdown_flush_timeout)
+        self.pool.close()
 
 
 class FeatureGates:

@@ -445,7 +445,9 @@ class UsageTracker:
         if lock_timeout is None:
             self._write_lock.acquire()
         elif not self._write_lock.acquire(timeout=max(lock_timeout, 0.0)):
-            return TimeoutError("another write of pending usage is still running")
+            return TimeoutError(
+                self._last_error or "another write of the pending usage is still running"
+            )
         signals: list[tuple[str, dict[str, Any]]] = []
         error: BaseException | None = None
         try:
@@ -721,6 +723,15 @@ class UsageTracker:
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout)
         self.flush(timeout)
+
+    def close_at_exit(self, timeout: float) -> None:
+        """:meth:`close` for an exit handler: what cannot be written is logged as lost."""
+        try:
+            self.close(timeout)
+        except FlushTimeout as exc:
+            logger.error("usage lost at exit: %s", exc)
+        except Exception:  # an exit handler must not raise
+            logger.exception("the last write of usage failed; what was pending is lost")
 
     def stats(self) -> TrackingStats:
         with self._lock:
