@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -28,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
+
+logger = logging.getLogger("feature_gates.pgserver")
 
 __all__ = ["LocalPostgres", "PostgresNotFound", "find_bindir"]
 
@@ -196,8 +199,14 @@ class LocalPostgres:
         if self._account is not None:
             for folder in (self._scratch, self._socket_dir, self._data_dir):
                 os.chown(folder, self._account.pw_uid, self._account.pw_gid)
-            _open_path_for(self.bindir / "postgres")
-            _open_path_for(self._data_dir)
+            opened = _open_path_for(self.bindir / "postgres") + _open_path_for(self._data_dir)
+            if opened:
+                logger.warning(
+                    "gave other accounts search (x) permission on %s so that PostgreSQL, "
+                    "running as %r, can reach its binaries and data",
+                    ", ".join(map(str, opened)),
+                    self._account.pw_name,
+                )
         if not (self._data_dir / "PG_VERSION").exists():
             self._initdb()
 

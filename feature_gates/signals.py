@@ -1,11 +1,15 @@
 """Signals sent by feature-gates, for metrics, alerts and audit logs.
 
 Each signal's sender is the real application object; its data comes as keyword
-arguments. Receivers of ``usage-recorded``, ``tracking-failed``, ``usage-dropped``
-(and of the storage signals when the tracker notices an outage) run in the
-thread that wrote: the background writer's, or the one calling ``flush()`` (or
-``track()`` in sync mode); ``usage-dropped`` for a full map runs in the thread
-calling ``track()``. Keep them quick and do not rely on request globals there.
+arguments. ``access-denied`` and ``limit-exceeded`` are sent from the request's
+thread, inside the request (``request``, ``g`` and ``current_app`` work), before
+the denial is raised. ``usage-recorded``, ``tracking-failed`` and ``usage-dropped``
+are sent from the thread that wrote tracked usage: the background writer's, or the
+one calling ``flush()`` (the request's thread when ``FEATURE_GATES_TRACKING =
+"sync"``); ``usage-dropped`` for a full map comes from the thread calling
+``track()``. Keep those receivers quick and do not rely on request globals there.
+``storage-unavailable`` and ``storage-recovered`` come from whichever noticed: a
+request's metered check, or the tracker's writer.
 
 .. code-block:: python
 
@@ -33,12 +37,13 @@ __all__ = [
 # Only for the signals of feature-gates itself.
 _signals = Namespace()
 
-#: A gate refused a request. Data: ``feature``, ``subject``, ``reason``
-#: (``"anonymous"``, ``"not-entitled"``, ``"tier"`` or ``"limit"``).
+#: A gate refused a request. Data: ``feature``, ``subject`` (None when anonymous),
+#: ``reason`` (``"anonymous"``, ``"not-entitled"``, ``"tier"``, ``"limit"`` or
+#: ``"unavailable"``) and ``denial`` (the :class:`~feature_gates.FeatureDenied`).
 access_denied = _signals.signal("access-denied")
 
 #: A limit refused a request (sent after ``access-denied``). Data: ``feature``,
-#: ``subject``, ``limit``, ``used``.
+#: ``subject``, ``limit``, ``used`` and ``denial``.
 limit_exceeded = _signals.signal("limit-exceeded")
 
 #: Usage reached the database. Data: ``user_id``, ``feature``, ``amount``,
@@ -59,8 +64,8 @@ tracking_failed = _signals.signal("tracking-failed")
 #: sent from the writer).
 usage_dropped = _signals.signal("usage-dropped")
 
-#: The database stopped answering. Data: ``error``.
+#: The database stopped answering (sent once per outage). Data: ``error``.
 storage_unavailable = _signals.signal("storage-unavailable")
 
-#: The database answers again after an outage. Data: ``outage_seconds``.
+#: The database answers again after an outage (sent once). Data: ``outage_seconds``.
 storage_recovered = _signals.signal("storage-recovered")

@@ -261,6 +261,8 @@ class UsageTracker:
         self._retry_in = 0.0
         self._unavailable_since: datetime | None = None
         self._unavailable_at = 0.0
+        # storage-unavailable was sent: the database itself did not answer.
+        self._storage_down = False
 
     def _after_fork(self) -> None:
         # The child's copy of the map belongs to the parent, which writes it; the
@@ -649,9 +651,11 @@ class UsageTracker:
                 self._last_error,
                 _hint(error),
             )
-            signals.append(("storage-unavailable", {"error": error}))
         else:
             logger.debug("usage writes still failing: %s", self._last_error)
+        if not self._storage_down and isinstance(error, (psycopg.OperationalError, OSError)):
+            self._storage_down = True
+            signals.append(("storage-unavailable", {"error": error}))
         signals.append(
             (
                 "tracking-failed",
@@ -671,7 +675,9 @@ class UsageTracker:
             outage = time.monotonic() - self._unavailable_at
             self._unavailable_since = None
             logger.warning("usage writes succeed again after %.1f s; nothing was lost", outage)
-            signals.append(("storage-recovered", {"outage_seconds": outage}))
+            if self._storage_down:
+                self._storage_down = False
+                signals.append(("storage-recovered", {"outage_seconds": outage}))
         with self._lock:
             dropped_before = self._dropped_before_overflow
             room = len(self._pending) + len(self._once) < self.max_pending_keys
