@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
+from functools import partial
 from typing import Any
 from typing import TypeVar
 
@@ -111,9 +112,25 @@ class GatesState:
         """Send the signal ``name`` with this application as sender."""
         _signals.signal(name).send(self.app, **data)
 
-    def close(self) -> None:
-        """Write pending usage and close the pool (interpreter exit, tests)."""
-        self.tracker.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Write pending usage, stop the writer and close the pool (teardown, tests).
+
+        Waits at most ``timeout`` seconds (FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT by
+        default) for the database; raises :class:`~feature_gates.usage.tracker.FlushTimeout`
+        when usage is still pending then.
+        """
+        atexit.unregister(self.close_at_exit)
+        if timeout is None:
+            timeout = self.settings.shutdown_flush_timeout
+        try:
+            self.tracker.close(timeout)
+        finally:
+            self.pool.close()
+
+    def close_at_exit(self) -> None:
+        """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
+        atexit.unregister(self.close_at_exit)
+        self.tracker.close_at_exit(self.settings.shutdown_flush_timeout)
         self.pool.close()
 
 
@@ -159,8 +176,9 @@ class FeatureGates:
             flush_interval=settings.flush_interval,
             flush_max_keys=settings.flush_max_keys,
             max_pending_keys=settings.max_pending_keys,
+            max_backoff=settings.flush_max_backoff,
             clock=self.clock,
-            emit=state.emit,
+            emit=partial(_tracker_event, state),
         )
         _check_views(app, state)
         app.extensions[EXTENSION_KEY] = state
@@ -170,7 +188,7 @@ class FeatureGates:
         app.add_template_global(self.feature_remaining, "feature_remaining")
         if settings.command_name:
             app.cli.add_command(cli, settings.command_name)
-        atexit.register(state.close)
+        atexit.register(state.close_at_exit)
 
     def _state(self, app: Flask | None = None) -> GatesState:
         if app is None:
@@ -329,17 +347,39 @@ class FeatureGates:
 
     # -- usage tracking -----------------------------------------------------------
 
-    def track(self, user_id: Any, feature: str, amount: int = 1) -> None:
-        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once."""
-        self._state().tracker.track(user_id, feature, amount)
+    def track(
+        self, user_id: Any, feature: str, amount: int = 1, *, idempotency_key: str | None = None
+    ) -> None:
+        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once.
+
+        The period is the current calendar month (UTC), fixed now, not when the
+        background writer sends it. With ``idempotency_key``, the uses count once
+        for that user, feature and key (a retried job), within the retention of
+        ``prune_feature_usage_idempotency``. See docs/tracking.md.
+        """
+        self._state().tracker.track(user_id, feature, amount, idempotency_key=idempotency_key)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write all pending usage; returns when it is in the database."""
+        """Write all usage tracked so far; returns when it is in the database.
+
+        :raises FlushTimeout: after ``timeout`` seconds, saying how much is still
+            pending (it stays pending and is retried).
+        """
         self._state().tracker.flush(timeout)
 
     def tracking_stats(self) -> TrackingStats:
-        """Counters of the tracker: tracked, written, pending, batches, retries, dropped."""
+        """This process's tracker counters: tracked, written, pending, batches, retries,
+        dropped, rejected, duplicates, last error, last flush time."""
         return self._state().tracker.stats()
+
+    def close(self, app: Flask | None = None, timeout: float | None = None) -> None:
+        """Write pending usage, stop the writer thread and close the pool of ``app``.
+
+        For the teardown of an application (tests, factories); interpreter exit
+        does the same by itself. ``timeout`` defaults to
+        FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT.
+        """
+        self._state(app).close(timeout)
 
     def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
         """``user_id``'s recorded usage of ``feature`` in ``period`` (this month by default).
@@ -369,3 +409,14 @@ def _check_views(app: Flask, state: GatesState) -> None:
                 gate.validate(rule, state)
             except ConfigError as exc:
                 raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None
+
+
+def _tracker_event(state: GatesState, name: str, **data: Any) -> None:
+    """Send a signal of the tracker. Its outage reports go through the gates' storage
+    health, so that an outage noticed by both is signalled once."""
+    if name == "storage-unavailable":
+        state.storage.failed(data["error"])
+    elif name == "storage-recovered":
+        state.storage.succeeded()
+    else:
+        state.emit(name, **data)

@@ -4,10 +4,12 @@ Each signal's sender is the real application object; its data comes as keyword
 arguments. ``access-denied`` and ``limit-exceeded`` are sent from the request's
 thread, inside the request (``request``, ``g`` and ``current_app`` work), before
 the denial is raised. ``usage-recorded``, ``tracking-failed`` and ``usage-dropped``
-are sent from the background writer's thread (or from the request's thread when
-``FEATURE_GATES_TRACKING = "sync"``): keep those receivers quick and do not rely on
-request globals there. ``storage-unavailable`` and ``storage-recovered`` come from
-whichever thread first noticed: usually a request's metered check.
+are sent from the thread that wrote tracked usage: the background writer's, or the
+one calling ``flush()`` (the request's thread when ``FEATURE_GATES_TRACKING =
+"sync"``); ``usage-dropped`` for a full map comes from the thread calling
+``track()``. Keep those receivers quick and do not rely on request globals there.
+``storage-unavailable`` and ``storage-recovered`` come from whichever noticed: a
+request's metered check, or the tracker's writer.
 
 .. code-block:: python
 
@@ -45,15 +47,21 @@ access_denied = _signals.signal("access-denied")
 limit_exceeded = _signals.signal("limit-exceeded")
 
 #: Usage reached the database. Data: ``user_id``, ``feature``, ``amount``,
-#: ``period_start``, ``count`` (the new total for that period).
+#: ``period_start``, ``count`` (the new total for that period). One per key
+#: written, sent by the writer after each batch.
 usage_recorded = _signals.signal("usage-recorded")
 
-#: A background write failed; the increments are kept and retried. Data:
-#: ``error``, ``pending`` (keys waiting), ``retry_in`` (seconds).
+#: A write of tracked usage failed; the uses are kept and retried. Data:
+#: ``error``, ``pending`` (uses waiting), ``pending_keys`` (keys waiting),
+#: ``retry_in`` (seconds until the next background attempt).
 tracking_failed = _signals.signal("tracking-failed")
 
-#: The pending map was full: increments for new keys were not kept. Data:
-#: ``user_id``, ``feature``, ``amount``, ``dropped`` (the running total).
+#: Tracked usage was not recorded. Data: ``user_id``, ``feature``, ``amount``,
+#: ``period_start``, ``dropped`` (the running total of uses dropped because the
+#: map was full), ``reason`` and ``error``. ``reason`` is ``"full"`` (the pending
+#: map held FEATURE_GATES_MAX_PENDING_KEYS keys; sent from the thread that called
+#: ``track()``) or ``"rejected"`` (the database refused the use, ``error`` says why;
+#: sent from the writer).
 usage_dropped = _signals.signal("usage-dropped")
 
 #: The database stopped answering (sent once per outage). Data: ``error``.
