@@ -7,10 +7,13 @@ Two ways in, one group:
 * the ``feature-gates`` console script, for deploy pipelines and cron: the
   database comes from ``--database-url`` (or ``DATABASE_URL``) and the sets from
   ``--set``.
+
+Each command is a thin wrapper over a function of :mod:`feature_gates.migrate`.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +23,10 @@ from dataclasses import replace
 import click
 import psycopg
 
+from . import migrate as runner
+from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
-from .migrate import migrate as run_migrate
-from .migrate import status as run_status
 
 __all__ = ["cli", "main"]
 
@@ -53,6 +56,25 @@ class CommandContext:
             raise click.ClickException(
                 f"cannot reach the database named by {self.url_source}: {reason}"
             ) from exc
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+            hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
+            raise click.ClickException(f"the database refused: {message}{hint}") from exc
+
+
+class _EchoHandler(logging.Handler):
+    """Shows the runner's progress and warnings on stderr while a command runs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _show_progress() -> None:
+    logger = logging.getLogger("feature_gates.migrate")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def _context_from_flask() -> CommandContext | None:
@@ -65,12 +87,7 @@ def _context_from_flask() -> CommandContext | None:
     if state is not None and hasattr(state, "migration_settings"):
         settings = state.migration_settings
     else:
-        settings = MigrationSettings(
-            sets=tuple(config.get("FEATURE_GATES_MIGRATION_SETS", ("core",))),
-            folders=config.get("FEATURE_GATES_MIGRATION_FOLDERS") or None,
-            schema=config.get("FEATURE_GATES_SCHEMA", "public"),
-            user_id_type=config.get("FEATURE_GATES_USER_ID_TYPE", "bigint"),
-        )
+        settings = MigrationSettings.from_config(config)
     return CommandContext(
         config.get("FEATURE_GATES_DATABASE_URL"), settings, "FEATURE_GATES_DATABASE_URL"
     )
@@ -92,28 +109,57 @@ def _context_from_flask() -> CommandContext | None:
 )
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> None:
-    """Migrate and inspect the feature-gates objects in a PostgreSQL database."""
+    """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
         command_context = _context_from_flask()
     except RuntimeError:
         command_context = None
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
     if command_context is None:
         command_context = CommandContext(
             database_url, MigrationSettings(), "--database-url or DATABASE_URL"
         )
     elif database_url:
         command_context.database_url = database_url
+        command_context.url_source = "--database-url or DATABASE_URL"
     if sets:
-        command_context.settings = replace(command_context.settings, sets=sets)
+        with command_context.errors():
+            command_context.settings = replace(command_context.settings, sets=sets)
+    _show_progress()
     ctx.obj = command_context
 
 
+def _describe(migration: Migration) -> str:
+    kinds = sorted({step.kind for step in migration.up_steps})
+    how = "one transaction" if kinds == ["transaction"] else "statement by statement"
+    if "concurrent" in kinds:
+        how += ", builds indexes concurrently"
+    if "batched" in kinds:
+        how += ", backfills in batches"
+    return f"{migration.label}  ({how})"
+
+
 @cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@click.option("--sql", "as_sql", is_flag=True, help="Print a psql script instead; change nothing.")
 @click.pass_obj
-def migrate(obj: CommandContext) -> None:
+def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
     """Apply every pending migration."""
+    if dry_run and as_sql:
+        raise click.UsageError("give --dry-run or --sql, not both")
     with obj.errors():
-        applied = run_migrate(obj.require_url(), obj.settings)
+        if as_sql:
+            click.echo(runner.migration_script(obj.require_url(), obj.settings), nl=False)
+            return
+        if dry_run:
+            pending = runner.pending_migrations(obj.require_url(), obj.settings)
+            for migration in pending:
+                click.echo(f"would apply {_describe(migration)}")
+            if not pending:
+                click.echo("nothing to apply: the database is up to date")
+            return
+        applied = runner.migrate(obj.require_url(), obj.settings)
     for migration in applied:
         click.echo(f"applied {migration.label}")
     if not applied:
@@ -121,21 +167,113 @@ def migrate(obj: CommandContext) -> None:
 
 
 @cli.command()
-@click.option("--check", is_flag=True, help="Exit 1 when a migration is pending.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 when a migration is pending or a file was changed."
+)
 @click.pass_obj
 def status(obj: CommandContext, check: bool) -> None:
     """Show applied and pending migrations per set."""
     with obj.errors():
-        rows = run_status(obj.require_url(), obj.settings)
-    pending = 0
-    for migration, applied in rows:
-        if applied is None:
-            pending += 1
-            click.echo(f"pending  {migration.label}")
-        else:
-            click.echo(f"applied  {migration.label}  {applied.applied_at:%Y-%m-%d %H:%M:%S}")
-    if check and pending:
+        rows = runner.status(obj.require_url(), obj.settings)
+    for row in rows:
+        when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}" if row.applied else ""
+        click.echo(f"{row.state:<8} {row.label}{when}")
+    with obj.errors():
+        runner.refuse_changed(rows)
+    if check and any(row.state != "applied" for row in rows):
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--to", "to", metavar="VERSION", help="Keep VERSION (SET/VERSION or VERSION).")
+@click.option("--all", "everything", is_flag=True, help="Roll back every applied migration.")
+@click.option("--dry-run", is_flag=True, help="Show what would be rolled back; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def rollback(
+    obj: CommandContext, to: str | None, everything: bool, dry_run: bool, yes: bool
+) -> None:
+    """Run rollback files, newest first (the last migration unless --to or --all)."""
+
+    def confirm(targets: list[Migration]) -> bool:
+        _show_rollback(targets, "will roll back")
+        return yes or click.confirm(
+            f"Roll back {len(targets)} migration(s), losing the data described above?",
+            default=False,
+        )
+
+    with obj.errors():
+        url = obj.require_url()
+        if dry_run:
+            targets = runner.rollback(url, obj.settings, to=to, everything=everything, dry_run=True)
+            _show_rollback(targets, "would roll back")
+        else:
+            targets = runner.rollback(
+                url, obj.settings, to=to, everything=everything, confirm=confirm
+            )
+            for migration in targets:
+                click.echo(f"rolled back {migration.label}")
+    if not targets:
+        click.echo("nothing to roll back" if dry_run or yes else "nothing rolled back")
+
+
+def _show_rollback(targets: list[Migration], verb: str) -> None:
+    for migration in targets:
+        click.echo(f"{verb} {migration.label}: {migration.rollback_effect}")
+
+
+@cli.command()
+@click.pass_obj
+def verify(obj: CommandContext) -> None:
+    """Audit the database: counters vs truth, indexes valid, functions present."""
+    with obj.errors():
+        problems = runner.verify(obj.require_url(), obj.settings)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {', '.join(obj.settings.sets)} as the migrations left them")
+
+
+@cli.command("repair-counters")
+@click.option("--dry-run", is_flag=True, help="Count the drifted rows; change nothing.")
+@click.pass_obj
+def repair_counters(obj: CommandContext, dry_run: bool) -> None:
+    """Recompute drifted counter columns, in batches."""
+    with obj.errors():
+        result = runner.repair_counters(obj.require_url(), obj.settings, dry_run=dry_run)
+    verb = "differ from the truth" if dry_run else "fixed"
+    for counter, rows in result.items():
+        click.echo(f"{counter}: {rows} rows {verb}")
+
+
+@cli.command()
+@click.option(
+    "--keep-months",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="Months kept in feature_usage besides the current one.",
+)
+@click.pass_obj
+def archive(obj: CommandContext, keep_months: int) -> None:
+    """Move old usage rows into feature_usage_archive (for cron)."""
+    with obj.errors():
+        result = runner.archive(obj.require_url(), obj.settings, keep_months=keep_months)
+    click.echo(
+        f"archived {result.moved} rows of periods before {result.kept_from:%Y-%m-%d} "
+        "into feature_usage_archive"
+    )
+
+
+@cli.command()
+@click.pass_obj
+def refresh(obj: CommandContext) -> None:
+    """Refresh the feature_usage_summary view (for cron)."""
+    with obj.errors():
+        rows = runner.refresh(obj.require_url(), obj.settings)
+    click.echo(f"refreshed feature_usage_summary: {rows} rows")
 
 
 def main() -> None:

@@ -1,12 +1,23 @@
-"""The migration runner: discovery, history, locking, apply."""
+"""The migration runner: discovery, history, locking, apply, rollback, verify."""
 
 from __future__ import annotations
 
+from .audit import Problem as Problem
+from .audit import repair_counters as repair_counters
+from .audit import verify as verify
+from .maintenance import ArchiveResult as ArchiveResult
+from .maintenance import archive as archive
+from .maintenance import refresh as refresh
 from .runner import AppliedMigration as AppliedMigration
-from .runner import MigrationSettings as MigrationSettings
+from .runner import MigrationStatus as MigrationStatus
 from .runner import applied_migrations as applied_migrations
 from .runner import migrate as migrate
+from .runner import pending_migrations as pending_migrations
+from .runner import refuse_changed as refuse_changed
+from .runner import rollback as rollback
 from .runner import status as status
+from .script import migration_script as migration_script
+from .settings import MigrationSettings as MigrationSettings
 from .sources import BUNDLED_SETS as BUNDLED_SETS
 from .sources import Migration as Migration
 from .sources import MigrationError as MigrationError
@@ -14,10 +25,21 @@ from .sources import MigrationError as MigrationError
 __all__ = [
     "BUNDLED_SETS",
     "AppliedMigration",
+    "ArchiveResult",
     "Migration",
     "MigrationError",
     "MigrationSettings",
+    "MigrationStatus",
+    "Problem",
     "applied_migrations",
+    "archive",
     "migrate",
+    "migration_script",
+    "pending_migrations",
+    "refresh",
+    "refuse_changed",
+    "repair_counters",
+    "rollback",
     "status",
+    "verify",
 ]

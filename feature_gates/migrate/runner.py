@@ -1,4 +1,4 @@
-"""Applying migrations: history, locking, one transaction per migration.
+"""Applying and rolling back migrations, and reporting where a database stands.
 
 Every command of the CLI is a thin wrapper over a function here, so applications
 and tests can migrate from Python too.
@@ -8,64 +8,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from collections.abc import Iterator
+from collections.abc import Callable
 from collections.abc import Mapping
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.abc import Traversable
-from pathlib import Path
+from typing import Literal
 
 import psycopg
-from psycopg import sql
 
 from . import store
+from .session import Connection
+from .session import Session
+from .settings import MigrationSettings
 from .sources import Migration
 from .sources import MigrationError
-from .sources import load_sets
-from .sqltext import split_statements
 
-__all__ = ["AppliedMigration", "MigrationSettings", "applied_migrations", "migrate", "status"]
+__all__ = [
+    "AppliedMigration",
+    "MigrationStatus",
+    "applied_migrations",
+    "migrate",
+    "pending_migrations",
+    "rollback",
+    "status",
+]
 
 logger = logging.getLogger("feature_gates.migrate")
-
-Connection = psycopg.Connection[tuple[object, ...]]
-
-USER_ID_TYPES = ("bigint", "uuid")
-
-
-@dataclass(frozen=True)
-class MigrationSettings:
-    """What the runner needs to know besides the database.
-
-    :param sets: the sets to work on, in order (an application's own base tables
-        first, then ``core``, then ``counters``).
-    :param folders: folders of application-registered sets, by set name.
-    :param schema: the schema the objects live in.
-    :param user_id_type: ``bigint`` or ``uuid``; fixed by the first install.
-    :param lock_timeout: how long one migration step waits for a table lock
-        before it gives up (PostgreSQL interval syntax), so a migration never
-        queues behind a long transaction and blocks the application.
-    :param lock_wait: seconds to wait for another runner's migration lock.
-    """
-
-    sets: tuple[str, ...] = ("core",)
-    folders: Mapping[str, Traversable | Path] | None = None
-    schema: str = "public"
-    user_id_type: str = "bigint"
-    lock_timeout: str = "2s"
-    lock_wait: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.user_id_type not in USER_ID_TYPES:
-            raise MigrationError(
-                f"FEATURE_GATES_USER_ID_TYPE must be one of {', '.join(USER_ID_TYPES)}, "
-                f"not {self.user_id_type!r}"
-            )
-
-    def load(self) -> list[Migration]:
-        return load_sets(self.sets, self.folders)
 
 
 @dataclass(frozen=True)
@@ -80,109 +49,138 @@ class AppliedMigration:
     execution_ms: int
     installed_by: str
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.set_name, self.version)
 
-def _connect(conninfo: str) -> Connection:
-    return psycopg.connect(conninfo, autocommit=True, application_name="feature-gates migrate")
-
-
-def _prepare_session(conn: Connection, settings: MigrationSettings) -> None:
-    exists = conn.execute(store.SCHEMA_EXISTS, (settings.schema,)).fetchone()
-    if not (exists and exists[0]):
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.schema))
-        )
-    conn.execute(store.SET_SEARCH_PATH, (settings.schema,))
-    conn.execute(store.SET_USER_ID_TYPE, (settings.user_id_type,))
+    @property
+    def label(self) -> str:
+        return f"{self.set_name}/{self.version}_{self.name}"
 
 
-@contextmanager
-def _migration_lock(conn: Connection, wait: float) -> Iterator[None]:
-    """Hold the session-level migration lock.
-
-    Polled with pg_try_advisory_lock: a runner blocked inside pg_advisory_lock holds
-    a snapshot, and CREATE INDEX CONCURRENTLY run by the lock holder waits for every
-    older snapshot, so two runners would deadlock.
-    """
-    keys = (store.LOCK_CLASS_ID, store.LOCK_OBJECT_ID)
-    deadline = time.monotonic() + wait
-    reported = False
-    while True:
-        row = conn.execute(store.TRY_LOCK, keys).fetchone()
-        if row and row[0]:
-            break
-        if not reported:
-            holder = conn.execute(store.LOCK_HOLDER, keys).fetchone()
-            who = (
-                f"pid {holder[0]} ({holder[1]}, {holder[2] or 'no application name'}, "
-                f"since {holder[4]:%Y-%m-%d %H:%M:%S})"
-                if holder
-                else "another session"
-            )
-            logger.warning("waiting for the migration lock held by %s", who)
-            reported = True
-        if time.monotonic() > deadline:
-            raise MigrationError(
-                f"another migration has held the lock for more than {wait:.0f} s; "
-                "try again when it has finished"
-            )
-        time.sleep(0.5)
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            conn.execute(store.UNLOCK, keys)
+State = Literal["applied", "pending", "changed", "missing"]
 
 
-def _history(conn: Connection) -> dict[tuple[str, str], AppliedMigration]:
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where one migration stands: ``applied``, ``pending``, ``changed`` (applied,
+    but its file was edited since) or ``missing`` (applied, but no file has it)."""
+
+    migration: Migration | None
+    applied: AppliedMigration | None
+
+    @property
+    def state(self) -> State:
+        if self.applied is None:
+            return "pending"
+        if self.migration is None:
+            return "missing"
+        if self.migration.checksum != self.applied.checksum:
+            return "changed"
+        return "applied"
+
+    @property
+    def label(self) -> str:
+        if self.migration is not None:
+            return self.migration.label
+        assert self.applied is not None
+        return self.applied.label
+
+
+def read_history(conn: Connection) -> dict[tuple[str, str], AppliedMigration]:
     exists = conn.execute(store.HISTORY_EXISTS).fetchone()
     if not (exists and exists[0]):
         return {}
     rows = conn.execute(store.SELECT_HISTORY).fetchall()
     applied = [AppliedMigration(*row) for row in rows]  # type: ignore[arg-type]
-    return {(a.set_name, a.version): a for a in applied}
+    return {a.key: a for a in applied}
 
 
-def _check_checksums(
-    migrations: Iterable[Migration], history: Mapping[tuple[str, str], AppliedMigration]
-) -> None:
-    for migration in migrations:
-        applied = history.get(migration.key)
-        if applied is not None and applied.checksum != migration.checksum:
+def _statuses(
+    migrations: Sequence[Migration],
+    history: Mapping[tuple[str, str], AppliedMigration],
+    sets: Sequence[str],
+) -> list[MigrationStatus]:
+    known = {m.key for m in migrations}
+    rows = [MigrationStatus(m, history.get(m.key)) for m in migrations]
+    rows += [
+        MigrationStatus(None, a)
+        for key, a in history.items()
+        if key not in known and a.set_name in sets
+    ]
+    return rows
+
+
+def refuse_changed(rows: Sequence[MigrationStatus]) -> None:
+    """Raise when an applied migration's file was edited after it was applied."""
+    for row in rows:
+        if row.state == "changed":
+            assert row.migration is not None and row.applied is not None
             raise MigrationError(
-                f"{migration.label}.up.sql was changed after it was applied "
-                f"(recorded sha256 {applied.checksum[:12]}, file {migration.checksum[:12]}); "
-                "restore the file as it was and add a new migration for the change"
+                f"{row.label}.up.sql was changed after it was applied "
+                f"(recorded sha256 {row.applied.checksum[:12]}, file "
+                f"{row.migration.checksum[:12]}); restore the file as it was and add a "
+                "new migration for the change"
             )
 
 
 def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:
     row = conn.execute(store.RECORDED_USER_ID_TYPE, (settings.schema,)).fetchone()
     recorded = str(row[0]) if row and row[0] else None
+    source = "fixed at the first migrate"
+    if recorded is None:
+        row = conn.execute(store.EXISTING_USER_ID_COLUMN, (settings.schema,)).fetchone()
+        recorded = str(row[0]) if row and row[0] else None
+        source = "the type of the existing feature_usage.user_id column"
     compatible = {"bigint": {"bigint", "integer"}, "uuid": {"uuid"}}[settings.user_id_type]
     if recorded is not None and recorded not in compatible:
+        wanted = "uuid" if recorded == "uuid" else "bigint"
         raise MigrationError(
-            f"feature_usage user ids are {recorded} in this database (fixed at the first "
-            f"migrate); FEATURE_GATES_USER_ID_TYPE={settings.user_id_type!r} cannot change "
-            f"that: set it to {'uuid' if recorded == 'uuid' else 'bigint'!r}"
+            f"feature_usage user ids are {recorded} in this database ({source}); "
+            f"FEATURE_GATES_USER_ID_TYPE={settings.user_id_type!r} cannot change that: "
+            f"set it to {wanted!r}"
         )
 
 
-def _apply(conn: Connection, migration: Migration, settings: MigrationSettings) -> None:
+def _apply(session: Session, migration: Migration) -> None:
     started = time.monotonic()
+
+    def record() -> None:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        session.conn.execute(
+            store.INSERT_HISTORY,
+            (migration.set_name, migration.version, migration.name, migration.checksum, elapsed_ms),
+        )
+
     if migration.transactional:
-        with conn.transaction():
-            conn.execute(store.SET_LOCK_TIMEOUT, (settings.lock_timeout,))
-            conn.execute(migration.up_sql.encode())
-            conn.execute(store.INSERT_HISTORY, _history_row(migration, started))
+        (step,) = migration.up_steps
+        session.run_step(step, migration.label, after=record)
     else:
-        for statement in split_statements(migration.up_sql):
-            conn.execute(statement.encode())
-        conn.execute(store.INSERT_HISTORY, _history_row(migration, started))
+        for step in migration.up_steps:
+            session.run_step(step, migration.label)
+        record()
 
 
-def _history_row(migration: Migration, started: float) -> tuple[str, str, str, str, int]:
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    return (migration.set_name, migration.version, migration.name, migration.checksum, elapsed_ms)
+def _failed(migration: Migration, exc: psycopg.Error) -> MigrationError:
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip()
+    extra = "".join(f"; {part}" for part in (diag.message_detail, diag.message_hint) if part)
+    resume = (
+        ""
+        if migration.transactional
+        else " (its finished statements stay; migrate again to finish it)"
+    )
+    return MigrationError(f"{migration.label} failed{resume}: {message}{extra}")
+
+
+def pending_migrations(conninfo: str, settings: MigrationSettings | None = None) -> list[Migration]:
+    """The migrations ``migrate`` would apply, in order; changes nothing.
+
+    Raises :class:`MigrationError` when an applied file has changed.
+    """
+    rows = status(conninfo, settings)
+    refuse_changed(rows)
+    return [row.migration for row in rows if row.state == "pending" and row.migration]
 
 
 def migrate(conninfo: str, settings: MigrationSettings | None = None) -> list[Migration]:
@@ -192,22 +190,22 @@ def migrate(conninfo: str, settings: MigrationSettings | None = None) -> list[Mi
     """
     settings = settings or MigrationSettings()
     migrations = settings.load()
-    with _connect(conninfo) as conn:
-        _prepare_session(conn, settings)
-        with _migration_lock(conn, settings.lock_wait):
-            conn.execute(store.CREATE_HISTORY)
-            history = _history(conn)
-            _check_checksums(migrations, history)
-            _check_user_id_type(conn, settings)
+    with Session(conninfo, settings) as session:
+        session.ensure_schema()
+        with session.migration_lock():
+            session.conn.execute(store.CREATE_HISTORY)
+            history = read_history(session.conn)
+            refuse_changed(_statuses(migrations, history, settings.sets))
+            _check_user_id_type(session.conn, settings)
             applied = []
             for migration in migrations:
                 if migration.key in history:
                     continue
                 logger.info("applying %s", migration.label)
                 try:
-                    _apply(conn, migration, settings)
+                    _apply(session, migration)
                 except psycopg.Error as exc:
-                    raise MigrationError(f"{migration.label} failed: {exc}") from exc
+                    raise _failed(migration, exc) from exc
                 applied.append(migration)
     return applied
 
@@ -217,22 +215,97 @@ def applied_migrations(
 ) -> list[AppliedMigration]:
     """The history rows of the database, oldest first."""
     settings = settings or MigrationSettings()
-    with _connect(conninfo) as conn:
-        conn.execute(store.SET_SEARCH_PATH, (settings.schema,))
-        return list(_history(conn).values())
+    with Session(conninfo, settings) as session:
+        return list(read_history(session.conn).values())
 
 
-def status(
-    conninfo: str, settings: MigrationSettings | None = None
-) -> list[tuple[Migration, AppliedMigration | None]]:
-    """Each migration of ``settings.sets`` with its history row (None when pending).
-
-    Raises :class:`MigrationError` when an applied file has changed.
-    """
+def status(conninfo: str, settings: MigrationSettings | None = None) -> list[MigrationStatus]:
+    """Each migration of ``settings.sets`` with its history row, in order; then the
+    history rows of those sets whose file no longer exists."""
     settings = settings or MigrationSettings()
     migrations = settings.load()
-    with _connect(conninfo) as conn:
-        conn.execute(store.SET_SEARCH_PATH, (settings.schema,))
-        history = _history(conn)
-    _check_checksums(migrations, history)
-    return [(m, history.get(m.key)) for m in migrations]
+    with Session(conninfo, settings) as session:
+        history = read_history(session.conn)
+    return _statuses(migrations, history, settings.sets)
+
+
+def _find_version(migrations: Sequence[Migration], target: str) -> int:
+    """The position of ``target`` (``SET/VERSION`` or ``VERSION``) in ``migrations``."""
+    set_name, _, version = target.rpartition("/")
+    if not version.isdigit():
+        raise MigrationError(
+            f"--to {target!r}: give a version like 0003, or SET/VERSION like core/0003"
+        )
+    found = [
+        i
+        for i, m in enumerate(migrations)
+        if int(m.version) == int(version) and (not set_name or m.set_name == set_name)
+    ]
+    if not found:
+        raise MigrationError(f"--to {target!r}: no migration has that version")
+    if len(found) > 1:
+        labels = ", ".join(migrations[i].label for i in found)
+        raise MigrationError(f"--to {target!r} is ambiguous ({labels}); write it as SET/VERSION")
+    return found[0]
+
+
+def rollback(
+    conninfo: str,
+    settings: MigrationSettings | None = None,
+    *,
+    to: str | None = None,
+    everything: bool = False,
+    dry_run: bool = False,
+    confirm: Callable[[list[Migration]], bool] | None = None,
+) -> list[Migration]:
+    """Run the rollback (down) files of applied migrations, newest first.
+
+    Without ``to`` or ``everything``, rolls back the last applied migration;
+    with ``to``, every migration applied after that version (which stays);
+    with ``everything``, all of them. ``dry_run`` returns what would be rolled
+    back and changes nothing. ``confirm`` is called with that list before
+    anything changes; when it returns False nothing is done and [] is returned.
+    Each rollback file removes only what its migration added.
+    """
+    settings = settings or MigrationSettings()
+    if to is not None and everything:
+        raise MigrationError("give either --to VERSION or --all, not both")
+    migrations = settings.load()
+    with Session(conninfo, settings) as session:
+        with session.migration_lock():
+            history = read_history(session.conn)
+            rows = _statuses(migrations, history, settings.sets)
+            refuse_changed(rows)
+            applied = [m for m in migrations if m.key in history]
+            if everything:
+                targets = applied
+            elif to is not None:
+                position = _find_version(migrations, to)
+                targets = [m for m in migrations[position + 1 :] if m.key in history]
+            else:
+                targets = applied[-1:]
+            targets = list(reversed(targets))
+            if dry_run or not targets:
+                return targets
+            if confirm is not None and not confirm(targets):
+                return []
+            for migration in targets:
+                logger.info("rolling back %s", migration.label)
+                try:
+                    _unapply(session, migration)
+                except psycopg.Error as exc:
+                    raise _failed(migration, exc) from exc
+    return targets
+
+
+def _unapply(session: Session, migration: Migration) -> None:
+    def forget() -> None:
+        session.conn.execute(store.DELETE_HISTORY, migration.key)
+
+    steps = migration.down_steps
+    if len(steps) == 1 and steps[0].kind == "transaction":
+        session.run_step(steps[0], f"rollback of {migration.label}", after=forget)
+    else:
+        for step in steps:
+            session.run_step(step, f"rollback of {migration.label}")
+        forget()

@@ -2,8 +2,20 @@
 
 A migration set is a folder of files named ``<version>_<name>.up.sql`` with a
 matching ``<version>_<name>.down.sql``. Versions are digits and order the set.
-A file whose first lines hold ``-- feature-gates: no-transaction`` runs outside a
-transaction, one statement at a time (for ``CREATE INDEX CONCURRENTLY``).
+An optional ``verify.sql`` in the folder is the set's audit query (one row per
+problem found), run by ``feature-gates verify``.
+
+Directives are SQL comments:
+
+``-- feature-gates: no-transaction`` (in a file's first comment lines)
+    The file runs one statement at a time, each in a transaction of its own,
+    instead of in one transaction. Needed for ``CREATE INDEX CONCURRENTLY``,
+    and for long work that must not hold its locks until the end.
+``-- feature-gates: batched`` (in the comments just before a statement of such a file)
+    The statement does one batch of work and returns one row whose first column
+    is how many rows it looked at (and an optional second column: how many it
+    changed). It is run again, each time in its own short transaction, until it
+    returns 0 or no row.
 """
 
 from __future__ import annotations
@@ -16,25 +28,98 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Literal
+
+from .sqltext import leading_comments
+from .sqltext import split_statements
 
 __all__ = [
     "BUNDLED_SETS",
     "Migration",
     "MigrationError",
+    "Step",
     "checksum",
     "load_set",
     "load_sets",
+    "load_verify",
 ]
 
 #: The sets shipped inside the package, in the order they build on each other.
 BUNDLED_SETS = ("core", "counters")
 
 _FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
-_NO_TRANSACTION = re.compile(r"^--\s*feature-gates:\s*no-transaction\s*$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^\s*--\s*feature-gates:\s*(?P<name>[a-z-]+)\s*$", re.MULTILINE)
+_CONCURRENT = re.compile(
+    r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\w+)\s+CONCURRENTLY\b",
+    re.IGNORECASE,
+)
+_CREATE_CONCURRENT_INDEX = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?P<name>[a-z_][a-z0-9_]*)\s",
+    re.IGNORECASE,
+)
+
+StepKind = Literal["transaction", "statement", "concurrent", "batched"]
 
 
 class MigrationError(Exception):
     """A migration cannot be found, read or applied; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work the runner sends.
+
+    ``transaction``: a whole file in one transaction. ``statement``: one
+    statement in a transaction of its own. ``concurrent``: a ``CONCURRENTLY``
+    statement, outside any transaction. ``batched``: a statement repeated until
+    it reports no more rows.
+    """
+
+    kind: StepKind
+    sql: str
+
+    @property
+    def index_name(self) -> str | None:
+        """The index a ``CREATE INDEX CONCURRENTLY`` builds, else None."""
+        match = _CREATE_CONCURRENT_INDEX.match(_code(self.sql))
+        return match["name"].lower() if match else None
+
+
+def _code(statement: str) -> str:
+    """A statement without its leading comments."""
+    return statement[len(leading_comments(statement)) :]
+
+
+def directives(sql: str) -> set[str]:
+    """The directives in the leading comment lines of ``sql``."""
+    return {m["name"] for m in _DIRECTIVE.finditer(leading_comments(sql))}
+
+
+def steps(sql: str) -> list[Step]:
+    """How the runner sends a file: one transaction, or statement by statement."""
+    if "no-transaction" not in directives(sql):
+        return [Step("transaction", sql)]
+    result = []
+    for statement in split_statements(sql):
+        if "batched" in directives(statement):
+            result.append(Step("batched", statement))
+        elif _CONCURRENT.match(_code(statement)):
+            result.append(Step("concurrent", statement))
+        else:
+            result.append(Step("statement", statement))
+    return result
+
+
+def description(sql: str) -> str:
+    """The prose of a file's leading comments (directives left out)."""
+    lines = []
+    for line in leading_comments(sql).splitlines():
+        text = line.strip()
+        if not text.startswith("--") or _DIRECTIVE.match(line):
+            continue
+        lines.append(text[2:].strip())
+    return " ".join(line for line in lines if line).strip()
 
 
 @dataclass(frozen=True)
@@ -61,21 +146,20 @@ class Migration:
 
     @property
     def transactional(self) -> bool:
-        return not _NO_TRANSACTION.search(_header(self.up_sql))
+        return "no-transaction" not in directives(self.up_sql)
 
     @property
-    def down_transactional(self) -> bool:
-        return not _NO_TRANSACTION.search(_header(self.down_sql))
+    def up_steps(self) -> list[Step]:
+        return steps(self.up_sql)
 
+    @property
+    def down_steps(self) -> list[Step]:
+        return steps(self.down_sql)
 
-def _header(sql: str) -> str:
-    """The leading comment lines of a file, where directives live."""
-    lines = []
-    for line in sql.splitlines():
-        if line.strip() and not line.lstrip().startswith("--"):
-            break
-        lines.append(line)
-    return "\n".join(lines)
+    @property
+    def rollback_effect(self) -> str:
+        """What rolling this migration back does, from the down file's header."""
+        return description(self.down_sql) or "no description in the rollback file"
 
 
 def checksum(sql: str) -> str:
@@ -88,12 +172,7 @@ def _bundled_folder(set_name: str) -> Traversable:
     return importlib.resources.files("feature_gates.migrations").joinpath(set_name)
 
 
-def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Migration]:
-    """Read one set's migrations, ordered by version.
-
-    :param folder: where the set's files are; the bundled folder of that name
-        when not given.
-    """
+def _folder(set_name: str, folder: Traversable | Path | None) -> Traversable | Path:
     if folder is None:
         if set_name not in BUNDLED_SETS:
             raise MigrationError(
@@ -104,6 +183,16 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
         folder = _bundled_folder(set_name)
     if not folder.is_dir():
         raise MigrationError(f"migration folder for set {set_name!r} not found: {folder}")
+    return folder
+
+
+def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Migration]:
+    """Read one set's migrations, ordered by version.
+
+    :param folder: where the set's files are; the bundled folder of that name
+        when not given.
+    """
+    folder = _folder(set_name, folder)
     ups: dict[str, tuple[str, str]] = {}
     downs: dict[str, str] = {}
     for entry in folder.iterdir():
@@ -148,3 +237,9 @@ def load_sets(
     for set_name in sets:
         migrations.extend(load_set(set_name, folders.get(set_name)))
     return migrations
+
+
+def load_verify(set_name: str, folder: Traversable | Path | None = None) -> str | None:
+    """The set's audit query (``verify.sql``), or None when it has none."""
+    entry = _folder(set_name, folder).joinpath("verify.sql")
+    return entry.read_text(encoding="utf-8") if entry.is_file() else None

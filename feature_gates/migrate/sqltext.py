@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_statements"]
+__all__ = ["leading_comments", "split_statements"]
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
@@ -88,3 +88,14 @@ def _skip_block_comment(sql: str, i: int) -> int:
         else:
             i += 1
     raise ValueError("unterminated /* comment")
+
+
+def leading_comments(sql: str) -> str:
+    """The comment lines (and blank lines) at the start of ``sql``."""
+    end = 0
+    for line in sql.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        end += len(line)
+    return sql[:end]

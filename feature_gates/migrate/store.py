@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import struct
 
+from psycopg import sql
+
 # The advisory lock is taken with two int4 keys: a keyspace of its own that cannot
 # collide with the single bigint keys other migration tools use.
 LOCK_CLASS_ID: int = struct.unpack(">i", b"fgat")[0]
@@ -22,11 +24,21 @@ WHERE l.locktype = 'advisory' AND l.granted
   AND l.classid::int = %s AND l.objid::int = %s AND l.objsubid = 2
 """
 
-SET_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s) || ', pg_temp', false)"
+#: The schema first; ``public`` next (where an application's own tables usually
+#: are) when the feature-gates schema is another one; ``pg_temp`` last so that a
+#: temporary table can never shadow a real one.
+SET_SEARCH_PATH = """
+SELECT set_config('search_path',
+                  concat_ws(', ', quote_ident(%(schema)s),
+                            CASE WHEN %(schema)s <> 'public' THEN 'public' END, 'pg_temp'),
+                  false)
+"""
 SET_USER_ID_TYPE = "SELECT set_config('feature_gates.user_id_type', %s, false)"
+SET_BATCH_SIZE = "SELECT set_config('feature_gates.batch_size', %s, false)"
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 SET_SESSION_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
 SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
+CREATE_SCHEMA = sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema}")
 
 #: The base type of feature_usage_user_id in the target schema, or NULL before
 #: the first install.
@@ -35,6 +47,25 @@ SELECT format_type(t.typbasetype, NULL)
 FROM pg_type t
 JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.typname = 'feature_usage_user_id' AND n.nspname = %s
+"""
+
+#: The user_id column of an existing feature_usage table, or nothing.
+EXISTING_USER_ID_COLUMN = """
+SELECT format_type(a.atttypid, NULL)
+FROM pg_attribute a
+WHERE a.attrelid = to_regclass(format('%%I.feature_usage', %s::text))
+  AND a.attname = 'user_id' AND NOT a.attisdropped
+"""
+
+#: The longest-open transaction of the database other than ours: the usual
+#: reason a lock cannot be had.
+OLDEST_TRANSACTION = """
+SELECT pid, usename, coalesce(nullif(application_name, ''), 'no application name'), state,
+       extract(epoch FROM now() - xact_start)::integer, left(query, 120)
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+ORDER BY xact_start
+LIMIT 1
 """
 
 CREATE_HISTORY = """
@@ -64,3 +95,99 @@ VALUES (%s, %s, %s, %s, %s)
 """
 
 DELETE_HISTORY = "DELETE FROM feature_gates_schema_history WHERE set_name = %s AND version = %s"
+
+#: An index of this name in the current schema left INVALID by a failed
+#: concurrent build.
+INVALID_INDEX = """
+SELECT n.nspname, c.relname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = %s AND n.nspname = current_schema() AND NOT i.indisvalid
+"""
+
+DROP_INDEX_CONCURRENTLY = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{index}")
+
+#: Every INVALID index on a table of the schemas on the search_path.
+INVALID_INDEXES = """
+SELECT format('%%I.%%I', n.nspname, c.relname), format('%%I', t.relname)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid AND n.nspname = ANY (current_schemas(false))
+ORDER BY 1
+"""
+
+# -- counters maintenance (functions installed by the counters set) -------------
+
+COUNTERS_INSTALLED = "SELECT to_regproc('feature_gates_counter_audit') IS NOT NULL"
+COUNTER_NAMES = "SELECT counter FROM feature_gates_counters()"
+COUNTER_DRIFT = """
+SELECT c.counter, count(a.row_id)
+FROM feature_gates_counters() c
+LEFT JOIN feature_gates_counter_audit() a ON a.counter = c.counter
+GROUP BY c.counter
+ORDER BY c.counter
+"""
+RESET_BACKFILL = "SELECT feature_gates_backfill_reset(%s)"
+BACKFILL_STEP = "SELECT scanned, changed FROM feature_gates_backfill_counter(%s)"
+
+# -- maintenance functions of the core set ---------------------------------------
+
+ARCHIVE = """
+SELECT archive_old_feature_usage(%(keep)s),
+       (feature_usage_current_period() - make_interval(months => %(keep)s))::date
+"""
+REFRESH = "SELECT refresh_feature_usage_summary()"
+SUMMARY_ROWS = "SELECT count(*) FROM feature_usage_summary"
+
+# -- the psql script of `migrate --sql` -----------------------------------------
+
+SCRIPT_SESSION = sql.SQL(
+    """\\set ON_ERROR_STOP on
+SET search_path TO {search_path};
+SET feature_gates.user_id_type TO {user_id_type};
+SET feature_gates.batch_size TO {batch_size};
+SET lock_timeout TO {lock_timeout};
+DO $$
+BEGIN
+    IF NOT pg_try_advisory_lock({class_id}, {object_id}) THEN
+        RAISE EXCEPTION 'another feature-gates migration holds the migration lock; '
+                        'run this script again when it has finished';
+    END IF;
+END
+$$;
+"""
+)
+SCRIPT_UNLOCK = sql.SQL("SELECT pg_advisory_unlock({class_id}, {object_id});\n")
+SCRIPT_SET_LOCK_TIMEOUT = sql.SQL("SET lock_timeout TO {lock_timeout};\n")
+SCRIPT_NO_LOCK_TIMEOUT = "SET lock_timeout TO 0;\n"
+SCRIPT_DROP_INVALID_INDEX = sql.SQL(
+    """SELECT format('DROP INDEX CONCURRENTLY %I.%I', n.nspname, c.relname)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = {index} AND n.nspname = current_schema() AND NOT i.indisvalid \\gexec
+"""
+)
+#: A batched statement as one DO block that commits after every batch (DO may
+#: COMMIT when psql runs it outside a transaction block).
+SCRIPT_BATCHED = sql.SQL(
+    """DO $feature_gates_batch$
+DECLARE
+    v_scanned bigint;
+BEGIN
+    LOOP
+        SELECT s.scanned INTO v_scanned FROM ({statement}) AS s;
+        EXIT WHEN coalesce(v_scanned, 0) = 0;
+        COMMIT;
+    END LOOP;
+END
+$feature_gates_batch$;
+"""
+)
+SCRIPT_INSERT_HISTORY = sql.SQL(
+    "INSERT INTO feature_gates_schema_history (set_name, version, name, checksum, execution_ms)\n"
+    "VALUES ({set_name}, {version}, {name}, {checksum}, 0);\n"
+)

@@ -1,9 +1,62 @@
 -- The feature_usage table: one row per (user, feature, calendar month).
 --
 -- Created when absent. An application's existing feature_usage table (for
--- example an earlier version with an integer usage_count and no updated_at)
--- is upgraded in place: missing columns are added, nothing is rewritten or
--- dropped. Adding a column with a constant default only touches the catalog.
+-- example an earlier version with an integer usage_count, no updated_at, an
+-- id serial primary key) is adopted and upgraded in place: missing columns are
+-- added, nothing is rewritten or dropped, and the columns added are recorded
+-- in feature_gates_adopted_tables so that the rollback removes only those.
+-- Adding a column with a constant (or now()) default only touches the catalog.
+
+CREATE TABLE IF NOT EXISTS feature_gates_adopted_tables (
+    table_name    text        PRIMARY KEY,
+    added_columns text[]      NOT NULL DEFAULT '{}',
+    adopted_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- An existing table must have the columns the functions use, with types they
+-- can work with; otherwise stop before anything changes.
+DO $$
+DECLARE
+    v_table regclass := to_regclass('feature_usage');
+    v_problems text[] := '{}';
+    v_column record;
+BEGIN
+    IF v_table IS NULL THEN
+        RETURN;
+    END IF;
+    FOR v_column IN
+        SELECT wanted.name, wanted.types, format_type(a.atttypid, NULL) AS actual
+        FROM (VALUES ('user_id', ARRAY['bigint', 'integer', 'uuid']),
+                     ('feature', ARRAY['text', 'character varying']),
+                     ('period_start', ARRAY['date']),
+                     ('usage_count', ARRAY['bigint', 'integer'])) AS wanted(name, types)
+        LEFT JOIN pg_attribute a
+               ON a.attrelid = v_table AND a.attname = wanted.name AND NOT a.attisdropped
+    LOOP
+        IF v_column.actual IS NULL THEN
+            v_problems := v_problems || format('no column %s', v_column.name);
+        ELSIF NOT v_column.actual = ANY (v_column.types) THEN
+            v_problems := v_problems || format('%s is %s, not %s', v_column.name,
+                                               v_column.actual,
+                                               array_to_string(v_column.types, ' or '));
+        END IF;
+    END LOOP;
+    IF cardinality(v_problems) > 0 THEN
+        RAISE EXCEPTION 'the existing table % cannot be upgraded: %', v_table,
+                        array_to_string(v_problems, '; ')
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'rename it, or set FEATURE_GATES_SCHEMA to install feature-gates '
+                         'in a schema of its own';
+    END IF;
+    INSERT INTO feature_gates_adopted_tables (table_name, added_columns)
+    SELECT 'feature_usage',
+           ARRAY(SELECT c FROM unnest(ARRAY['created_at', 'updated_at']) AS c
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                   WHERE a.attrelid = v_table AND a.attname = c
+                                     AND NOT a.attisdropped))
+    ON CONFLICT (table_name) DO NOTHING;
+END
+$$;
 
 -- The type of user ids, fixed at the first install. The runner sets
 -- feature_gates.user_id_type from FEATURE_GATES_USER_ID_TYPE; an existing
@@ -20,7 +73,8 @@ BEGIN
     FROM pg_attribute a
     WHERE a.attrelid = to_regclass('feature_usage') AND a.attname = 'user_id'
       AND NOT a.attisdropped;
-    v_type := coalesce(v_existing, current_setting('feature_gates.user_id_type', true), 'bigint');
+    v_type := coalesce(v_existing, nullif(current_setting('feature_gates.user_id_type', true), ''),
+                       'bigint');
     IF v_type NOT IN ('bigint', 'integer', 'uuid') THEN
         RAISE EXCEPTION 'feature_usage.user_id must be bigint, integer or uuid, not %', v_type
             USING ERRCODE = 'invalid_parameter_value';
@@ -43,7 +97,7 @@ ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NU
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
 
 -- NOT VALID: existing rows are not scanned while the lock is held; a later
--- migration validates them under a weaker lock.
+-- migration validates them under a lock that lets writes go on.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint

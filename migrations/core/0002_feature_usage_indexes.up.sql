@@ -1,6 +1,32 @@
 -- feature-gates: no-transaction
 -- Built concurrently so that an application's existing table keeps taking
--- writes while the indexes are built.
+-- writes while the indexes are built. An INVALID index left by a build that
+-- failed is dropped and built again by the next migrate.
+
+-- A unique index cannot be built over duplicate keys, which an adopted table
+-- may have: say which ones before starting the build.
+DO $$
+DECLARE
+    v_count bigint;
+    v_examples text;
+BEGIN
+    SELECT count(*), string_agg(format('(%s, %s, %s) x%s', user_id, feature, period_start, n),
+                                ', ') FILTER (WHERE rn <= 5)
+    INTO v_count, v_examples
+    FROM (SELECT user_id, feature, period_start, count(*) AS n,
+                 row_number() OVER (ORDER BY user_id, feature, period_start) AS rn
+          FROM feature_usage
+          GROUP BY user_id, feature, period_start
+          HAVING count(*) > 1) AS d;
+    IF v_count > 0 THEN
+        RAISE EXCEPTION 'feature_usage has % duplicated (user_id, feature, period_start) keys, '
+                        'for example %', v_count, v_examples
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'merge each into one row (docs/operations.md shows a query), '
+                         'then run migrate again';
+    END IF;
+END
+$$;
 
 -- The arbiter of every ON CONFLICT upsert, and the index for (user, feature)
 -- lookups.

@@ -1,3 +1,4 @@
+-- Drops the feature usage functions. No data is lost.
 DROP FUNCTION IF EXISTS get_user_feature_usage(feature_usage_user_id, date);
 DROP FUNCTION IF EXISTS get_feature_usage(feature_usage_user_id, text, date);
 DROP FUNCTION IF EXISTS refund_feature_usage(feature_usage_user_id, text, integer, date);

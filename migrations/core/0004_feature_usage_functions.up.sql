@@ -55,7 +55,9 @@ END
 $$;
 
 -- Adds p_increment to a user's usage of a feature in a period and returns the
--- new count. p_increment > 1 records several uses in one call.
+-- new count. p_increment > 1 records several uses in one call. A negative count
+-- (possible only in a row of an adopted table from before the constraints) is
+-- treated as 0, here and in consume_feature_usage.
 CREATE OR REPLACE FUNCTION increment_feature_usage_safe(
     p_user_id feature_usage_user_id,
     p_feature text,
@@ -73,9 +75,9 @@ BEGIN
     INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
     VALUES (p_user_id, p_feature, p_period_start, p_increment)
     ON CONFLICT (user_id, feature, period_start) DO UPDATE
-        SET usage_count = fu.usage_count + excluded.usage_count,
+        SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count,
             updated_at = now()
-    RETURNING fu.usage_count INTO v_count;
+    RETURNING fu.usage_count::bigint INTO v_count;
     RETURN v_count;
 END
 $$;
@@ -111,10 +113,10 @@ BEGIN
     INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
     VALUES (p_user_id, p_feature, p_period_start, p_amount)
     ON CONFLICT (user_id, feature, period_start) DO UPDATE
-        SET usage_count = fu.usage_count + excluded.usage_count,
+        SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count,
             updated_at = now()
-        WHERE fu.usage_count + excluded.usage_count <= p_limit
-    RETURNING fu.usage_count INTO v_count;
+        WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= p_limit
+    RETURNING fu.usage_count::bigint INTO v_count;
     RETURN v_count;
 END
 $$;

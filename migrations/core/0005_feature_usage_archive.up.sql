@@ -39,7 +39,10 @@ BEGIN
     )
     INSERT INTO feature_usage_archive AS a
         (user_id, feature, period_start, usage_count, created_at, updated_at)
-    SELECT user_id, feature, period_start, usage_count, created_at, updated_at FROM moved
+    -- An adopted table's old rows may lack timestamps.
+    SELECT user_id, feature, period_start, usage_count, coalesce(created_at, now()),
+           coalesce(updated_at, created_at, now())
+    FROM moved
     ON CONFLICT (user_id, feature, period_start) DO UPDATE
         SET usage_count = a.usage_count + excluded.usage_count,
             updated_at = greatest(a.updated_at, excluded.updated_at),

@@ -1,0 +1,118 @@
+"""``verify`` and ``repair-counters``: is the database as the migrations left it?
+
+``verify`` checks the runner's own records (files edited after they were
+applied, migrations not applied yet), every INVALID index, and runs the audit
+query (``verify.sql``) of each fully applied set: functions present, indexes
+valid, constraints validated, counter columns equal to the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from . import store
+from .runner import status
+from .session import Session
+from .settings import MigrationSettings
+from .sources import MigrationError
+from .sources import load_verify
+
+__all__ = ["Problem", "repair_counters", "verify"]
+
+logger = logging.getLogger("feature_gates.migrate")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``verify`` found wrong: what was checked, and what is off."""
+
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.detail}"
+
+
+def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Problem]:
+    """Audit the database; return the problems found (none when all is well)."""
+    settings = settings or MigrationSettings()
+    problems: list[Problem] = []
+    complete_sets = set(settings.sets)
+    for row in status(conninfo, settings):
+        if row.state == "applied":
+            continue
+        complete_sets.discard(row.label.split("/", 1)[0])
+        detail = {
+            "pending": "not applied; run migrate",
+            "changed": "its file was changed after it was applied",
+            "missing": "applied, but no migration file has it",
+        }[row.state]
+        problems.append(Problem("migration", f"{row.label}: {detail}"))
+    with Session(conninfo, settings) as session:
+        for index, table in session.conn.execute(store.INVALID_INDEXES).fetchall():
+            problems.append(
+                Problem(
+                    "index",
+                    f"{index} on {table} is INVALID (a failed concurrent build); "
+                    "migrate rebuilds the bundled ones, drop or rebuild others",
+                )
+            )
+        for set_name in settings.sets:
+            if set_name not in complete_sets:
+                continue
+            query = load_verify(set_name, (settings.folders or {}).get(set_name))
+            if query is None:
+                continue
+            for found in session.conn.execute(query.encode()).fetchall():
+                problems.append(Problem(str(found[0]), str(found[1])))
+    return problems
+
+
+def repair_counters(
+    conninfo: str, settings: MigrationSettings | None = None, *, dry_run: bool = False
+) -> dict[str, int]:
+    """Recompute the counter columns that drifted from the truth.
+
+    Works in batches by primary key (one short transaction each, only rows whose
+    value differs). Returns, per counter, the rows fixed, or with ``dry_run``
+    the rows that differ now (changing nothing).
+    """
+    settings = settings or MigrationSettings()
+    with Session(conninfo, settings) as session:
+        conn = session.conn
+        row = conn.execute(store.COUNTERS_INSTALLED).fetchone()
+        if not (row and row[0]):
+            raise MigrationError(
+                "the counters set is not installed in this database; "
+                "add 'counters' to FEATURE_GATES_MIGRATION_SETS and run migrate"
+            )
+        if dry_run:
+            return {str(name): int(n) for name, n in conn.execute(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
+        fixed: dict[str, int] = {}
+        with session.migration_lock():
+            names = [str(r[0]) for r in conn.execute(store.COUNTER_NAMES).fetchall()]
+            for name in names:
+                conn.execute(store.RESET_BACKFILL, (name,))
+                total = 0
+                while True:
+                    scanned, changed = session.with_retries(
+                        f"repair of {name}", partial(_repair_batch, session, name)
+                    )
+                    total += changed
+                    if not scanned:
+                        break
+                conn.execute(store.RESET_BACKFILL, (name,))
+                logger.info("%s: %d rows fixed", name, total)
+                fixed[name] = total
+    return fixed
+
+
+def _repair_batch(session: Session, name: str) -> tuple[int, int]:
+    with session.conn.transaction():
+        session.conn.execute(store.SET_LOCK_TIMEOUT, (session.settings.lock_timeout_ms,))
+        row = session.conn.execute(store.BACKFILL_STEP, (name,)).fetchone()
+    if row is None:
+        return (0, 0)
+    return (int(row[0] or 0), int(row[1] or 0))  # type: ignore[call-overload]

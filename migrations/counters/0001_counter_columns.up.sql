@@ -1,0 +1,318 @@
+-- feature-gates: no-transaction
+-- Counter columns for the thread and itinerary managers:
+--   chat_threads.thread_messages_count  = how many chat_messages the thread has
+--   travel_itineraries.destinations_count = how many waypoints data holds
+-- kept exact by triggers from the moment they exist, so the backfill (next
+-- migration) can run while the application writes.
+--
+-- Each statement runs in a short transaction of its own with lock_timeout, so
+-- no lock on an application table is held while waiting for another one.
+
+-- The application's tables must be there; stop before changing anything.
+DO $$
+DECLARE
+    v_missing text[];
+BEGIN
+    SELECT array_agg(format('%s.%s', wanted.tbl, wanted.col) ORDER BY wanted.tbl, wanted.col)
+    INTO v_missing
+    FROM (VALUES ('chat_threads', 'id'), ('chat_threads', 'user_id'),
+                 ('chat_messages', 'thread_id'),
+                 ('travel_itineraries', 'id'), ('travel_itineraries', 'user_id'),
+                 ('travel_itineraries', 'data')) AS wanted(tbl, col)
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = to_regclass(wanted.tbl) AND a.attname = wanted.col
+                        AND NOT a.attisdropped);
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the counters set needs the application tables chat_threads, '
+                        'chat_messages and travel_itineraries; missing: %',
+                        array_to_string(v_missing, ', ')
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'create them first (register the migration folder that does, before '
+                         '"counters" in FEATURE_GATES_MIGRATION_SETS; docs/migrations.md shows '
+                         'the shape), or remove "counters" from the sets';
+    END IF;
+END
+$$;
+
+-- Catalog-only: a constant default rewrites nothing. ACCESS EXCLUSIVE for a
+-- few milliseconds, once the lock is granted.
+ALTER TABLE chat_threads
+    ADD COLUMN IF NOT EXISTS thread_messages_count integer NOT NULL DEFAULT 0;
+
+ALTER TABLE travel_itineraries
+    ADD COLUMN IF NOT EXISTS destinations_count integer NOT NULL DEFAULT 0;
+
+-- How far each backfill got, so an interrupted one resumes where it stopped.
+CREATE TABLE IF NOT EXISTS feature_gates_backfill_progress (
+    counter    text        PRIMARY KEY,
+    last_key   text,
+    done       boolean     NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The number of destinations of an itinerary: the length of data->'waypoints'
+-- when it is a JSON array, else 0 (data NULL, waypoints missing, JSON null, an
+-- object, a scalar). Never fails.
+CREATE OR REPLACE FUNCTION feature_gates_destinations_count(p_data jsonb)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_data -> 'waypoints') = 'array'
+                THEN jsonb_array_length(p_data -> 'waypoints')
+                ELSE 0 END
+$$;
+
+-- The counters this set maintains, by name.
+CREATE OR REPLACE FUNCTION feature_gates_counters()
+RETURNS TABLE (counter text)
+LANGUAGE sql IMMUTABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    VALUES ('chat_threads.thread_messages_count'), ('travel_itineraries.destinations_count')
+$$;
+
+-- Every row whose counter differs from the truth (computed in one snapshot).
+CREATE OR REPLACE FUNCTION feature_gates_counter_audit()
+RETURNS TABLE (counter text, row_id text, stored bigint, actual bigint)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    SELECT 'chat_threads.thread_messages_count', t.id::text, t.thread_messages_count::bigint,
+           coalesce(m.n, 0)
+    FROM chat_threads t
+    LEFT JOIN (SELECT thread_id, count(*) AS n FROM chat_messages GROUP BY thread_id) m
+           ON m.thread_id = t.id
+    WHERE t.thread_messages_count IS DISTINCT FROM coalesce(m.n, 0)
+    UNION ALL
+    SELECT 'travel_itineraries.destinations_count', i.id::text, i.destinations_count::bigint,
+           feature_gates_destinations_count(i.data)
+    FROM travel_itineraries i
+    WHERE i.destinations_count IS DISTINCT FROM feature_gates_destinations_count(i.data)
+$$;
+
+-- Starts a counter's backfill over from the first row.
+CREATE OR REPLACE FUNCTION feature_gates_backfill_reset(p_counter text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    DELETE FROM feature_gates_backfill_progress WHERE counter = p_counter
+$$;
+
+-- One batch of the thread_messages_count backfill: the next
+-- feature_gates.batch_size threads after the saved position, by primary key.
+-- The batch's threads are locked first, so a message inserted meanwhile either
+-- committed before (and is counted) or has its trigger wait for this batch (and
+-- adds itself after): the counter is exact either way. Only rows whose value
+-- differs are written. Returns the threads looked at and the rows changed.
+CREATE OR REPLACE FUNCTION feature_gates_backfill_thread_messages_count(
+    OUT scanned integer, OUT changed integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_batch integer := coalesce(
+        nullif(current_setting('feature_gates.batch_size', true), '')::integer, 1000);
+    v_key text;
+    v_done boolean;
+    v_after chat_threads.id%TYPE;
+    v_first chat_threads.id%TYPE;
+    v_last chat_threads.id%TYPE;
+BEGIN
+    scanned := 0;
+    changed := 0;
+    SELECT last_key, done INTO v_key, v_done
+    FROM feature_gates_backfill_progress
+    WHERE counter = 'chat_threads.thread_messages_count'
+    FOR UPDATE;
+    IF v_done THEN
+        RETURN;
+    END IF;
+    v_after := v_key;
+    IF v_key IS NULL THEN
+        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        FROM (SELECT id FROM chat_threads ORDER BY id LIMIT v_batch FOR NO KEY UPDATE) b;
+    ELSE
+        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        FROM (SELECT id FROM chat_threads WHERE id > v_after ORDER BY id LIMIT v_batch
+              FOR NO KEY UPDATE) b;
+    END IF;
+    IF scanned > 0 THEN
+        UPDATE chat_threads t
+        SET thread_messages_count = c.n
+        FROM (SELECT b.id, (SELECT count(*) FROM chat_messages m WHERE m.thread_id = b.id) AS n
+              FROM chat_threads b
+              WHERE b.id BETWEEN v_first AND v_last) AS c
+        WHERE t.id = c.id AND t.thread_messages_count IS DISTINCT FROM c.n;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    END IF;
+    INSERT INTO feature_gates_backfill_progress AS p (counter, last_key, done)
+    VALUES ('chat_threads.thread_messages_count', coalesce(v_last::text, v_key),
+            scanned < v_batch)
+    ON CONFLICT (counter) DO UPDATE
+        SET last_key = excluded.last_key, done = excluded.done, updated_at = now();
+END
+$$;
+
+-- One batch of the destinations_count backfill; as above. No lock is taken
+-- first: an UPDATE that meets a row changed meanwhile recomputes it from the
+-- row's latest data.
+CREATE OR REPLACE FUNCTION feature_gates_backfill_destinations_count(
+    OUT scanned integer, OUT changed integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_batch integer := coalesce(
+        nullif(current_setting('feature_gates.batch_size', true), '')::integer, 1000);
+    v_key text;
+    v_done boolean;
+    v_after travel_itineraries.id%TYPE;
+    v_first travel_itineraries.id%TYPE;
+    v_last travel_itineraries.id%TYPE;
+BEGIN
+    scanned := 0;
+    changed := 0;
+    SELECT last_key, done INTO v_key, v_done
+    FROM feature_gates_backfill_progress
+    WHERE counter = 'travel_itineraries.destinations_count'
+    FOR UPDATE;
+    IF v_done THEN
+        RETURN;
+    END IF;
+    v_after := v_key;
+    IF v_key IS NULL THEN
+        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        FROM (SELECT id FROM travel_itineraries ORDER BY id LIMIT v_batch) b;
+    ELSE
+        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        FROM (SELECT id FROM travel_itineraries WHERE id > v_after ORDER BY id LIMIT v_batch) b;
+    END IF;
+    IF scanned > 0 THEN
+        UPDATE travel_itineraries i
+        SET destinations_count = feature_gates_destinations_count(i.data)
+        WHERE i.id BETWEEN v_first AND v_last
+          AND i.destinations_count IS DISTINCT FROM feature_gates_destinations_count(i.data);
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    END IF;
+    INSERT INTO feature_gates_backfill_progress AS p (counter, last_key, done)
+    VALUES ('travel_itineraries.destinations_count', coalesce(v_last::text, v_key),
+            scanned < v_batch)
+    ON CONFLICT (counter) DO UPDATE
+        SET last_key = excluded.last_key, done = excluded.done, updated_at = now();
+END
+$$;
+
+-- One batch of the named counter's backfill.
+CREATE OR REPLACE FUNCTION feature_gates_backfill_counter(
+    p_counter text, OUT scanned integer, OUT changed integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    CASE p_counter
+        WHEN 'chat_threads.thread_messages_count' THEN
+            SELECT * INTO scanned, changed FROM feature_gates_backfill_thread_messages_count();
+        WHEN 'travel_itineraries.destinations_count' THEN
+            SELECT * INTO scanned, changed FROM feature_gates_backfill_destinations_count();
+        ELSE
+            RAISE EXCEPTION 'unknown counter %', quote_literal(p_counter)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'SELECT * FROM feature_gates_counters() lists them';
+    END CASE;
+END
+$$;
+
+-- Keeps thread_messages_count equal to the number of the thread's messages:
+-- one UPDATE per statement on chat_messages (not per row), with the changes
+-- summed per thread.
+CREATE OR REPLACE FUNCTION feature_gates_count_thread_messages()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE chat_threads t
+        SET thread_messages_count = t.thread_messages_count + d.n
+        FROM (SELECT thread_id, count(*)::integer AS n FROM new_rows
+              WHERE thread_id IS NOT NULL GROUP BY thread_id) d
+        WHERE t.id = d.thread_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE chat_threads t
+        SET thread_messages_count = greatest(t.thread_messages_count - d.n, 0)
+        FROM (SELECT thread_id, count(*)::integer AS n FROM old_rows
+              WHERE thread_id IS NOT NULL GROUP BY thread_id) d
+        WHERE t.id = d.thread_id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        UPDATE chat_threads t
+        SET thread_messages_count = greatest(t.thread_messages_count + d.n, 0)
+        FROM (SELECT thread_id, sum(n)::integer AS n
+              FROM (SELECT thread_id, 1 AS n FROM new_rows
+                    UNION ALL
+                    SELECT thread_id, -1 FROM old_rows) AS moves
+              WHERE thread_id IS NOT NULL
+              GROUP BY thread_id
+              HAVING sum(n) <> 0) d
+        WHERE t.id = d.thread_id;
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        UPDATE chat_threads SET thread_messages_count = 0 WHERE thread_messages_count <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Keeps destinations_count equal to the waypoints in data, on the row itself.
+CREATE OR REPLACE FUNCTION feature_gates_count_destinations()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    NEW.destinations_count := feature_gates_destinations_count(NEW.data);
+    RETURN NEW;
+END
+$$;
+
+-- CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock (writes wait) for a few
+-- milliseconds; one table per statement.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'chat_messages'::regclass
+                   AND tgname = 'feature_gates_count_messages_insert') THEN
+        CREATE TRIGGER feature_gates_count_messages_insert
+            AFTER INSERT ON chat_messages REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION feature_gates_count_thread_messages();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'chat_messages'::regclass
+                   AND tgname = 'feature_gates_count_messages_delete') THEN
+        CREATE TRIGGER feature_gates_count_messages_delete
+            AFTER DELETE ON chat_messages REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION feature_gates_count_thread_messages();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'chat_messages'::regclass
+                   AND tgname = 'feature_gates_count_messages_update') THEN
+        CREATE TRIGGER feature_gates_count_messages_update
+            AFTER UPDATE ON chat_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION feature_gates_count_thread_messages();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'chat_messages'::regclass
+                   AND tgname = 'feature_gates_count_messages_truncate') THEN
+        CREATE TRIGGER feature_gates_count_messages_truncate
+            AFTER TRUNCATE ON chat_messages
+            FOR EACH STATEMENT EXECUTE FUNCTION feature_gates_count_thread_messages();
+    END IF;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'travel_itineraries'::regclass
+                   AND tgname = 'feature_gates_count_destinations') THEN
+        CREATE TRIGGER feature_gates_count_destinations
+            BEFORE INSERT OR UPDATE OF data, destinations_count ON travel_itineraries
+            FOR EACH ROW EXECUTE FUNCTION feature_gates_count_destinations();
+    END IF;
+END
+$$;
