@@ -8,28 +8,33 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
-__all__ = ["Accounts", "SavedSearch", "Token", "User", "new_token"]
+__all__ = ["Accounts", "HoldingLimitReached", "SavedSearch", "Token", "User", "new_token"]
 
 TOKEN_PREFIX = "sntl_"
 
-USER_COLUMNS = "u.id, u.email, u.name, u.plan, u.is_admin, u.created_at"
-
-SELECT_USER_BY_TOKEN = f"""
-SELECT {USER_COLUMNS}
+SELECT_USER_BY_TOKEN = """
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_sha256 = %s
 """
 
-SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = %s"
+SELECT_USER = """
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at FROM users u WHERE u.id = %s
+"""
 
-SELECT_USERS = f"SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"
+SELECT_USERS = """
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at FROM users u ORDER BY u.id
+"""
 
 INSERT_USER = """
 INSERT INTO users (email, name, plan, is_admin) VALUES (%s, %s, %s, %s)
@@ -37,6 +42,10 @@ RETURNING id, email, name, plan, is_admin, created_at
 """
 
 COUNT_USERS = "SELECT count(*) FROM users"
+
+# Taken before counting what a user holds: concurrent requests of one user then
+# count one after the other, and a limit on how many they hold is never passed.
+LOCK_USER = "SELECT 1 FROM users WHERE id = %s FOR UPDATE"
 
 INSERT_TOKEN = """
 INSERT INTO api_tokens (user_id, name, token_sha256) VALUES (%s, %s, %s)
@@ -110,6 +119,15 @@ class SavedSearch:
         }
 
 
+class HoldingLimitReached(Exception):
+    """The user already holds as many of something as their plan allows."""
+
+    def __init__(self, what: str, held: int, limit: int) -> None:
+        super().__init__(f"{held} {what} held; the plan allows {limit}")
+        self.held = held
+        self.limit = limit
+
+
 def new_token() -> str:
     """A fresh random API token."""
     return TOKEN_PREFIX + secrets.token_urlsafe(24)
@@ -159,11 +177,28 @@ class Accounts:
         assert user is not None
         return user
 
-    def add_token(self, user_id: int, name: str, token: str | None = None) -> tuple[Token, str]:
-        """Store a token for ``user_id`` (a new random one unless given); returns the
-        stored record and the token, which is never readable again."""
+    @contextmanager
+    def _holding(
+        self, user_id: int, count_query: str, what: str, limit: int | None
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction in which ``user_id`` holds fewer than ``limit`` of something."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(LOCK_USER, (user_id,))
+            if limit is not None:
+                row = conn.execute(count_query, (user_id,)).fetchone()
+                held = int(row[0]) if row else 0
+                if held >= limit:
+                    raise HoldingLimitReached(what, held, limit)
+            yield conn
+
+    def add_token(
+        self, user_id: int, name: str, token: str | None = None, *, limit: int | None = None
+    ) -> tuple[Token, str]:
+        """Store a token for ``user_id`` (a new random one unless given) if they hold
+        fewer than ``limit``; returns the stored record and the token, which is never
+        readable again."""
         token = token or new_token()
-        with self.pool.connection() as conn:
+        with self._holding(user_id, COUNT_TOKENS, "tokens", limit) as conn:
             cur = conn.cursor(row_factory=class_row(Token))
             record = cur.execute(INSERT_TOKEN, (user_id, name, digest(token))).fetchone()
         assert record is not None
@@ -198,8 +233,10 @@ class Accounts:
 
     # -- saved searches ----------------------------------------------------------
 
-    def save_search(self, user_id: int, name: str, query: str) -> SavedSearch:
-        with self.pool.connection() as conn:
+    def save_search(
+        self, user_id: int, name: str, query: str, *, limit: int | None = None
+    ) -> SavedSearch:
+        with self._holding(user_id, COUNT_SEARCHES, "saved searches", limit) as conn:
             cur = conn.cursor(row_factory=class_row(SavedSearch))
             search = cur.execute(INSERT_SEARCH, (user_id, name, query)).fetchone()
         assert search is not None

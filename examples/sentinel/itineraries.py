@@ -18,23 +18,27 @@ from psycopg_pool import ConnectionPool
 
 __all__ = ["DestinationLimitReached", "Itinerary", "ItineraryManager"]
 
-COLUMNS = "id, user_id, data, alerts_config, destinations_count, created_at, updated_at"
-
-INSERT_ITINERARY = f"""
+INSERT_ITINERARY = """
 INSERT INTO travel_itineraries (user_id, data, alerts_config, destinations_count)
 VALUES (%(user_id)s, %(data)s, %(alerts_config)s, waypoint_count(%(data)s))
-RETURNING {COLUMNS}
+RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
-SELECT_ITINERARY = f"SELECT {COLUMNS} FROM travel_itineraries WHERE id = %s AND user_id = %s"
+SELECT_ITINERARY = """
+SELECT id, user_id, data, alerts_config, destinations_count, created_at, updated_at
+FROM travel_itineraries WHERE id = %s AND user_id = %s
+"""
 
-SELECT_ITINERARIES = f"SELECT {COLUMNS} FROM travel_itineraries WHERE user_id = %s ORDER BY id"
+SELECT_ITINERARIES = """
+SELECT id, user_id, data, alerts_config, destinations_count, created_at, updated_at
+FROM travel_itineraries WHERE user_id = %s ORDER BY id
+"""
 
 # data replaces the stored data when given (and the count follows it);
 # alerts_config is merged key by key into the stored one (|| keeps every key
 # not named in the update). A NULL parameter leaves its column alone.
 # max_destinations (NULL: no limit) refuses data with more waypoints.
-UPDATE_ITINERARY = f"""
+UPDATE_ITINERARY = """
 UPDATE travel_itineraries
 SET data = coalesce(%(data)s, data),
     destinations_count = CASE WHEN %(data)s::jsonb IS NULL THEN destinations_count
@@ -45,16 +49,16 @@ SET data = coalesce(%(data)s, data),
 WHERE id = %(id)s AND user_id = %(user_id)s
   AND (%(data)s::jsonb IS NULL OR %(max)s::integer IS NULL
        OR waypoint_count(%(data)s) <= %(max)s)
-RETURNING {COLUMNS}
+RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
 # Appends in the database, not in Python: two requests adding destinations at
 # once both land (no lost update), and the limit is checked against the count
 # the previous one left, under the row lock. Waypoints that are not an array
 # (legacy rows) count as none, as waypoint_count() says, and are replaced.
-ADD_DESTINATIONS = f"""
+ADD_DESTINATIONS = """
 UPDATE travel_itineraries
-SET data = jsonb_set(data, '{{waypoints}}',
+SET data = jsonb_set(data, '{waypoints}',
                      CASE WHEN jsonb_typeof(data -> 'waypoints') = 'array'
                           THEN data -> 'waypoints' ELSE '[]'::jsonb END || %(waypoints)s),
     destinations_count = destinations_count + jsonb_array_length(%(waypoints)s),
@@ -62,7 +66,7 @@ SET data = jsonb_set(data, '{{waypoints}}',
 WHERE id = %(id)s AND user_id = %(user_id)s
   AND (%(max)s::integer IS NULL
        OR destinations_count + jsonb_array_length(%(waypoints)s) <= %(max)s)
-RETURNING {COLUMNS}
+RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
 DESTINATIONS_COUNT = (

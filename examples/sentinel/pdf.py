@@ -64,6 +64,11 @@ def _literal(text: str) -> bytes:
     return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
 
 
+def _text_string(text: str) -> bytes:
+    """A PDF text string (document information): UTF-16BE with a byte-order mark."""
+    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">"
+
+
 @dataclass
 class _Line:
     text: str
@@ -144,7 +149,7 @@ class PdfDocument:
             b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold "
             b"/Encoding /WinAnsiEncoding >>",
             b"<< /Title %s /Producer (Sentinel) /CreationDate (D:%s) >>"
-            % (_literal(self.title), created.strftime("%Y%m%d%H%M%SZ").encode()),
+            % (_text_string(self.title), created.strftime("%Y%m%d%H%M%SZ").encode()),
         ]
         for i, content in enumerate(pages):
             content_ref = first_page + 2 * i + 1

@@ -35,13 +35,19 @@ FROM chat_threads WHERE user_id = %s ORDER BY id
 # The whole limit rule in one statement: the row lock taken by the UPDATE
 # serialises concurrent callers, and each sees the count the previous one left,
 # so N callers at a limit never land more than the limit.
+#
+# thread_messages_count itself is moved by the `counters` set's trigger on
+# chat_messages (it keeps the counter exact for every writer), by the inserts
+# that follow in the same transaction; adding n here as well would count every
+# message twice. The legacy message_count has no trigger: it moves here.
+# RETURNING shows the thread as it is once the inserts are done.
 RESERVE_MESSAGES = """
 UPDATE chat_threads
-SET thread_messages_count = thread_messages_count + %(n)s,
-    message_count = message_count + %(n)s,
+SET message_count = message_count + %(n)s,
     updated_at = now()
 WHERE id = %(thread_id)s AND thread_messages_count + %(n)s <= %(limit)s
-RETURNING id, user_id, title, thread_messages_count, message_count, created_at, updated_at
+RETURNING id, user_id, title, thread_messages_count + %(n)s AS thread_messages_count,
+          message_count, created_at, updated_at
 """
 
 THREAD_EXISTS = "SELECT thread_messages_count FROM chat_threads WHERE id = %s"
