@@ -3,7 +3,43 @@
 from __future__ import annotations
 
 from .config import ConfigError as ConfigError
+from .decorators import feature_limit as feature_limit
+from .decorators import feature_required as feature_required
+from .decorators import feature_tier as feature_tier
+from .errors import FeatureCheckUnavailable as FeatureCheckUnavailable
+from .errors import FeatureDenied as FeatureDenied
+from .errors import FeatureLimitExceeded as FeatureLimitExceeded
+from .errors import FeatureNotEntitled as FeatureNotEntitled
+from .errors import NotAuthenticated as NotAuthenticated
+from .errors import TierTooLow as TierTooLow
 from .extension import FeatureGates as FeatureGates
+from .gate import Decision as Decision
+from .gate import Gate as Gate
+from .plans import Catalogue as Catalogue
+from .plans import Entitlement as Entitlement
+from .plans import Plan as Plan
+from .plans import UnknownFeature as UnknownFeature
+from .subject import Subject as Subject
 from .usage.tracker import TrackingStats as TrackingStats
 
-__all__ = ["ConfigError", "FeatureGates", "TrackingStats"]
+__all__ = [
+    "Catalogue",
+    "ConfigError",
+    "Decision",
+    "Entitlement",
+    "FeatureCheckUnavailable",
+    "FeatureDenied",
+    "FeatureGates",
+    "FeatureLimitExceeded",
+    "FeatureNotEntitled",
+    "Gate",
+    "NotAuthenticated",
+    "Plan",
+    "Subject",
+    "TierTooLow",
+    "TrackingStats",
+    "UnknownFeature",
+    "feature_limit",
+    "feature_required",
+    "feature_tier",
+]

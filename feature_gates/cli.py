@@ -279,3 +279,11 @@ def refresh(obj: CommandContext) -> None:
 def main() -> None:
     """Entry point of the ``feature-gates`` console script."""
     cli(prog_name="feature-gates")
+
+
+# The reports on the gates (routes, usage) live in their own module.
+from .reports import routes_command  # noqa: E402
+from .reports import usage_command  # noqa: E402
+
+cli.add_command(routes_command)
+cli.add_command(usage_command)

@@ -6,6 +6,7 @@ stops ``init_app`` with a :class:`ConfigError` that names the key.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,6 +119,14 @@ def _limit_status(key: str, value: Any) -> int:
     return int(value)
 
 
+def _log_level(key: str, value: Any) -> int:
+    if isinstance(value, str) and isinstance(logging.getLevelName(value.upper()), int):
+        return int(logging.getLevelName(value.upper()))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigError(f"{key} must be a logging level such as 'INFO' or 'DEBUG', got {value!r}")
+
+
 def _option(default: Any, parse: Callable[[str, Any], Any]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
@@ -163,8 +172,13 @@ class Settings:
     #: Pending keys kept at most while the database is away; beyond, new keys are
     #: dropped and reported.
     max_pending_keys: int = _option(100_000, _number(1, integer=True))
+    #: Level of the ``feature_denied`` log record written for every denial.
+    denial_log_level: int = _option(logging.INFO, _log_level)
     #: Query mapping an email to a user id (one %s parameter).
     user_lookup_sql: str = _option("SELECT id FROM users WHERE email = %s", _text)
+    #: Query mapping user ids to their plans, for ``usage --near-limit``: one %s
+    #: parameter (an array of ids), rows of (user id, plan name).
+    user_plan_sql: str = _option("SELECT id, plan FROM users WHERE id = ANY(%s)", _text)
     #: Seconds an email -> user id answer is cached.
     user_cache_ttl: float = _option(300.0, _number(0))
     #: Name of the command group on ``app.cli``; empty to not register it.

@@ -7,19 +7,32 @@ so one :class:`FeatureGates` can serve several applications (factories, tests).
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import date
 from typing import Any
+from typing import TypeVar
 
 from flask import Flask
 from flask import current_app
+from flask.typing import ResponseReturnValue
 
+from . import gate
 from .cli import cli
 from .config import ConfigError
 from .config import Settings
+from .errors import FeatureDenied
 from .migrate import MigrationSettings
+from .plans import Catalogue
 from .pool import LazyPool
 from .signals import _signals
+from .subject import Subject
+from .subject import SubjectLoader
+from .subject import UserIdCache
 from .usage import store
 from .usage.tracker import Clock
 from .usage.tracker import TrackingStats
@@ -27,9 +40,33 @@ from .usage.tracker import UsageTracker
 from .usage.tracker import month_start
 from .usage.tracker import utc_now
 
-__all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState"]
+__all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState", "Override"]
 
 EXTENSION_KEY = "feature_gates"
+
+#: Returns a response for a denial (an HTML page, a redirect), or None for the
+#: default problem+json answer.
+DeniedHandler = Callable[[FeatureDenied], "ResponseReturnValue | None"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Override:
+    """A test's pin of the subject (see :meth:`FeatureGates.override`)."""
+
+    plan: str | None = None
+    user_id: Any = None
+
+    def apply(self, subject: Subject | None) -> Subject | None:
+        if subject is None:
+            if self.user_id is None or self.plan is None:
+                return None
+            return Subject(self.user_id, self.plan)
+        return Subject(
+            subject.user_id if self.user_id is None else self.user_id,
+            subject.plan if self.plan is None else self.plan,
+        )
 
 
 @dataclass
@@ -41,6 +78,30 @@ class GatesState:
     settings: Settings
     pool: LazyPool
     tracker: UsageTracker
+    catalogue: Catalogue = field(default_factory=lambda: Catalogue({}, {}))
+    storage: gate.StorageHealth = field(init=False)
+    user_ids: UserIdCache = field(init=False)
+    override: Override | None = None
+
+    def __post_init__(self) -> None:
+        self.storage = gate.StorageHealth(self.emit)
+        self.user_ids = UserIdCache(self.settings.user_cache_ttl)
+
+    def load_subject(self) -> Subject | None:
+        """Call the subject loader (and apply a test's override)."""
+        loader = self.extension.subject_loader_callback
+        if loader is None:
+            raise RuntimeError(
+                "no subject loader: register one with @gates.subject_loader, returning "
+                "Subject(user_id=..., plan=...) or None for an anonymous caller"
+            )
+        subject = loader()
+        if subject is not None and not isinstance(subject, Subject):
+            raise TypeError(
+                f"the subject loader must return a feature_gates.Subject or None, "
+                f"got {type(subject).__name__}"
+            )
+        return subject if self.override is None else self.override.apply(subject)
 
     @property
     def migration_settings(self) -> MigrationSettings:
@@ -70,6 +131,8 @@ class FeatureGates:
 
     def __init__(self, app: Flask | None = None, *, clock: Clock | None = None) -> None:
         self.clock = clock or utc_now
+        self.subject_loader_callback: SubjectLoader | None = None
+        self.denied_handler: DeniedHandler | None = None
         if app is not None:
             self.init_app(app)
 
@@ -88,7 +151,8 @@ class FeatureGates:
             max_size=settings.pool_max_size,
             schema=settings.schema,
         )
-        state = GatesState(self, app, settings, pool, tracker=None)  # type: ignore[arg-type]
+        catalogue = Catalogue.parse(settings.plans, settings.tiers)
+        state = GatesState(self, app, settings, pool, tracker=None, catalogue=catalogue)  # type: ignore[arg-type]
         state.tracker = UsageTracker(
             pool,
             mode=settings.tracking,
@@ -99,6 +163,11 @@ class FeatureGates:
             emit=state.emit,
         )
         app.extensions[EXTENSION_KEY] = state
+        _check_views(app, state)
+        app.after_request(gate.finish_response)
+        app.teardown_request(gate.end_request)
+        app.add_template_global(self.has_feature, "has_feature")
+        app.add_template_global(self.feature_remaining, "feature_remaining")
         if settings.command_name:
             app.cli.add_command(cli, settings.command_name)
         atexit.register(state.close)
@@ -113,6 +182,150 @@ class FeatureGates:
                 "call gates.init_app(app) first"
             )
         return state
+
+    # -- callbacks ------------------------------------------------------------------
+
+    def subject_loader(self, loader: SubjectLoader) -> SubjectLoader:
+        """Register the function that says who is asking (a decorator).
+
+        It returns a :class:`~feature_gates.Subject`, or None for an anonymous caller,
+        and is called at most once per request, only when a gate needs it.
+        """
+        self.subject_loader_callback = loader
+        return loader
+
+    def on_denied(self, handler: F) -> F:
+        """Register a function that answers denials (a decorator).
+
+        It receives the :class:`~feature_gates.FeatureDenied` and returns a response
+        (any view return value: an HTML page, a redirect) or None to send the default
+        problem+json document.
+        """
+        self.denied_handler = handler
+        return handler
+
+    # -- reading entitlements -----------------------------------------------------------
+
+    def current_subject(self) -> Subject | None:
+        """The current request's subject (None outside a request or when anonymous)."""
+        return gate.current_subject(self._state())
+
+    def check(
+        self,
+        feature: str,
+        subject: Subject | None = None,
+        *,
+        cost: int = 1,
+        used: int | None = None,
+    ) -> gate.Decision:
+        """May ``subject`` (the current one by default) use ``feature`` now? Consumes nothing.
+
+        For a limit, the count is read from ``feature_usage`` (one query), unless
+        ``used`` gives it (a stock limit's current count). Usage still pending in
+        the tracker is not included.
+        """
+        state = self._state()
+        if subject is None:
+            subject = gate.current_subject(state)
+        return gate.decide(state, feature, subject, cost=cost, used=used)
+
+    def entitlements(self, subject: Subject | None = None) -> dict[str, gate.Decision]:
+        """Every feature of the catalogue with its :class:`Decision` for ``subject``.
+
+        Reads every count of the subject in one query.
+        """
+        state = self._state()
+        if subject is None:
+            subject = gate.current_subject(state)
+        usage: dict[str, int] | None = {}
+        if subject is not None and "limit" in state.catalogue.kinds.values():
+            usage = gate.read_all_usage(state, subject)
+        return {
+            feature: gate.decide(state, feature, subject, usage=usage)
+            for feature in state.catalogue.kinds
+        }
+
+    def has_feature(self, feature: str) -> bool:
+        """Whether the current subject's plan includes ``feature``. No database read.
+
+        A template global: ``{% if has_feature("can_export_pdf") %}``.
+        """
+        state = self._state()
+        subject = gate.current_subject(state)
+        if subject is None:
+            return False
+        return state.catalogue.entitlement(subject.plan, feature).granted
+
+    def feature_remaining(self, feature: str) -> int | None:
+        """Uses of ``feature`` left to the current subject this period; None if unlimited.
+
+        A template global: ``{{ feature_remaining("chat_messages_monthly") }} left``.
+        """
+        return self.check(feature).remaining
+
+    def resolve_user_id(self, email: str) -> Any:
+        """The user id of ``email`` (None when unknown), from FEATURE_GATES_USER_LOOKUP_SQL.
+
+        Answers are cached for FEATURE_GATES_USER_CACHE_TTL seconds.
+        """
+        state = self._state()
+
+        def lookup(value: str) -> Any:
+            query: Any = state.settings.user_lookup_sql
+            with state.pool.get().connection() as conn:
+                row = conn.execute(query, (value,)).fetchone()
+            return None if row is None else row[0]
+
+        return state.user_ids.get(email, lookup)
+
+    # -- testing ------------------------------------------------------------------------
+
+    @contextmanager
+    def override(
+        self,
+        plan: str | None = None,
+        *,
+        user_id: Any = None,
+        usage: Mapping[str, int] | None = None,
+        app: Flask | None = None,
+    ) -> Iterator[None]:
+        """Pin the subject's plan (and user id) and set usage counts, for a test.
+
+        .. code-block:: python
+
+            with gates.override(plan="free", user_id=7, usage={"chat_messages_monthly": 50}):
+                assert client.post("/threads/1/messages").status_code == 429
+
+        :param plan: every subject the loader returns gets this plan.
+        :param user_id: every subject gets this user id; with ``plan``, an anonymous
+            caller becomes this subject too.
+        :param usage: counts this period for ``user_id``, written to ``feature_usage``
+            (replacing what is there) when the block starts.
+        :param app: the application; the current one by default.
+        """
+        state = self._state(app)
+        if plan is not None and plan not in state.catalogue.plans:
+            raise ValueError(
+                f"plan {plan!r} is not in FEATURE_GATES_PLANS; the plans are "
+                f"{', '.join(state.catalogue.tiers) or 'none'}"
+            )
+        if usage:
+            if user_id is None:
+                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
+            self._set_usage(state, user_id, usage)
+        previous, state.override = state.override, Override(plan, user_id)
+        try:
+            yield
+        finally:
+            state.override = previous
+
+    def _set_usage(self, state: GatesState, user_id: Any, usage: Mapping[str, int]) -> None:
+        # What the tracker still holds would land on top of the counts set here.
+        state.tracker.flush(10.0)
+        period = month_start(self.clock())
+        with state.pool.get().connection() as conn:
+            for feature, count in usage.items():
+                conn.execute(store.SET_USAGE, (user_id, feature, period, count))
 
     # -- usage tracking -----------------------------------------------------------
 
@@ -146,3 +359,13 @@ class FeatureGates:
         with state.pool.get().connection() as conn:
             rows = conn.execute(store.GET_USER_USAGE, (user_id, period)).fetchall()
         return {str(feature): int(count) for feature, count, _ in rows}
+
+
+def _check_views(app: Flask, state: GatesState) -> None:
+    """Fail at start-up, not on the first request, when a gate names an unknown feature."""
+    for endpoint, view in app.view_functions.items():
+        for rule in gate.gates_of(view):
+            try:
+                gate.validate(rule, state)
+            except ConfigError as exc:
+                raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None

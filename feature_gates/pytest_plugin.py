@@ -14,17 +14,49 @@ them available; nothing starts until a test asks for one.
 ``feature_gates_server_url``
     The session's PostgreSQL server: ``FEATURE_GATES_TEST_DATABASE_URL`` when set,
     otherwise a throwaway server started for the session (root-safe).
+
+With pytest-flask's ``app`` fixture (your application):
+
+``feature_gates``
+    The application's :class:`~feature_gates.FeatureGates`: ``override()``,
+    ``flush()``, ``get_usage()``, ``check()``.
+``feature_gates_parallel``
+    ``feature_gates_parallel("POST", "/messages", n=32, headers=...)`` serves the
+    application on a threaded loopback server, sends the requests at once and
+    returns a :class:`~feature_gates.testing.ParallelResult`.
+``@pytest.mark.feature_gates(plan="pro", user_id=7, usage={"chat_messages_monthly": 49})``
+    Runs the test inside ``gates.override(...)`` with those arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from typing import Any
 
 import pytest
 
 from .migrate import MigrationSettings
 from .testing import DatabaseFactory
+from .testing import ParallelResult
+from .testing import fire_concurrently
 from .testing import start_test_server
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .extension import FeatureGates
+
+MARKER = "feature_gates"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(plan=None, user_id=None, usage=None): run the test inside "
+        "gates.override(...) on the app fixture's FeatureGates",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +93,36 @@ def feature_gates_database_url(
         yield url
     finally:
         feature_gates_databases.drop(url)
+
+
+def _gates_of(app: Flask) -> FeatureGates:
+    state = app.extensions.get("feature_gates")
+    if state is None:
+        raise RuntimeError("the app fixture's application has no FeatureGates: call init_app")
+    return state.extension  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def feature_gates(app: Flask) -> FeatureGates:
+    return _gates_of(app)
+
+
+@pytest.fixture
+def feature_gates_parallel(app: Flask) -> Callable[..., ParallelResult]:
+    def fire(method: str, path: str, **options: Any) -> ParallelResult:
+        return fire_concurrently(app, method, path, **options)
+
+    return fire
+
+
+@pytest.fixture(autouse=True)
+def _feature_gates_marker(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None:
+        yield
+        return
+    if marker.args:
+        raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments: plan=, user_id=, usage=")
+    app: Flask = request.getfixturevalue("app")
+    with _gates_of(app).override(app=app, **marker.kwargs):
+        yield

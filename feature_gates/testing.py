@@ -5,19 +5,36 @@ The pytest plugin (:mod:`feature_gates.pytest_plugin`) builds its fixtures on th
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json as jsonlib
 import os
 import threading
+from collections import Counter
+from collections.abc import Iterator
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
+from flask import Flask
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
+from werkzeug.serving import make_server
 
 from .migrate import MigrationSettings
 from .migrate import migrate
 from .pgserver import LocalPostgres
 
-__all__ = ["DatabaseFactory", "start_test_server"]
+__all__ = [
+    "DatabaseFactory",
+    "ParallelResult",
+    "fire_concurrently",
+    "serve",
+    "start_test_server",
+]
 
 #: Names a PostgreSQL server for tests instead of a throwaway one.
 TEST_DATABASE_URL_ENV = "FEATURE_GATES_TEST_DATABASE_URL"
@@ -116,3 +133,110 @@ class DatabaseFactory:
         for name in reversed(list(self._created)):
             self.drop(self.url(name))
         self._templates.clear()
+
+
+# -- the parallel-limit harness --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    """How N concurrent requests were answered."""
+
+    statuses: Counter[int]
+
+    @property
+    def allowed(self) -> int:
+        """Responses with a status below 400."""
+        return sum(n for status, n in self.statuses.items() if status < 400)
+
+    @property
+    def denied(self) -> int:
+        """Responses with a 4xx status."""
+        return sum(n for status, n in self.statuses.items() if 400 <= status < 500)
+
+    @property
+    def failed(self) -> int:
+        """Responses with a 5xx status."""
+        return sum(n for status, n in self.statuses.items() if status >= 500)
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """Run ``app`` on a real threaded HTTP server on loopback; yields its base URL.
+
+    Each request gets its own thread, as in production, so gates meet real
+    concurrency (the test client runs one request at a time).
+    """
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="feature-gates-test-server")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def fire_concurrently(
+    target: Flask | str,
+    method: str,
+    path: str,
+    *,
+    n: int = 32,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    timeout: float = 30.0,
+) -> ParallelResult:
+    """Send ``n`` requests at once and count the answers by status.
+
+    :param target: an application (served on a threaded loopback server for the
+        call) or the base URL of a running server (pytest-flask's ``live_server.url()``).
+    :param json: a body sent as JSON with every request.
+
+    .. code-block:: python
+
+        result = fire_concurrently(app, "POST", "/messages", n=32, headers=auth)
+        assert result.allowed == 10
+    """
+    if isinstance(target, Flask):
+        with serve(target) as url:
+            return fire_concurrently(url, method, path, n=n, headers=headers, json=json)
+    split = urlsplit(target)
+    body = None if json is None else jsonlib.dumps(json).encode()
+    sent_headers = dict(headers or {})
+    if body is not None:
+        sent_headers.setdefault("Content-Type", "application/json")
+    # Everyone connects first, then all send together.
+    start = threading.Barrier(n)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        conn = http.client.HTTPConnection(
+            split.hostname or "127.0.0.1", split.port, timeout=timeout
+        )
+        try:
+            conn.connect()
+            start.wait(timeout)
+            conn.request(method, split.path.rstrip("/") + path, body=body, headers=sent_headers)
+            response = conn.getresponse()
+            response.read()
+            with lock:
+                statuses.append(response.status)
+        except BaseException as exc:  # reported to the caller below
+            with lock:
+                errors.append(exc)
+            start.abort()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one, name=f"feature-gates-client-{i}") for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {n} requests failed: {errors[0]!r}") from errors[0]
+    return ParallelResult(Counter(statuses))

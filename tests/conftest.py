@@ -7,6 +7,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+# pytester runs sample test suites; gates_sample holds the gated sample app's fixtures.
+pytest_plugins = ["pytester", "gates_sample"]
+
 
 @pytest.fixture
 def db(feature_gates_database_url: str):

@@ -31,3 +31,45 @@ ORDER BY u.ord
 GET_USAGE = "SELECT get_feature_usage(%s, %s, %s)"
 
 GET_USER_USAGE = "SELECT feature, usage_count, updated_at FROM get_user_feature_usage(%s, %s)"
+
+#: A metered gate's check, in ONE round trip: consumes like CONSUME and, only when
+#: the limit refuses, also reads the current count for the denial's ``used``.
+#: The CTE holds a volatile call, so PostgreSQL evaluates it exactly once.
+CONSUME_OR_USAGE = """
+WITH consumed AS (
+    SELECT consume_feature_usage(%(user_id)s, %(feature)s, %(amount)s, %(limit)s, %(period)s)
+        AS count
+)
+SELECT count,
+       CASE WHEN count IS NULL
+            THEN get_feature_usage(%(user_id)s, %(feature)s, %(period)s) END
+FROM consumed
+"""
+
+#: Sets a usage count outright (test overrides): the count is replaced, not added to.
+SET_USAGE = """
+INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
+VALUES (%s, %s, %s, %s)
+ON CONFLICT (user_id, feature, period_start) DO UPDATE
+    SET usage_count = excluded.usage_count, updated_at = now()
+"""
+
+#: The features used most in a period: total uses and distinct users.
+TOP_FEATURES = """
+SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id)::bigint AS users
+FROM feature_usage
+WHERE period_start = %s AND usage_count > 0
+GROUP BY feature
+ORDER BY uses DESC, feature
+LIMIT %s
+"""
+
+#: Usage rows at or above a threshold per feature; the caller passes two arrays of
+#: equal length: feature names and the smallest count worth reporting for each.
+USAGE_AT_LEAST = """
+SELECT fu.user_id, fu.feature, fu.usage_count
+FROM feature_usage fu
+JOIN unnest(%s::text[], %s::bigint[]) AS t(feature, threshold) ON t.feature = fu.feature
+WHERE fu.period_start = %s AND fu.usage_count >= t.threshold
+ORDER BY fu.feature, fu.usage_count DESC, fu.user_id
+"""

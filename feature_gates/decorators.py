@@ -1,0 +1,156 @@
+"""The three decorators. Thin: the decision lives in :mod:`feature_gates.gate`.
+
+They are module-level and find the extension through ``current_app``, so a
+blueprint imports them without the extension object (as ``flask_login.login_required``
+does). Put them under the route decorator:
+
+.. code-block:: python
+
+    @app.post("/reports/pdf")
+    @feature_required("can_export_pdf")
+    def export_pdf(): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec
+from typing import TypeVar
+
+from flask import current_app
+from flask import request
+
+from . import gate
+from .config import FailMode
+from .extension import EXTENSION_KEY
+from .extension import GatesState
+from .plans import FEATURE_NAME
+
+__all__ = ["feature_limit", "feature_required", "feature_tier"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def feature_required(
+    feature: str, *, track_usage: bool = True
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The caller's plan must include ``feature`` (``True``, or a limit other than 0).
+
+    :param feature: a feature of ``FEATURE_GATES_PLANS``.
+    :param track_usage: record each successful call through the usage tracker.
+    """
+    _check_name(feature)
+    return _gated(gate.Gate("feature", feature, track_usage=track_usage))
+
+
+def feature_tier(
+    min_tier: str, *, feature: str | None = None, track_usage: bool = True
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The caller's plan must rank at least ``min_tier`` in the tier order.
+
+    :param min_tier: a plan name; plans rank in ``FEATURE_GATES_TIERS`` order, else in
+        the order of ``FEATURE_GATES_PLANS``.
+    :param feature: the name denials report and usage is recorded under; the view
+        function's name by default.
+    :param track_usage: record each successful call through the usage tracker.
+    """
+
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        name = feature if feature is not None else view.__name__
+        _check_name(name, hint="pass feature= to name it")
+        rule = gate.Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
+        return _gated(rule)(view)
+
+    return decorator
+
+
+def feature_limit(
+    feature: str,
+    *,
+    usage_getter: Callable[..., int] | None = None,
+    cost: int | Callable[..., int] = 1,
+    limit: int | Callable[..., int | None] | None = None,
+    track_usage: bool = True,
+    fail_mode: FailMode | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
+
+    Without ``usage_getter`` the limit is **metered**: it counts uses per calendar
+    month (UTC) in ``feature_usage`` and consumes ``cost`` atomically before the view
+    runs (one round trip), so concurrent requests never pass the limit together. A
+    failed call (an exception or a status of 400 or more) gives its uses back.
+
+    With ``usage_getter`` it is a **stock** limit: ``usage_getter(**view_args)``
+    returns how many the caller has now (destinations of an itinerary, say) and
+    ``usage + cost <= limit`` must hold. A successful call records ``cost`` through
+    the tracker.
+
+    :param cost: uses this call takes: an int or a callable of the view's arguments.
+    :param limit: replaces the plan's limit: an int or a callable of the view's
+        arguments (returning None for no limit).
+    :param track_usage: record successful calls through the tracker when nothing
+        else records them (stock limits, unlimited plans). A metered consumption is
+        always recorded: it is the limit's count.
+    :param fail_mode: ``open`` or ``closed`` when the database cannot be reached;
+        ``FEATURE_GATES_FAIL_MODE`` by default.
+    """
+    _check_name(feature)
+    if fail_mode not in (None, "open", "closed"):
+        raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
+    kind: gate.GateKind = "metered" if usage_getter is None else "stock"
+    return _gated(
+        gate.Gate(
+            kind,
+            feature,
+            cost=cost,
+            limit=limit,
+            usage_getter=usage_getter,
+            track_usage=track_usage,
+            fail_mode=fail_mode,
+        )
+    )
+
+
+def _check_name(name: str, hint: str = "") -> None:
+    if not isinstance(name, str) or not FEATURE_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid feature name (1 to 64 characters of a-z, 0-9, "
+            f"_ . : - starting with a letter){'; ' + hint if hint else ''}"
+        )
+
+
+def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            app = current_app
+            call = app.ensure_sync(view)
+            # CORS preflights carry no credentials: never gated, never counted.
+            if request.method == "OPTIONS" or not gate.gates_enabled():
+                return call(*args, **kwargs)  # type: ignore[no-any-return]
+            grant = gate.admit(_state(), rule, kwargs)
+            try:
+                result = call(*args, **kwargs)
+            except BaseException:
+                gate.settle(grant, succeeded=False)
+                raise
+            # Settled by the response's status, in after_request.
+            gate.hold(grant)
+            return result  # type: ignore[no-any-return]
+
+        setattr(wrapper, gate.GATES_ATTRIBUTE, (rule, *gate.gates_of(view)))
+        return wrapper
+
+    return decorator
+
+
+def _state() -> GatesState:
+    state: GatesState | None = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        raise RuntimeError(
+            "a feature gate ran on an application without FeatureGates: "
+            "call FeatureGates(app) or gates.init_app(app)"
+        )
+    return state

@@ -1,0 +1,658 @@
+"""The decision: entitled, tier, limit; the metered consume and its refund.
+
+One request through a gated view::
+
+    admit()   plan catalogue in memory; a metered limit consumes in ONE round trip
+              -> raises a FeatureDenied, or returns a Grant
+    view runs
+    settle()  success (no exception, status < 400): usage goes to the tracker
+              failure: a metered consumption is refunded
+
+Per-request state lives on ``flask.g`` under a private name and is cleared when
+the request ends (so an outer application context, as pytest-flask pushes,
+does not carry one request's subject into the next).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import date
+from datetime import datetime
+from datetime import timezone
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
+from typing import NoReturn
+from typing import TypeVar
+
+import psycopg
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import has_request_context
+
+from .config import ConfigError
+from .config import FailMode
+from .config import _boolean
+from .errors import FeatureCheckUnavailable
+from .errors import FeatureDenied
+from .errors import FeatureLimitExceeded
+from .errors import FeatureNotEntitled
+from .errors import NotAuthenticated
+from .errors import TierTooLow
+from .errors import iso_utc
+from .plans import UnknownFeature
+from .subject import Subject
+from .usage import store
+from .usage.tracker import month_start
+
+if TYPE_CHECKING:
+    from .extension import GatesState
+
+__all__ = [
+    "GATES_ATTRIBUTE",
+    "Decision",
+    "Gate",
+    "Grant",
+    "StorageHealth",
+    "gates_of",
+    "period_end",
+]
+
+logger = logging.getLogger("feature_gates")
+denial_logger = logging.getLogger("feature_gates.denials")
+
+T = TypeVar("T")
+GateKind = Literal["feature", "tier", "metered", "stock"]
+#: A value, or a callable taking the view's arguments and returning it.
+Dynamic = Any
+
+_REQUEST_KEY = "_feature_gates"
+
+#: Errors that mean "the database cannot be reached now" (PoolTimeout included),
+#: as opposed to a bad argument, which is a bug and is raised.
+UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The rule one decorator puts on a view. Listed by ``flask feature-gates routes``."""
+
+    kind: GateKind
+    feature: str
+    min_tier: str | None = None
+    cost: Dynamic = 1
+    limit: Dynamic = None
+    usage_getter: Callable[..., int] | None = None
+    track_usage: bool = True
+    fail_mode: FailMode | None = None
+
+
+#: The attribute a gated view carries: a tuple of its gates, outermost first.
+GATES_ATTRIBUTE = "__feature_gates__"
+
+
+def gates_of(view: Callable[..., Any]) -> tuple[Gate, ...]:
+    """The gates on ``view`` (empty when it has none), outermost first."""
+    return tuple(getattr(view, GATES_ATTRIBUTE, ()))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to "may this subject use this feature now?", without consuming.
+
+    ``reason`` is None when allowed, else ``anonymous``, ``not-entitled``, ``limit``
+    or ``unavailable``. ``limit`` and ``remaining`` are None when unlimited;
+    ``reset_at`` is when the period's count starts again (limits only).
+    """
+
+    allowed: bool
+    reason: str | None
+    feature: str
+    plan: str | None
+    limit: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass
+class Grant:
+    """What an admitted request owes when it ends: a refund or a usage record."""
+
+    state: GatesState
+    gate: Gate
+    subject: Subject
+    track: int = 0
+    consumed: int = 0
+    period: date | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass
+class _RequestGates:
+    subject: Subject | None = None
+    loaded: bool = False
+    grants: list[Grant] = field(default_factory=list)
+
+
+def period_end(moment: datetime) -> datetime:
+    """The start of the next calendar month (UTC) after ``moment``: when counts reset."""
+    start = month_start(moment)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return datetime(year, month, 1, tzinfo=timezone.utc)
+
+
+class StorageHealth:
+    """Remembers a database outage: reported once, probed with a growing backoff.
+
+    While the database is away, metered gates do not wait ``FEATURE_GATES_DB_TIMEOUT``
+    on every request: they apply their fail mode at once, and one request now and
+    then probes the database again.
+    """
+
+    first_backoff = 0.5
+    max_backoff = 5.0
+
+    def __init__(
+        self, emit: Callable[..., None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._emit = emit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self._next_probe = 0.0
+        self._backoff = self.first_backoff
+
+    def should_try(self) -> bool:
+        """True when the database is up, or when it is time for one probe."""
+        if self.down_since is None:
+            return True
+        with self._lock:
+            now = self._clock()
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + self._backoff
+            return True
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            now = self._clock()
+            first = self.down_since is None
+            if first:
+                self.down_since = now
+                self._backoff = self.first_backoff
+            else:
+                self._backoff = min(self._backoff * 2, self.max_backoff)
+            self._next_probe = now + self._backoff
+        if first:
+            logger.warning(
+                "the database is unreachable; metered limits apply their fail mode "
+                "until it answers again: %s",
+                _one_line(error),
+            )
+            self._emit("storage-unavailable", error=error)
+
+    def succeeded(self) -> None:
+        if self.down_since is None:
+            return
+        with self._lock:
+            since, self.down_since = self.down_since, None
+        if since is not None:
+            outage = self._clock() - since
+            logger.warning("the database answers again after %.1f s", outage)
+            self._emit("storage-recovered", outage_seconds=outage)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def validate(gate: Gate, state: GatesState) -> None:
+    """Raise :class:`~feature_gates.config.ConfigError` if ``gate`` cannot work on this app."""
+    if gate.kind == "tier":
+        assert gate.min_tier is not None
+        state.catalogue.require_tier(gate.min_tier)
+        return
+    if gate.limit is None and gate.feature not in state.catalogue:
+        raise UnknownFeature(
+            f"feature {gate.feature!r} is not defined in any plan; define it under "
+            "FEATURE_GATES_PLANS"
+        )
+    if gate.kind == "metered" and not state.settings.database_url:
+        raise ConfigError(
+            f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
+            "set it to the application's PostgreSQL URL"
+        )
+
+
+# -- the request ---------------------------------------------------------------------
+
+
+def gates_enabled() -> bool:
+    """``FEATURE_GATES_ENABLED`` of the current app, read on every request."""
+    value = current_app.config.get("FEATURE_GATES_ENABLED", True)
+    return value is True or _boolean("FEATURE_GATES_ENABLED", value)
+
+
+def _request_gates() -> _RequestGates:
+    current: _RequestGates | None = g.get(_REQUEST_KEY)
+    if current is None:
+        current = _RequestGates()
+        setattr(g, _REQUEST_KEY, current)
+    return current
+
+
+def current_subject(state: GatesState) -> Subject | None:
+    """The subject of the current request: loaded once per request, then reused."""
+    if not has_request_context():
+        return None
+    current = _request_gates()
+    if not current.loaded:
+        current.subject = state.load_subject()
+        current.loaded = True
+    return current.subject
+
+
+def _resolve(value: Dynamic, kwargs: dict[str, Any]) -> Any:
+    return value(**kwargs) if callable(value) else value
+
+
+def _amount(value: Any, name: str, gate: Gate) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(
+            f"{name} of the gate on {gate.feature!r} must be an integer of 0 or more, got {value!r}"
+        )
+    return value
+
+
+def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
+    """Check ``gate`` for the current request's subject; raise a denial or return a Grant."""
+    started = time.perf_counter()
+    subject = current_subject(state)
+    if subject is None:
+        _deny(
+            state,
+            NotAuthenticated(
+                feature=gate.feature,
+                subject=None,
+                detail=f"{gate.feature!r} needs a signed-in user: sign in and try again.",
+            ),
+            started,
+        )
+    catalogue = state.catalogue
+    if gate.kind == "tier":
+        assert gate.min_tier is not None
+        required = catalogue.require_tier(gate.min_tier)
+        rank = catalogue.rank(subject.plan)
+        if rank is None or rank < required:
+            _deny(
+                state,
+                TierTooLow(
+                    feature=gate.feature,
+                    subject=subject,
+                    required_tier=gate.min_tier,
+                    detail=f"{gate.feature!r} needs plan {gate.min_tier!r} or higher; "
+                    f"the current plan is {subject.plan!r}.",
+                ),
+                started,
+            )
+        return Grant(state, gate, subject, track=int(gate.track_usage))
+
+    if gate.limit is not None:
+        limit = _resolve(gate.limit, kwargs)
+        if limit is not None:
+            limit = _amount(limit, "limit", gate)
+    else:
+        limit = catalogue.entitlement(subject.plan, gate.feature).limit
+    if limit == 0:
+        _deny(
+            state,
+            FeatureNotEntitled(
+                feature=gate.feature,
+                subject=subject,
+                detail=f"plan {subject.plan!r} does not include {gate.feature!r}; "
+                "a plan that does is needed.",
+            ),
+            started,
+        )
+    if gate.kind == "feature":
+        return Grant(state, gate, subject, track=int(gate.track_usage))
+
+    cost = _amount(_resolve(gate.cost, kwargs), "cost", gate)
+    if gate.kind == "stock":
+        assert gate.usage_getter is not None
+        used = _amount(gate.usage_getter(**kwargs), "usage_getter's result", gate)
+        if limit is not None and used + cost > limit:
+            _deny(state, _limit_denial(state, gate, subject, limit, used, cost, None), started)
+        return Grant(
+            state,
+            gate,
+            subject,
+            track=cost if gate.track_usage else 0,
+            limit=limit,
+            remaining=None if limit is None else limit - used - cost,
+        )
+
+    now = state.extension.clock()
+    period = month_start(now)
+    reset_at = period_end(now)
+    if limit is None or cost == 0:
+        # Unlimited: nothing to check, so no round trip; the tracker records it.
+        return Grant(state, gate, subject, track=cost if gate.track_usage else 0)
+    outcome = _consume(state, subject, gate.feature, cost, limit, period)
+    if outcome is None:
+        if (gate.fail_mode or state.settings.fail_mode) == "closed":
+            _deny(
+                state,
+                FeatureCheckUnavailable(
+                    feature=gate.feature,
+                    subject=subject,
+                    detail=f"the usage of {gate.feature!r} cannot be checked right now; "
+                    "try again in a moment.",
+                    headers={"Retry-After": str(math.ceil(StorageHealth.max_backoff))},
+                ),
+                started,
+            )
+        # Fail open: allowed, and recorded through the tracker, which keeps the
+        # increment until the database is back, so the count stays right.
+        return Grant(state, gate, subject, track=cost)
+    count, current = outcome
+    if count is None:
+        _deny(state, _limit_denial(state, gate, subject, limit, current, cost, reset_at), started)
+    return Grant(
+        state,
+        gate,
+        subject,
+        consumed=cost,
+        period=period,
+        limit=limit,
+        remaining=limit - count,
+        reset_at=reset_at,
+    )
+
+
+def _consume(
+    state: GatesState, subject: Subject, feature: str, cost: int, limit: int, period: date
+) -> tuple[int | None, int | None] | None:
+    """(new count or None when refused, current count when refused); None when unreachable."""
+    if not state.storage.should_try():
+        return None
+    params = {
+        "user_id": subject.user_id,
+        "feature": feature,
+        "amount": cost,
+        "limit": limit,
+        "period": period,
+    }
+    try:
+        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
+            row = conn.execute(store.CONSUME_OR_USAGE, params).fetchone()
+    except UNREACHABLE as exc:
+        state.storage.failed(exc)
+        return None
+    state.storage.succeeded()
+    assert row is not None
+    return row[0], row[1]
+
+
+def _limit_denial(
+    state: GatesState,
+    gate: Gate,
+    subject: Subject,
+    limit: int,
+    used: int | None,
+    cost: int,
+    reset_at: datetime | None,
+) -> FeatureLimitExceeded:
+    headers: dict[str, str] = {}
+    if reset_at is not None:
+        wait = reset_at - state.extension.clock()
+        headers["Retry-After"] = str(max(math.ceil(wait.total_seconds()), 1))
+        resets = f"; it resets at {iso_utc(reset_at)}"
+        per, uses = " per month", "uses of "
+    else:
+        resets = per = uses = ""
+    if state.settings.headers_enabled:
+        headers.update(_limit_headers(limit, 0, reset_at, state))
+    asked = "" if cost == 1 else f", and this request needs {cost}"
+    return FeatureLimitExceeded(
+        feature=gate.feature,
+        subject=subject,
+        limit=limit,
+        used=used,
+        cost=cost,
+        reset_at=reset_at,
+        status=state.settings.limit_status,
+        headers=headers,
+        detail=f"plan {subject.plan!r} allows {limit} {uses}{gate.feature!r}{per} and "
+        f"{'all' if used is None else used} are used{asked}{resets}.",
+    )
+
+
+def _deny(state: GatesState, denial: FeatureDenied, started: float) -> NoReturn:
+    """Log, signal, let ``on_denied`` answer, and raise ``denial``."""
+    subject = denial.subject
+    user_id = None if subject is None else subject.user_id
+    check_ms = (time.perf_counter() - started) * 1000
+    denial_logger.log(
+        state.settings.denial_log_level,
+        "feature_denied feature=%s user=%s plan=%s reason=%s check_ms=%.3f",
+        denial.feature,
+        user_id,
+        denial.plan,
+        denial.reason,
+        check_ms,
+        extra={
+            "feature_gates": {
+                "event": "feature_denied",
+                "feature": denial.feature,
+                "user_id": user_id,
+                "plan": denial.plan,
+                "reason": denial.reason,
+                "check_ms": check_ms,
+            }
+        },
+    )
+    state.emit(
+        "access-denied",
+        feature=denial.feature,
+        subject=subject,
+        reason=denial.reason,
+        denial=denial,
+    )
+    if isinstance(denial, FeatureLimitExceeded):
+        state.emit(
+            "limit-exceeded",
+            feature=denial.feature,
+            subject=subject,
+            limit=denial.limit,
+            used=denial.used,
+            denial=denial,
+        )
+    handler = state.extension.denied_handler
+    if handler is not None:
+        answer = handler(denial)
+        if answer is not None:
+            denial.response = current_app.make_response(answer)
+    raise denial
+
+
+# -- the end of the request ------------------------------------------------------------
+
+
+def hold(grant: Grant) -> None:
+    """Keep ``grant`` until the response's status is known (:func:`finish_response`)."""
+    _request_gates().grants.append(grant)
+
+
+def settle(grant: Grant, succeeded: bool) -> None:
+    """Record a successful use through the tracker, or refund a failed one."""
+    state = grant.state
+    if succeeded:
+        if grant.track:
+            state.tracker.track(grant.subject.user_id, grant.gate.feature, grant.track)
+    elif grant.consumed:
+        _refund(grant)
+
+
+def _refund(grant: Grant) -> None:
+    state = grant.state
+    if not state.storage.should_try():
+        logger.warning(
+            "usage of %r by %r not refunded: the database is unreachable",
+            grant.gate.feature,
+            grant.subject.user_id,
+        )
+        return
+    try:
+        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
+            conn.execute(
+                store.REFUND,
+                (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
+            )
+    except UNREACHABLE as exc:
+        state.storage.failed(exc)
+        logger.warning(
+            "usage of %r by %r not refunded: %s",
+            grant.gate.feature,
+            grant.subject.user_id,
+            _one_line(exc),
+        )
+        return
+    state.storage.succeeded()
+
+
+def finish_response(response: Response) -> Response:
+    """``after_request``: settle the request's grants by status; add the limit headers."""
+    current: _RequestGates | None = g.get(_REQUEST_KEY)
+    if current is None or not current.grants:
+        return response
+    grants, current.grants = current.grants, []
+    succeeded = response.status_code < 400
+    for grant in grants:
+        settle(grant, succeeded)
+    if succeeded and grants[0].state.settings.headers_enabled:
+        limited = [grant for grant in grants if grant.remaining is not None]
+        if limited:
+            tightest = min(limited, key=lambda grant: grant.remaining or 0)
+            assert tightest.limit is not None and tightest.remaining is not None
+            response.headers.update(
+                _limit_headers(
+                    tightest.limit, tightest.remaining, tightest.reset_at, tightest.state
+                )
+            )
+    return response
+
+
+def end_request(error: BaseException | None = None) -> None:
+    """``teardown_request``: a grant still held means the response never got out: refund."""
+    current: _RequestGates | None = g.pop(_REQUEST_KEY, None)
+    if current is not None:
+        for grant in current.grants:
+            settle(grant, succeeded=False)
+
+
+def _limit_headers(
+    limit: int, remaining: int, reset_at: datetime | None, state: GatesState
+) -> dict[str, str]:
+    headers = {"X-Feature-Limit": str(limit), "X-Feature-Remaining": str(max(remaining, 0))}
+    if reset_at is not None:
+        seconds = (reset_at - state.extension.clock()).total_seconds()
+        headers["X-Feature-Reset"] = str(max(math.ceil(seconds), 0))
+    return headers
+
+
+# -- reading without consuming -----------------------------------------------------------
+
+
+def decide(
+    state: GatesState,
+    feature: str,
+    subject: Subject | None,
+    *,
+    used: int | None = None,
+    cost: int = 1,
+    usage: dict[str, int] | None = None,
+) -> Decision:
+    """Would ``subject`` be allowed ``cost`` uses of ``feature`` now? Consumes nothing.
+
+    ``used`` is the current count of a stock limit; without it a limit's count is
+    read from ``feature_usage`` (or from ``usage``, already read for many features).
+    """
+    if subject is None:
+        return Decision(False, "anonymous", feature, None, remaining=0)
+    entitlement = state.catalogue.entitlement(subject.plan, feature)
+    limit = entitlement.limit
+    if limit == 0:
+        return Decision(False, "not-entitled", feature, subject.plan, limit=0, remaining=0)
+    if entitlement.kind == "boolean":
+        return Decision(True, None, feature, subject.plan)
+    reset_at = None
+    if used is None:
+        now = state.extension.clock()
+        reset_at = period_end(now)
+        used = usage.get(feature, 0) if usage is not None else read_usage(state, subject, feature)
+    if used is None:
+        open_ = state.settings.fail_mode == "open"
+        return Decision(open_, None if open_ else "unavailable", feature, subject.plan, limit)
+    if limit is None:
+        return Decision(True, None, feature, subject.plan, None, used, None, reset_at)
+    allowed = used + cost <= limit
+    return Decision(
+        allowed,
+        None if allowed else "limit",
+        feature,
+        subject.plan,
+        limit,
+        used,
+        max(limit - used, 0),
+        reset_at,
+    )
+
+
+def read_usage(state: GatesState, subject: Subject, feature: str) -> int | None:
+    """``subject``'s count of ``feature`` this period; None when the database is away."""
+    period = month_start(state.extension.clock())
+    return _read(state, store.GET_USAGE, (subject.user_id, feature, period), _first_int)
+
+
+def read_all_usage(state: GatesState, subject: Subject) -> dict[str, int] | None:
+    """Every count of ``subject`` this period; None when the database is away."""
+    period = month_start(state.extension.clock())
+    return _read(state, store.GET_USER_USAGE, (subject.user_id, period), _by_feature)
+
+
+def _first_int(rows: list[tuple[Any, ...]]) -> int:
+    return int(rows[0][0]) if rows else 0
+
+
+def _by_feature(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def _read(
+    state: GatesState,
+    query: Any,
+    params: tuple[Any, ...],
+    shape: Callable[[list[tuple[Any, ...]]], T],
+) -> T | None:
+    if not state.storage.should_try():
+        return None
+    try:
+        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
+            rows = conn.execute(query, params).fetchall()
+    except UNREACHABLE as exc:
+        state.storage.failed(exc)
+        return None
+    state.storage.succeeded()
+    return shape(rows)

@@ -1,0 +1,234 @@
+"""The plan catalogue: plans, their tier order, and what each plan grants.
+
+Parsed and validated once, at ``init_app``, into lookups that a gate reads in
+microseconds: ``catalogue.entitlement(plan, feature)`` is two dictionary reads.
+
+A plan maps feature names to one of:
+
+* ``True`` / ``False``: a boolean entitlement;
+* an int: a limit per period (``0`` means not entitled);
+* ``None`` (or ``"unlimited"``, for TOML which has no null): no limit;
+* ``{"limit": 50, "period": "month"}``: the same, with the period spelled out.
+
+Underneath, every entitlement is a limit: ``True`` is no limit and ``False`` is a
+limit of 0, so a boolean feature can be metered and a limited feature can be
+required.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from .config import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["FEATURE_NAME", "PERIODS", "Catalogue", "Entitlement", "Plan", "UnknownFeature"]
+
+#: The names the database accepts for a feature (the feature_usage check constraint).
+FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+#: The periods a limit can be counted over: the calendar month in UTC.
+PERIODS = ("month",)
+
+Kind = Literal["boolean", "limit"]
+
+_PLANS = "FEATURE_GATES_PLANS"
+_TIERS = "FEATURE_GATES_TIERS"
+
+
+class UnknownFeature(ConfigError):
+    """A gate names a feature that no plan defines, or a tier that is not a plan."""
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What one plan grants of one feature.
+
+    :param limit: uses allowed per period; ``None`` is no limit, ``0`` not entitled.
+    """
+
+    feature: str
+    kind: Kind
+    limit: int | None
+    period: str = "month"
+
+    @property
+    def granted(self) -> bool:
+        return self.limit != 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: its name, its rank in the tier order (0 is lowest) and its entitlements."""
+
+    name: str
+    rank: int
+    entitlements: Mapping[str, Entitlement]
+
+
+class Catalogue:
+    """Every plan, in tier order, and every feature the plans name."""
+
+    def __init__(self, plans: Mapping[str, Plan], kinds: Mapping[str, Kind]) -> None:
+        self.plans = dict(plans)
+        #: Plan names from the lowest tier to the highest.
+        self.tiers = tuple(sorted(self.plans, key=lambda name: self.plans[name].rank))
+        #: Every feature named by some plan, with its kind.
+        self.kinds = dict(kinds)
+        self._missing = {
+            name: Entitlement(name, kind, 0, PERIODS[0]) for name, kind in self.kinds.items()
+        }
+
+    def __contains__(self, feature: object) -> bool:
+        return feature in self.kinds
+
+    def entitlement(self, plan: str, feature: str) -> Entitlement:
+        """What ``plan`` grants of ``feature``; not entitled when the plan is unknown."""
+        found = self.plans.get(plan)
+        if found is not None:
+            entitlement = found.entitlements.get(feature)
+            if entitlement is not None:
+                return entitlement
+        missing = self._missing.get(feature)
+        if missing is None:
+            raise UnknownFeature(
+                f"feature {feature!r} is not defined in any plan; define it under {_PLANS}"
+            )
+        return missing
+
+    def rank(self, plan: str) -> int | None:
+        """The rank of ``plan`` (0 is the lowest tier), None when it is not a plan."""
+        found = self.plans.get(plan)
+        return None if found is None else found.rank
+
+    def require_tier(self, tier: str) -> int:
+        rank = self.rank(tier)
+        if rank is None:
+            raise UnknownFeature(
+                f"tier {tier!r} is not a plan; the plans are {', '.join(self.tiers) or 'none'}"
+            )
+        return rank
+
+    @classmethod
+    def parse(
+        cls, source: Mapping[str, Any] | Path | None, tiers: tuple[str, ...] | None = None
+    ) -> Catalogue:
+        """Validate a catalogue given as a mapping or as the path of a TOML or JSON file.
+
+        Raises :class:`~feature_gates.config.ConfigError` naming the plan and the
+        feature at fault.
+        """
+        raw = _read(source) if isinstance(source, Path) else (source or {})
+        order = _tier_order(raw, tiers)
+        kinds: dict[str, Kind] = {}
+        parsed: dict[str, dict[str, tuple[bool, int | None, str]]] = {}
+        for plan, features in raw.items():
+            if not isinstance(features, Mapping):
+                raise ConfigError(
+                    f"{_PLANS}: plan {plan!r} must map feature names to True, False, a limit "
+                    f"or None, got {type(features).__name__}"
+                )
+            parsed[plan] = {}
+            for feature, value in features.items():
+                if not isinstance(feature, str) or not FEATURE_NAME.match(feature):
+                    raise ConfigError(
+                        f"{_PLANS}: plan {plan!r}: {feature!r} is not a valid feature name "
+                        "(1 to 64 characters of a-z, 0-9, _ . : - starting with a letter)"
+                    )
+                is_limit, limit, period = _entitlement(plan, feature, value)
+                parsed[plan][feature] = (is_limit, limit, period)
+                if is_limit or feature not in kinds:
+                    kinds[feature] = "limit" if is_limit else "boolean"
+        plans = {
+            name: Plan(
+                name,
+                order[name],
+                {
+                    feature: Entitlement(feature, kinds[feature], limit, period)
+                    for feature, (_, limit, period) in parsed[name].items()
+                },
+            )
+            for name in raw
+        }
+        return cls(plans, kinds)
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    name = str(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"{_PLANS}: {name!r} must be a .toml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{_PLANS}: cannot read {name!r}: {exc.strerror}") from None
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"{_PLANS}: {name!r} is not valid {path.suffix[1:]}: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_PLANS}: {name!r} must hold a mapping of plans")
+    return data
+
+
+def _tier_order(raw: Mapping[str, Any], tiers: tuple[str, ...] | None) -> dict[str, int]:
+    for plan in raw:
+        if not isinstance(plan, str) or not plan:
+            raise ConfigError(f"{_PLANS}: plan names must be non-empty strings, got {plan!r}")
+    if tiers is None:
+        return {plan: rank for rank, plan in enumerate(raw)}
+    for plan in tiers:
+        if plan not in raw:
+            raise ConfigError(f"{_TIERS}: {plan!r} is not a plan of {_PLANS}")
+        if tiers.count(plan) > 1:
+            raise ConfigError(f"{_TIERS}: {plan!r} is listed twice")
+    for plan in raw:
+        if plan not in tiers:
+            raise ConfigError(
+                f"{_TIERS}: plan {plan!r} is missing; list every plan from the lowest tier "
+                "to the highest"
+            )
+    return {plan: rank for rank, plan in enumerate(tiers)}
+
+
+def _entitlement(plan: str, feature: str, value: Any) -> tuple[bool, int | None, str]:
+    """(is a limit, limit, period) for one value of the catalogue."""
+    where = f"{_PLANS}: plan {plan!r}, feature {feature!r}"
+    if isinstance(value, bool):
+        return False, None if value else 0, PERIODS[0]
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"limit", "period"})
+        if unknown or "limit" not in value:
+            raise ConfigError(
+                f"{where}: the mapping form is {{'limit': 50, 'period': 'month'}}, got {value!r}"
+            )
+        period = value.get("period", PERIODS[0])
+        if period not in PERIODS:
+            choices = ", ".join(repr(p) for p in PERIODS)
+            raise ConfigError(f"{where}: period must be {choices}, got {period!r}")
+        limit = _limit(where, value["limit"])
+        return True, limit, period
+    return True, _limit(where, value), PERIODS[0]
+
+
+def _limit(where: str, value: Any) -> int | None:
+    if value is None or value == "unlimited":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{where}: expected True, False, a limit (an integer, 0 for not entitled) "
+            f"or None (unlimited), got {value!r}"
+        )
+    if value < 0:
+        raise ConfigError(f"{where}: a limit must be zero or more, got {value}")
+    return value
