@@ -174,6 +174,12 @@ class Settings:
     max_pending_keys: int = _option(100_000, _number(1, integer=True))
     #: Level of the ``feature_denied`` log record written for every denial.
     denial_log_level: int = _option(logging.INFO, _log_level)
+    #: The longest wait, in seconds, between two background write attempts while
+    #: the database is unreachable (the wait doubles from the flush interval).
+    flush_max_backoff: float = _option(30.0, _number(0.001))
+    #: Seconds the last write waits for the database when the application is
+    #: closed or the interpreter exits; what is still pending after is lost.
+    shutdown_flush_timeout: float = _option(10.0, _number(0))
     #: Query mapping an email to a user id (one %s parameter).
     user_lookup_sql: str = _option("SELECT id FROM users WHERE email = %s", _text)
     #: Query mapping user ids to their plans, for ``usage --near-limit``: one %s

@@ -7,6 +7,7 @@ so one :class:`FeatureGates` can serve several applications (factories, tests).
 from __future__ import annotations
 
 import atexit
+import logging
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from .subject import SubjectLoader
 from .subject import UserIdCache
 from .usage import store
 from .usage.tracker import Clock
+from .usage.tracker import FlushTimeout
 from .usage.tracker import TrackingStats
 from .usage.tracker import UsageTracker
 from .usage.tracker import month_start
@@ -43,6 +45,8 @@ from .usage.tracker import utc_now
 __all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState", "Override"]
 
 EXTENSION_KEY = "feature_gates"
+
+logger = logging.getLogger("feature_gates")
 
 #: Returns a response for a denial (an HTML page, a redirect), or None for the
 #: default problem+json answer.
@@ -111,10 +115,27 @@ class GatesState:
         """Send the signal ``name`` with this application as sender."""
         _signals.signal(name).send(self.app, **data)
 
-    def close(self) -> None:
-        """Write pending usage and close the pool (interpreter exit, tests)."""
-        self.tracker.close()
-        self.pool.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Write pending usage, stop the writer and close the pool (teardown, tests).
+
+        Waits at most ``timeout`` seconds (FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT by
+        default) for the database; raises :class:`~feature_gates.usage.tracker.FlushTimeout`
+        when usage is still pending then.
+        """
+        atexit.unregister(self.close_at_exit)
+        if timeout is None:
+            timeout = self.settings.shutdown_flush_timeout
+        try:
+            self.tracker.close(timeout)
+        finally:
+            self.pool.close()
+
+    def close_at_exit(self) -> None:
+        """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
+        try:
+            self.close()
+        except FlushTimeout as exc:
+            logger.error("usage lost at exit: %s", exc)
 
 
 class FeatureGates:
@@ -159,6 +180,7 @@ class FeatureGates:
             flush_interval=settings.flush_interval,
             flush_max_keys=settings.flush_max_keys,
             max_pending_keys=settings.max_pending_keys,
+            max_backoff=settings.flush_max_backoff,
             clock=self.clock,
             emit=state.emit,
         )
@@ -170,7 +192,7 @@ class FeatureGates:
         app.add_template_global(self.feature_remaining, "feature_remaining")
         if settings.command_name:
             app.cli.add_command(cli, settings.command_name)
-        atexit.register(state.close)
+        atexit.register(state.close_at_exit)
 
     def _state(self, app: Flask | None = None) -> GatesState:
         if app is None:
@@ -329,17 +351,39 @@ class FeatureGates:
 
     # -- usage tracking -----------------------------------------------------------
 
-    def track(self, user_id: Any, feature: str, amount: int = 1) -> None:
-        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once."""
-        self._state().tracker.track(user_id, feature, amount)
+    def track(
+        self, user_id: Any, feature: str, amount: int = 1, *, idempotency_key: str | None = None
+    ) -> None:
+        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once.
+
+        The period is the current calendar month (UTC), fixed now, not when the
+        background writer sends it. With ``idempotency_key``, the uses count once
+        for that user, feature and key (a retried job), within the retention of
+        ``prune_feature_usage_idempotency``. See docs/tracking.md.
+        """
+        self._state().tracker.track(user_id, feature, amount, idempotency_key=idempotency_key)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write all pending usage; returns when it is in the database."""
+        """Write all usage tracked so far; returns when it is in the database.
+
+        :raises FlushTimeout: after ``timeout`` seconds, saying how much is still
+            pending (it stays pending and is retried).
+        """
         self._state().tracker.flush(timeout)
 
     def tracking_stats(self) -> TrackingStats:
-        """Counters of the tracker: tracked, written, pending, batches, retries, dropped."""
+        """This process's tracker counters: tracked, written, pending, batches, retries,
+        dropped, rejected, duplicates, last error, last flush time."""
         return self._state().tracker.stats()
+
+    def close(self, app: Flask | None = None, timeout: float | None = None) -> None:
+        """Write pending usage, stop the writer thread and close the pool of ``app``.
+
+        For the teardown of an application (tests, factories); interpreter exit
+        does the same by itself. ``timeout`` defaults to
+        FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT.
+        """
+        self._state(app).close(timeout)
 
     def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
         """``user_id``'s recorded usage of ``feature`` in ``period`` (this month by default).

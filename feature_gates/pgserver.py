@@ -33,7 +33,13 @@ import psycopg
 
 logger = logging.getLogger("feature_gates.pgserver")
 
-__all__ = ["LocalPostgres", "PostgresNotFound", "embedded_bindir", "find_bindir", "server_major_version"]
+__all__ = [
+    "LocalPostgres",
+    "PostgresNotFound",
+    "embedded_bindir",
+    "find_bindir",
+    "server_major_version",
+]
 
 #: Settings for a throwaway server: durability buys nothing when the data dies with it.
 THROWAWAY_SETTINGS: dict[str, str] = {

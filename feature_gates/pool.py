@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -91,6 +93,25 @@ class LazyPool:
 
     def _configure(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         conn.execute(store.SET_SEARCH_PATH, (self.schema,))
+
+    @property
+    def opened(self) -> bool:
+        """Whether this process has opened its pool."""
+        return self._pool is not None and self._pid == os.getpid()
+
+    @contextmanager
+    def connect(self, timeout: float) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """One connection outside the pool, set up like the pool's, closed on exit.
+
+        For the last write at interpreter exit, where a pool cannot start its threads.
+        """
+        if not self.conninfo:
+            raise DatabaseUnavailable(f"{self.setting} is not set")
+        with psycopg.connect(
+            self.conninfo, autocommit=True, connect_timeout=max(1, round(timeout))
+        ) as conn:
+            self._configure(conn)
+            yield conn
 
     def close(self, timeout: float = 5.0) -> None:
         """Close this process's pool, if it has one."""

@@ -2,9 +2,10 @@
 
 Each signal's sender is the real application object; its data comes as keyword
 arguments. Receivers of ``usage-recorded``, ``tracking-failed``, ``usage-dropped``
-(and of the storage signals when the background writer notices an outage) run
-in the background writer's thread: keep them quick and do not rely on request
-globals there.
+(and of the storage signals when the tracker notices an outage) run in the
+thread that wrote: the background writer's, or the one calling ``flush()`` (or
+``track()`` in sync mode); ``usage-dropped`` for a full map runs in the thread
+calling ``track()``. Keep them quick and do not rely on request globals there.
 
 .. code-block:: python
 
@@ -41,15 +42,21 @@ access_denied = _signals.signal("access-denied")
 limit_exceeded = _signals.signal("limit-exceeded")
 
 #: Usage reached the database. Data: ``user_id``, ``feature``, ``amount``,
-#: ``period_start``, ``count`` (the new total for that period).
+#: ``period_start``, ``count`` (the new total for that period). One per key
+#: written, sent by the writer after each batch.
 usage_recorded = _signals.signal("usage-recorded")
 
-#: A background write failed; the increments are kept and retried. Data:
-#: ``error``, ``pending`` (keys waiting), ``retry_in`` (seconds).
+#: A write of tracked usage failed; the uses are kept and retried. Data:
+#: ``error``, ``pending`` (uses waiting), ``pending_keys`` (keys waiting),
+#: ``retry_in`` (seconds until the next background attempt).
 tracking_failed = _signals.signal("tracking-failed")
 
-#: The pending map was full: increments for new keys were not kept. Data:
-#: ``user_id``, ``feature``, ``amount``, ``dropped`` (the running total).
+#: Tracked usage was not recorded. Data: ``user_id``, ``feature``, ``amount``,
+#: ``period_start``, ``dropped`` (the running total of uses dropped because the
+#: map was full), ``reason`` and ``error``. ``reason`` is ``"full"`` (the pending
+#: map held FEATURE_GATES_MAX_PENDING_KEYS keys; sent from the thread that called
+#: ``track()``) or ``"rejected"`` (the database refused the use, ``error`` says why;
+#: sent from the writer).
 usage_dropped = _signals.signal("usage-dropped")
 
 #: The database stopped answering. Data: ``error``.

@@ -18,15 +18,22 @@ REFUND = "SELECT refund_feature_usage(%s, %s, %s, %s)"
 #: Adds to a usage count; returns the new count.
 INCREMENT = "SELECT increment_feature_usage_safe(%s, %s, %s, %s)"
 
-#: Many increments in one statement. The caller passes four arrays of equal
-#: length, sorted by (user_id, feature, period_start) so that concurrent writers
-#: take row locks in the same order and never deadlock.
-INCREMENT_BATCH = """
-SELECT increment_feature_usage_safe(u.user_id, u.feature, u.amount, u.period_start)
-FROM unnest(%s::feature_usage_user_id[], %s::text[], %s::integer[], %s::date[])
-     WITH ORDINALITY AS u(user_id, feature, amount, period_start, ord)
-ORDER BY u.ord
+#: The background writer's statement: one batch, written at most once under its
+#: id (a uuid). Parameters: the id, the ids of batches seen committed (their
+#: records are deleted), then user ids (as text, cast to the database's type),
+#: features, amounts, periods and idempotency keys (NULL or NULL entries for
+#: none). Returns (user_id, feature, period_start, increment, usage_count) per
+#: key written; no row when the id was already taken.
+WRITE_BATCH = """
+SELECT user_id, feature, period_start, increment, usage_count
+FROM write_feature_usage_batch(
+    %s, %s::uuid[], %s::text[]::feature_usage_user_id[], %s::text[], %s::bigint[],
+    %s::date[], %s::text[])
 """
+
+#: Whether a batch whose reply was lost was written; makes sure it never will be
+#: if it was not.
+RESOLVE_BATCH = "SELECT resolve_feature_usage_batch(%s)"
 
 GET_USAGE = "SELECT get_feature_usage(%s, %s, %s)"
 
