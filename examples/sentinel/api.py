@@ -219,9 +219,13 @@ def alerts_config(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     level = config.get("min_level")
     if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
-        raise InvalidInput("'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config")
+        raise InvalidInput(
+            "'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config"
+        )
     if level is not None and not 1 <= level <= 4:
-        raise InvalidInput("'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config")
+        raise InvalidInput(
+            "'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config"
+        )
     return config
 
 
@@ -272,7 +276,9 @@ def healthz() -> Any:
         with sentinel().pool.connection(timeout=2) as conn:
             row = conn.execute("SELECT current_setting('server_version')").fetchone()
     except Exception as exc:  # any failure to reach the database means "not healthy"
-        return Problem(503, "Service unavailable", f"the database does not answer: {exc}").get_response()
+        return Problem(
+            503, "Service unavailable", f"the database does not answer: {exc}"
+        ).get_response()
     return jsonify(status="ok", database="up", postgres=row[0] if row else None)
 
 
@@ -343,8 +349,7 @@ def post_messages(thread_id: int) -> Any:
         raise Problem(
             409,
             "Thread full",
-            f"this thread holds {full.count} of at most {full.limit} messages; "
-            "start a new thread",
+            f"this thread holds {full.count} of at most {full.limit} messages; start a new thread",
             limit=full.limit,
             used=full.count,
         ) from None
@@ -356,7 +361,9 @@ def post_messages(thread_id: int) -> Any:
 @feature_required("can_export_pdf")
 def export_thread(thread_id: int) -> Any:
     thread = owned_thread(thread_id)
-    doc = PdfDocument(thread.title, f"Sentinel conversation · {thread.thread_messages_count} messages")
+    doc = PdfDocument(
+        thread.title, f"Sentinel conversation · {thread.thread_messages_count} messages"
+    )
     for message in thread_manager.list_messages(thread_id, current_user().id):
         doc.heading(f"{message.role.title()} · {message.created_at:%Y-%m-%d %H:%M} UTC")
         doc.paragraph(message.content)
@@ -426,8 +433,7 @@ def destination_limit(reached: DestinationLimitReached) -> Problem:
     return Problem(
         429,
         "Feature limit exceeded",
-        f"this itinerary would have {reached.count} destinations; your plan allows "
-        f"{reached.limit}",
+        f"this itinerary would have {reached.count} destinations; your plan allows {reached.limit}",
         feature="itinerary_destinations",
         limit=reached.limit,
     )

@@ -97,9 +97,7 @@ def sparkline(values: Sequence[int], *, width: int = 120, height: int = 28) -> M
         return Markup("")
     top = max(values) or 1
     step = width / max(1, len(values) - 1)
-    points = [
-        (i * step, height - 3 - (height - 6) * v / top) for i, v in enumerate(values)
-    ]
+    points = [(i * step, height - 3 - (height - 6) * v / top) for i, v in enumerate(values)]
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     x, y = points[-1]
     return Markup(
@@ -117,8 +115,8 @@ def trend(
     secondary: Sequence[int],
     *,
     names: tuple[str, str] = ("uses", "active users"),
-    width: int = 640,
-    height: int = 240,
+    width: int = 560,
+    height: int = 250,
 ) -> Markup:
     """Monthly columns of ``primary`` with a line of ``secondary`` on its own scale."""
     if not labels:
@@ -139,9 +137,9 @@ def trend(
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
             f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}" '
-            f'font-size="11">{_fmt(value)}</text>'
+            f'font-size="12">{_fmt(value)}</text>'
             f'<text x="{left + plot_w + 8}" y="{y + 4:.1f}" fill="{SECOND}" '
-            f'font-size="11">{_fmt(max_b * tick / 4)}</text>'
+            f'font-size="12">{_fmt(max_b * tick / 4)}</text>'
         )
     points = []
     for i, label in enumerate(labels):
@@ -152,7 +150,7 @@ def trend(
             f'height="{h:.1f}" rx="3" fill="{ACCENT}" opacity="0.85">'
             f"<title>{escape(label)}: {primary[i]:,} {escape(names[0])}</title></rect>"
             f'<text x="{cx:.1f}" y="{height - 12}" text-anchor="middle" fill="{INK}" '
-            f'font-size="12">{escape(label)}</text>'
+            f'font-size="13">{escape(label)}</text>'
         )
         points.append((cx, top_pad + plot_h - plot_h * secondary[i] / max_b))
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)

@@ -18,7 +18,6 @@ from flask import jsonify
 from flask import request
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
-from werkzeug.exceptions import InternalServerError
 
 __all__ = ["InvalidInput", "Problem", "problem", "read_json", "register"]
 
@@ -183,4 +182,4 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, InternalServerError.name, "something went wrong on our side")
+        return problem(500, "Internal Server Error", "something went wrong on our side")

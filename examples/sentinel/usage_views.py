@@ -23,7 +23,8 @@ from flask import request
 from flask import url_for
 
 from feature_gates import Subject
-from feature_gates.decorators import gates_of
+from feature_gates.reports import GatedRoute
+from feature_gates.reports import gated_routes
 
 from . import charts
 from .accounts import User
@@ -78,8 +79,8 @@ TREND_MONTHS = 6
 
 #: Features whose limit counts what a user holds now, and how to count it.
 HOLDINGS = {
-    "api_access_tokens": ("tokens held", lambda user_id: accounts.count_tokens(user_id)),
-    "saved_searches": ("searches saved", lambda user_id: accounts.count_searches(user_id)),
+    "api_access_tokens": ("held", lambda user_id: accounts.count_tokens(user_id)),
+    "saved_searches": ("saved", lambda user_id: accounts.count_searches(user_id)),
     "itinerary_destinations": (
         "in your largest itinerary",
         lambda user_id: max(
@@ -100,14 +101,13 @@ def _months_before(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def gate_kinds() -> dict[str, tuple[str, str | None]]:
-    """Each gated feature of this app with its gate kind (and tier), read from the
-    decorators themselves."""
-    kinds: dict[str, tuple[str, str | None]] = {}
-    for view in current_app.view_functions.values():
-        for rule in gates_of(view):
-            kinds.setdefault(rule.feature, (rule.kind, rule.min_tier))
-    return kinds
+def gated_features() -> dict[str, GatedRoute]:
+    """Each gated feature of this app with its gate (kind, tier, what each plan
+    gets), read from the decorators themselves."""
+    features: dict[str, GatedRoute] = {}
+    for route in gated_routes(current_app._get_current_object()):  # type: ignore[attr-defined]
+        features.setdefault(route.feature, route)
+    return features
 
 
 @dataclass(frozen=True)
@@ -138,11 +138,12 @@ def usage_of(user: User) -> list[FeatureUsage]:
     entitlements = gates.entitlements(Subject(user_id=user.id, plan=user.plan))
     recorded = gates.get_user_usage(user.id)
     rows = []
-    for feature, (kind, tier) in sorted(gate_kinds().items()):
+    for feature, route in sorted(gated_features().items()):
+        kind, tier = route.kind, route.min_tier
         decision = entitlements.get(feature)
         used = recorded.get(feature, 0)
         if kind == "tier":
-            allowed = tier is not None and gates.check(feature).allowed
+            allowed = route.plans.get(user.plan) is True
             summary = f"included from {tier} up" if allowed else f"needs the {tier} plan"
             rows.append(FeatureUsage(feature, kind, allowed, used, None, None, summary))
             continue
@@ -164,8 +165,10 @@ def usage_of(user: User) -> list[FeatureUsage]:
             summary = f"{remaining} of {limit} left this month"
         else:
             remaining = None
-            summary = f"unlimited · {used} used this month" if kind == "metered" else (
-                f"included · {used} used this month"
+            summary = (
+                f"unlimited · {used} used this month"
+                if kind == "metered"
+                else (f"included · {used} used this month")
             )
         rows.append(FeatureUsage(feature, kind, allowed, used, limit, remaining, summary))
     return rows
@@ -190,9 +193,7 @@ def my_usage() -> Any:
             features=[row.to_json() for row in rows],
         )
     meters = {
-        row.feature: charts.meter(row.used, row.limit)
-        for row in rows
-        if row.limit and row.allowed
+        row.feature: charts.meter(row.used, row.limit) for row in rows if row.limit and row.allowed
     }
     return render_template("me_usage.html", user=user, rows=rows, meters=meters)
 
@@ -222,14 +223,15 @@ def dashboard_data() -> dict[str, Any]:
         trend_rows = conn.execute(TREND, (since,)).fetchall()
         active = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
 
-    features = [
-        {"feature": f, "uses": int(uses), "users": int(n)} for f, uses, n in this_month
-    ]
+    features = [{"feature": f, "uses": int(uses), "users": int(n)} for f, uses, n in this_month]
 
+    # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
+    # month's uses, so this month's usage says nothing about how close it is.
+    metered = {f for f, route in gated_features().items() if route.kind == "metered"}
     near: list[dict[str, Any]] = []
     for user_id, feature, used in per_user:
         user = users.get(user_id)
-        if user is None:
+        if user is None or feature not in metered:
             continue
         decision = gates.check(feature, Subject(user_id=user.id, plan=user.plan), used=used)
         if not decision.limit:  # unlimited, not entitled, or not a limit
@@ -255,7 +257,8 @@ def dashboard_data() -> dict[str, Any]:
         "month": month,
         "months": months,
         "features": features,
-        "near": near[:10],
+        "near": near[:8],
+        "users_near": len({r["user"].id for r in near if r["share"] >= 0.8}),
         "totals": [totals[m] for m in months],
         "active": [int(active.get(m, 0)) for m in months],
         "per_feature": {f: [by[m] for m in months] for f, by in sorted(per_feature.items())},
@@ -294,10 +297,7 @@ def admin_usage() -> Any:
         "admin_usage.html",
         data=data,
         usage_chart=charts.bars(
-            [
-                charts.Bar(f["feature"], f["uses"], f"· {f['users']} users")
-                for f in data["features"]
-            ]
+            [charts.Bar(f["feature"], f["uses"], f"· {f['users']} users") for f in data["features"]]
         ),
         trend_chart=charts.trend(labels, data["totals"], data["active"]),
         sparklines={f: charts.sparkline(v) for f, v in data["per_feature"].items()},
