@@ -9,7 +9,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from examples.sentinel import create_app
 from examples.sentinel.database import MIGRATION_FOLDER
+from examples.sentinel.state import gates
 from feature_gates.migrate import MigrationSettings
 
 
@@ -33,3 +35,58 @@ def pool(feature_gates_database_url: str) -> Iterator[ConnectionPool]:
 def db(feature_gates_database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def sentinel_app(feature_gates_database_url: str):
+    """The Sentinel app on the test's database, recording usage synchronously.
+
+    Named so that pytest-flask (which acts on a fixture called ``app``) leaves it alone.
+    """
+    app = create_app(
+        {
+            "FEATURE_GATES_DATABASE_URL": feature_gates_database_url,
+            "FEATURE_GATES_TRACKING": "sync",
+            "SENTINEL_DEMO_DATA": False,
+            "TESTING": True,
+        }
+    )
+    try:
+        yield app
+    finally:
+        gates.close(app)
+        app.extensions["sentinel"].close()
+
+
+class Caller:
+    """A test client bound to one user's token."""
+
+    def __init__(self, client, user, token: str) -> None:
+        self.client = client
+        self.user = user
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def __getattr__(self, method: str):
+        call = getattr(self.client, method)
+
+        def request(path: str, **kwargs):
+            headers = {**self.headers, **kwargs.pop("headers", {})}
+            return call(path, headers=headers, **kwargs)
+
+        return request
+
+
+@pytest.fixture
+def make_caller(sentinel_app):
+    accounts = sentinel_app.extensions["sentinel"].accounts
+    made = 0
+
+    def make(plan: str, *, admin: bool = False) -> Caller:
+        nonlocal made
+        made += 1
+        user = accounts.create_user(f"user{made}@example.com", f"User {made}", plan, is_admin=admin)
+        token = f"test-token-{made}"
+        accounts.add_token(user.id, "test", token)
+        return Caller(sentinel_app.test_client(), user, token)
+
+    return make
