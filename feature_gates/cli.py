@@ -22,6 +22,10 @@ from dataclasses import replace
 
 import click
 import psycopg
+from flask import Flask
+from flask import current_app
+from flask.cli import NoAppException
+from flask.cli import ScriptInfo
 
 from . import migrate as runner
 from .migrate import Migration
@@ -77,13 +81,31 @@ def _show_progress() -> None:
         logger.setLevel(logging.INFO)
 
 
-def _context_from_flask() -> CommandContext | None:
-    from flask import current_app
-
-    if not current_app:
+def _flask_app(ctx: click.Context) -> Flask | None:
+    """The Flask application the group runs under, with its app context pushed;
+    None when run as the console script."""
+    if current_app:
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return app
+    # `app.cli` invoked directly (FlaskCliRunner, or a group nested in another)
+    # has a ScriptInfo but no app context yet.
+    info = ctx.find_object(ScriptInfo)
+    if info is None:
         return None
-    state = current_app.extensions.get("feature_gates")
-    config = current_app.config
+    try:
+        app = info.load_app()
+    except NoAppException:
+        return None
+    ctx.with_resource(app.app_context())
+    return app
+
+
+def _context_from_flask(ctx: click.Context) -> CommandContext | None:
+    app = _flask_app(ctx)
+    if app is None:
+        return None
+    state = app.extensions.get("feature_gates")
+    config = app.config
     if state is not None and hasattr(state, "migration_settings"):
         settings = state.migration_settings
     else:
@@ -111,9 +133,7 @@ def _context_from_flask() -> CommandContext | None:
 def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> None:
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
-        command_context = _context_from_flask()
-    except RuntimeError:
-        command_context = None
+        command_context = _context_from_flask(ctx)
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
     if command_context is None:

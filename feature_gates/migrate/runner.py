@@ -133,7 +133,8 @@ def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:
         recorded = str(row[0]) if row and row[0] else None
         source = "the type of the existing feature_usage.user_id column"
     compatible = {"bigint": {"bigint", "integer"}, "uuid": {"uuid"}}[settings.user_id_type]
-    if recorded is not None and recorded not in compatible:
+    # Another type is not ours to judge here: core/0001 says what is wrong with it.
+    if recorded in {"bigint", "integer", "uuid"} and recorded not in compatible:
         wanted = "uuid" if recorded == "uuid" else "bigint"
         raise MigrationError(
             f"feature_usage user ids are {recorded} in this database ({source}); "

@@ -108,9 +108,10 @@ WHERE c.relname = %s AND n.nspname = current_schema() AND NOT i.indisvalid
 
 DROP_INDEX_CONCURRENTLY = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{index}")
 
-#: Every INVALID index on a table of the schemas on the search_path.
+#: Every INVALID index on a table of the schemas on the search_path. (Sent
+#: without parameters: its % signs are not placeholders.)
 INVALID_INDEXES = """
-SELECT format('%%I.%%I', n.nspname, c.relname), format('%%I', t.relname)
+SELECT format('%I.%I', n.nspname, c.relname), format('%I', t.relname)
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid

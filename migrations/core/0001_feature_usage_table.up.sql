@@ -21,7 +21,11 @@ DECLARE
     v_problems text[] := '{}';
     v_column record;
 BEGIN
-    IF v_table IS NULL THEN
+    -- Absent, or created by an earlier run of this file (its user_id is our domain).
+    IF v_table IS NULL OR EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = v_table AND a.attname = 'user_id'
+          AND a.atttypid = to_regtype('feature_usage_user_id')) THEN
         RETURN;
     END IF;
     FOR v_column IN

@@ -100,6 +100,9 @@ AS $$
     DELETE FROM feature_gates_backfill_progress WHERE counter = p_counter
 $$;
 
+-- (min() and max() do not exist for every key type, uuid among them: the
+-- batch's first and last keys come from ordered arrays.)
+
 -- One batch of the thread_messages_count backfill: the next
 -- feature_gates.batch_size threads after the saved position, by primary key.
 -- The batch's threads are locked first, so a message inserted meanwhile either
@@ -131,10 +134,14 @@ BEGIN
     END IF;
     v_after := v_key;
     IF v_key IS NULL THEN
-        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        SELECT count(*), (array_agg(b.id ORDER BY b.id))[1],
+               (array_agg(b.id ORDER BY b.id DESC))[1]
+        INTO scanned, v_first, v_last
         FROM (SELECT id FROM chat_threads ORDER BY id LIMIT v_batch FOR NO KEY UPDATE) b;
     ELSE
-        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        SELECT count(*), (array_agg(b.id ORDER BY b.id))[1],
+               (array_agg(b.id ORDER BY b.id DESC))[1]
+        INTO scanned, v_first, v_last
         FROM (SELECT id FROM chat_threads WHERE id > v_after ORDER BY id LIMIT v_batch
               FOR NO KEY UPDATE) b;
     END IF;
@@ -183,10 +190,14 @@ BEGIN
     END IF;
     v_after := v_key;
     IF v_key IS NULL THEN
-        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        SELECT count(*), (array_agg(b.id ORDER BY b.id))[1],
+               (array_agg(b.id ORDER BY b.id DESC))[1]
+        INTO scanned, v_first, v_last
         FROM (SELECT id FROM travel_itineraries ORDER BY id LIMIT v_batch) b;
     ELSE
-        SELECT count(*), min(b.id), max(b.id) INTO scanned, v_first, v_last
+        SELECT count(*), (array_agg(b.id ORDER BY b.id))[1],
+               (array_agg(b.id ORDER BY b.id DESC))[1]
+        INTO scanned, v_first, v_last
         FROM (SELECT id FROM travel_itineraries WHERE id > v_after ORDER BY id LIMIT v_batch) b;
     END IF;
     IF scanned > 0 THEN

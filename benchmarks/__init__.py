@@ -1,0 +1,1 @@
+"""Measured figures, printed as JSON. Each module runs with ``python -m benchmarks.NAME``."""

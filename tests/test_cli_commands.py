@@ -1,0 +1,234 @@
+"""The `feature-gates` commands, as a deploy pipeline, cron or `flask` runs them."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from app_schema import create_app_tables
+from click.testing import CliRunner
+from flask import Flask
+
+from feature_gates.cli import cli
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import applied_migrations
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args, input=None, env=None):
+        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def empty_url(feature_gates_databases):
+    url = feature_gates_databases.create(None)
+    yield url
+    feature_gates_databases.drop(url)
+
+
+@pytest.fixture
+def app_url(empty_url):
+    create_app_tables(empty_url)
+    return empty_url
+
+
+def test_migrate_status_and_check_exit_codes(run, empty_url):
+    result = run("--database-url", empty_url, "status", "--check")
+    assert result.exit_code == 1
+    assert "pending  core/0001_feature_usage_table" in result.output
+    result = run("--database-url", empty_url, "migrate", "--dry-run")
+    assert result.exit_code == 0
+    assert (
+        "would apply core/0002_feature_usage_indexes  (statement by statement, builds "
+        "indexes concurrently)" in result.output
+    )
+    assert applied_migrations(empty_url) == []
+    result = run("--database-url", empty_url, "migrate")
+    assert result.exit_code == 0, result.output
+    assert "applied core/0006_feature_usage_summary" in result.output
+    assert "applying core/0001_feature_usage_table" in result.stderr
+    result = run("--database-url", empty_url, "status", "--check")
+    assert result.exit_code == 0
+    assert result.output.count("applied ") == 6
+    assert "nothing to apply" in run("--database-url", empty_url, "migrate").output
+
+
+def test_the_database_url_comes_from_the_environment(run, empty_url):
+    result = run("migrate", env={"DATABASE_URL": empty_url})
+    assert result.exit_code == 0
+    assert len(applied_migrations(empty_url)) == 6
+
+
+def test_sets_are_chosen_with_set(run, app_url):
+    result = run("--database-url", app_url, "--set", "core", "--set", "counters", "migrate")
+    assert result.exit_code == 0, result.output
+    assert "applied counters/0003_counter_indexes" in result.output
+    result = run("--database-url", app_url, "--set", "counters", "status")
+    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 3
+
+
+def test_migrate_sql_prints_a_script_and_changes_nothing(run, empty_url):
+    result = run("--database-url", empty_url, "migrate", "--sql")
+    assert result.exit_code == 0
+    assert result.output.startswith("-- feature-gates migrations for the sets core: 6 pending")
+    assert (
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_feature_usage_user_feature_period"
+        in result.output
+    )
+    assert applied_migrations(empty_url) == []
+    assert run("--database-url", empty_url, "migrate", "--sql", "--dry-run").exit_code == 2
+
+
+def test_status_refuses_a_changed_file(run, empty_url, tmp_path):
+    (tmp_path / "0001_things.up.sql").write_text("CREATE TABLE things (id int);\n")
+    (tmp_path / "0001_things.down.sql").write_text("DROP TABLE things;\n")
+    app = Flask(__name__)
+    app.config.update(
+        FEATURE_GATES_DATABASE_URL=empty_url,
+        FEATURE_GATES_MIGRATION_SETS=["app"],
+        FEATURE_GATES_MIGRATION_FOLDERS={"app": str(tmp_path)},
+    )
+    app.cli.add_command(cli)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["feature-gates", "migrate"]).exit_code == 0
+    (tmp_path / "0001_things.up.sql").write_text("CREATE TABLE things (id bigint);\n")
+    result = runner.invoke(args=["feature-gates", "status"])
+    assert result.exit_code == 1
+    assert "changed  app/0001_things" in result.output
+    assert "Error: app/0001_things.up.sql was changed after it was applied" in result.output
+    result = runner.invoke(args=["feature-gates", "migrate"])
+    assert result.exit_code == 1
+    assert "was changed after it was applied" in result.output
+
+
+def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
+    url = feature_gates_database_url
+    result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "would roll back core/0006_feature_usage_summary: Drops the feature_usage_summary view; "
+        "no data is lost (it is computed from feature_usage).",
+        "would roll back core/0005_feature_usage_archive: Drops feature_usage_archive and every "
+        "archived usage count in it.",
+    ]
+    result = run("--database-url", url, "rollback", "--to", "core/0004", input="n\n")
+    assert "will roll back core/0005_feature_usage_archive" in result.output
+    assert "losing the data described above? [y/N]" in result.output
+    assert "nothing rolled back" in result.output
+    assert len(applied_migrations(url)) == 6
+    result = run("--database-url", url, "rollback", "--all", "--yes")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1] == "rolled back core/0001_feature_usage_table"
+    assert applied_migrations(url) == []
+    assert run("--database-url", url, "rollback", "--yes").output.strip() == "nothing to roll back"
+
+
+def test_verify_and_repair_counters(run, app_url):
+    assert (
+        run("--database-url", app_url, "--set", "core", "--set", "counters", "migrate").exit_code
+        == 0
+    )
+    args = ("--database-url", app_url, "--set", "core", "--set", "counters")
+    result = run(*args, "verify")
+    assert result.exit_code == 0
+    assert result.output == "ok: core, counters as the migrations left them\n"
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        conn.execute("UPDATE chat_threads SET thread_messages_count = -1 WHERE user_id = 1")
+    result = run(*args, "verify")
+    assert result.exit_code == 1
+    assert "counter: chat_threads.thread_messages_count id=2 has -1" in result.output
+    assert "8 problem(s) found" in result.stderr
+    result = run(*args, "repair-counters", "--dry-run")
+    assert result.output.splitlines() == [
+        "chat_threads.thread_messages_count: 8 rows differ from the truth",
+        "travel_itineraries.destinations_count: 0 rows differ from the truth",
+    ]
+    result = run(*args, "repair-counters")
+    assert "chat_threads.thread_messages_count: 8 rows fixed" in result.output
+    assert run(*args, "verify").exit_code == 0
+
+
+def test_archive_and_refresh_for_cron(run, feature_gates_database_url):
+    url = feature_gates_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT increment_feature_usage_safe(1, 'api', 1, '2001-01-01')")
+        conn.execute("SELECT increment_feature_usage_safe(1, 'api', 1)")
+    result = run("--database-url", url, "refresh")
+    assert result.output == "refreshed feature_usage_summary: 2 rows\n"
+    result = run("--database-url", url, "archive", "--keep-months", "3")
+    assert result.exit_code == 0
+    assert result.output.startswith("archived 1 rows of periods before ")
+    assert run("--database-url", url, "archive", "--keep-months", "-1").exit_code == 2
+
+
+def test_errors_are_one_clear_line(run, empty_url):
+    result = run("migrate", env={"DATABASE_URL": ""})
+    assert result.exit_code == 1
+    assert (
+        result.output == "Error: no database: set --database-url or DATABASE_URL to your "
+        "PostgreSQL URL\n"
+    )
+    result = run("--database-url", "postgresql://nobody@/nodb?host=/nonexistent", "status")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot reach the database named by --database-url")
+    assert len(result.output.strip().splitlines()) == 1
+    result = run("--database-url", empty_url, "--set", "counters", "migrate")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("Error: counters/0001_counter_columns failed")
+    assert "missing: chat_messages.thread_id" in result.output
+    result = run("--database-url", empty_url, "repair-counters")
+    assert "Error: the counters set is not installed" in result.output
+    result = run("--database-url", empty_url, "--set", "Bad!", "status")
+    assert "Error: FEATURE_GATES_MIGRATION_SETS: 'Bad!' is not a set name" in result.output
+
+
+# -- inside a Flask application ------------------------------------------------------
+
+
+def test_flask_reads_the_apps_feature_gates_config(empty_url):
+    app = Flask(__name__)
+    app.config.update(FEATURE_GATES_DATABASE_URL=empty_url, FEATURE_GATES_USER_ID_TYPE="uuid")
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(empty_url) as conn:
+        row = conn.execute(
+            "SELECT format_type(typbasetype, NULL) FROM pg_type "
+            "WHERE typname = 'feature_usage_user_id'"
+        ).fetchone()
+    assert row == ("uuid",)
+
+
+def test_flask_uses_the_extensions_migration_settings_when_it_has_them(app_url):
+    class State:
+        migration_settings = MigrationSettings(sets=("core", "counters"), batch_size=2)
+
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_DATABASE_URL"] = app_url
+    app.extensions["feature_gates"] = State()
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert "applied counters/0003_counter_indexes" in result.output
+
+
+def test_flask_config_errors_name_the_key():
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_MIGRATION_BATCH_SIZE"] = "many"
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "status"])
+    assert result.exit_code == 1
+    assert "FEATURE_GATES_MIGRATION_BATCH_SIZE must be a positive integer" in result.output
+
+
+def test_flask_without_a_database_url_names_the_setting():
+    app = Flask(__name__)
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(
+        args=["feature-gates", "status"], env={"DATABASE_URL": ""}
+    )
+    assert "no database: set FEATURE_GATES_DATABASE_URL" in result.output

@@ -1,0 +1,261 @@
+"""The counters set on an application's messy tables: backfill, triggers,
+audit, repair, resume after an interruption, rollback."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from app_schema import ITINERARY_DATA
+from app_schema import app_fingerprint
+from app_schema import create_app_tables
+from app_schema import stored_message_counts
+from app_schema import true_message_counts
+
+from feature_gates.migrate import MigrationError
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import migrate
+from feature_gates.migrate import repair_counters
+from feature_gates.migrate import rollback
+from feature_gates.migrate import status
+from feature_gates.migrate import verify
+
+COUNTERS = MigrationSettings(sets=("core", "counters"), batch_size=4)
+
+
+@pytest.fixture(params=["bigint", "uuid"])
+def app_url(request, feature_gates_databases):
+    """An application database: its own tables and messy rows, nothing migrated."""
+    url = feature_gates_databases.create(None)
+    create_app_tables(url, key_type=request.param)
+    yield url
+    feature_gates_databases.drop(url)
+
+
+@pytest.fixture
+def conn(app_url):
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        yield conn
+
+
+def destinations(conn):
+    return conn.execute(
+        "SELECT data::text, destinations_count FROM travel_itineraries ORDER BY user_id, id"
+    ).fetchall()
+
+
+def test_backfill_counts_every_thread_and_every_shape_of_itinerary(app_url, conn):
+    before = app_fingerprint(conn)
+    applied = migrate(app_url, COUNTERS)
+    assert [m.label for m in applied][-3:] == [
+        "counters/0001_counter_columns",
+        "counters/0002_counter_backfill",
+        "counters/0003_counter_indexes",
+    ]
+    assert stored_message_counts(conn) == true_message_counts(conn)
+    assert set(true_message_counts(conn).values()) >= {0, 1, 16}
+    expected = {data: count for data, count in ITINERARY_DATA}
+    for data, count in destinations(conn):
+        key = None if data is None else conn.execute("SELECT %s::jsonb::text", (data,)).fetchone()
+        wanted = (
+            expected[None]
+            if key is None
+            else next(
+                c
+                for d, c in ITINERARY_DATA
+                if d is not None and conn.execute("SELECT %s::jsonb::text", (d,)).fetchone() == key
+            )
+        )
+        assert count == wanted, data
+    # The legacy counter is left as the application keeps it, drift and all.
+    assert app_fingerprint(conn) == before
+    assert verify(app_url, COUNTERS) == []
+    indexes = conn.execute(
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid IN ('chat_threads'::regclass, 'travel_itineraries'::regclass) "
+        "AND NOT indisprimary ORDER BY 1"
+    ).fetchall()
+    assert indexes == [
+        ("idx_chat_threads_messages_count", True),
+        ("idx_travel_itineraries_destinations_count", True),
+    ]
+
+
+def test_triggers_keep_the_counters_exact_after_the_backfill(app_url, conn):
+    migrate(app_url, COUNTERS)
+    first, second = [r[0] for r in conn.execute("SELECT id FROM chat_threads ORDER BY id LIMIT 2")]
+    conn.execute(
+        "INSERT INTO chat_messages (thread_id, body) SELECT %s, 'new' FROM generate_series(1, 3)",
+        (first,),
+    )
+    conn.execute(
+        "INSERT INTO chat_messages (thread_id, body) VALUES (%s, 'a'), (%s, 'b')", (first, second)
+    )
+    conn.execute("DELETE FROM chat_messages WHERE id = (SELECT max(id) FROM chat_messages)")
+    conn.execute(
+        "UPDATE chat_messages SET thread_id = %s WHERE thread_id = %s AND body = 'new'",
+        (second, first),
+    )
+    conn.execute("UPDATE chat_messages SET body = 'edited'")
+    conn.execute("DELETE FROM chat_threads WHERE id = %s", (second,))
+    assert stored_message_counts(conn) == true_message_counts(conn)
+    conn.execute(
+        "UPDATE travel_itineraries SET data = '{\"waypoints\": [1, 2]}' WHERE data IS NULL"
+    )
+    conn.execute("UPDATE travel_itineraries SET destinations_count = 99")
+    conn.execute(
+        "INSERT INTO travel_itineraries (user_id, data) VALUES (1, '{\"waypoints\": [1]}')"
+    )
+    assert verify(app_url, COUNTERS) == []
+    conn.execute("TRUNCATE chat_messages")
+    assert set(stored_message_counts(conn).values()) == {0}
+
+
+def test_missing_application_tables_stop_the_migration_with_their_names(
+    feature_gates_databases,
+):
+    url = feature_gates_databases.create(None)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE chat_threads (id bigint PRIMARY KEY, user_id bigint)")
+            with pytest.raises(MigrationError) as caught:
+                migrate(url, COUNTERS)
+            message = str(caught.value)
+            assert "counters/0001_counter_columns failed" in message
+            missing = "chat_messages.thread_id, travel_itineraries.data, travel_itineraries.id"
+            assert missing in message
+            assert "create them first" in message
+            assert conn.execute(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'chat_threads'::regclass "
+                "AND attname = 'thread_messages_count'"
+            ).fetchone() == (0,)
+        pending = [r.label for r in status(url, COUNTERS) if r.state == "pending"]
+        assert pending[0] == "counters/0001_counter_columns"
+    finally:
+        feature_gates_databases.drop(url)
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):
+    migrate(app_url, COUNTERS)
+    # Back to just before the backfill, with every counter wrong again.
+    rollback(app_url, COUNTERS, to="counters/0001")
+    conn.execute("ALTER TABLE chat_messages DISABLE TRIGGER USER")
+    conn.execute("UPDATE chat_threads SET thread_messages_count = 0")
+    conn.execute("ALTER TABLE chat_messages ENABLE TRIGGER USER")
+    ids = [r[0] for r in conn.execute("SELECT id FROM chat_threads ORDER BY id")]
+    impatient = MigrationSettings(
+        sets=COUNTERS.sets, batch_size=4, lock_timeout=0.05, lock_retries=0
+    )
+    # Another session holds the row of the 15th thread: the batch that
+    # reaches it cannot get its lock, and the run stops there.
+    with psycopg.connect(app_url) as blocker:
+        blocker.execute("SELECT 1 FROM chat_threads WHERE id = %s FOR UPDATE", (ids[14],))
+        with pytest.raises(MigrationError) as caught:
+            migrate(app_url, impatient)
+        message = str(caught.value)
+        assert "counters/0002_counter_backfill: no lock within 0.05 s" in message
+        assert f"oldest open transaction is pid {blocker.info.backend_pid}" in message
+        assert "Run migrate again when it has ended" in message
+        blocker.rollback()
+    truth = true_message_counts(conn)
+    stored = stored_message_counts(conn)
+    done = [i for i in ids if stored[i] == truth[i]]
+    assert all(stored[i] == truth[i] for i in ids[:12])
+    assert any(stored[i] != truth[i] for i in ids[12:])
+    saved = conn.execute(
+        "SELECT last_key FROM feature_gates_backfill_progress "
+        "WHERE counter = 'chat_threads.thread_messages_count'"
+    ).fetchone()
+    assert saved == (str(ids[11]),)
+    # A drift planted behind the saved position is not revisited by the resumed
+    # backfill, so the audit at the end catches it and names the row.
+    conn.execute("UPDATE chat_threads SET thread_messages_count = 999 WHERE id = %s", (ids[2],))
+    with pytest.raises(MigrationError) as caught:
+        migrate(app_url, COUNTERS)
+    message = str(caught.value)
+    assert "counter audit failed: 1 rows differ" in message
+    planted = f"chat_threads.thread_messages_count id={ids[2]} has 999, truth {truth[ids[2]]}"
+    assert planted in message
+    assert "repair-counters" in message
+    stored = stored_message_counts(conn)
+    assert all(stored[i] == truth[i] for i in ids if i != ids[2])
+    assert len(done) < len(ids)
+    # The repair fixes exactly that row; the migration then completes.
+    assert repair_counters(app_url, COUNTERS, dry_run=True) == {
+        "chat_threads.thread_messages_count": 1,
+        "travel_itineraries.destinations_count": 0,
+    }
+    assert repair_counters(app_url, COUNTERS)["chat_threads.thread_messages_count"] == 1
+    assert [m.label for m in migrate(app_url, COUNTERS)] == [
+        "counters/0002_counter_backfill",
+        "counters/0003_counter_indexes",
+    ]
+    assert conn.execute("SELECT count(*) FROM feature_gates_backfill_progress").fetchone() == (0,)
+
+
+def test_verify_names_drifted_rows_and_repair_fixes_them(app_url, conn):
+    migrate(app_url, COUNTERS)
+    conn.execute("UPDATE chat_threads SET thread_messages_count = thread_messages_count + 5")
+    conn.execute("ALTER TABLE travel_itineraries DISABLE TRIGGER USER")
+    conn.execute("UPDATE travel_itineraries SET destinations_count = 3 WHERE data IS NULL")
+    conn.execute("ALTER TABLE travel_itineraries ENABLE TRIGGER USER")
+    problems = verify(app_url, COUNTERS)
+    counter_problems = [p for p in problems if p.check == "counter"]
+    assert len(counter_problems) == 22  # 20 threads shown of 30, and both itineraries
+    assert "(30 rows of chat_threads differ; run repair-counters)" in counter_problems[0].detail
+    assert any(
+        "travel_itineraries.destinations_count" in p.detail and "has 3, truth 0" in p.detail
+        for p in counter_problems
+    )
+    assert repair_counters(app_url, COUNTERS) == {
+        "chat_threads.thread_messages_count": 30,
+        "travel_itineraries.destinations_count": 2,
+    }
+    assert verify(app_url, COUNTERS) == []
+    assert repair_counters(app_url, COUNTERS)["chat_threads.thread_messages_count"] == 0
+
+
+def test_verify_reports_a_disabled_trigger(app_url, conn):
+    migrate(app_url, COUNTERS)
+    conn.execute("ALTER TABLE chat_messages DISABLE TRIGGER feature_gates_count_messages_insert")
+    problems = [str(p) for p in verify(app_url, COUNTERS)]
+    assert problems == [
+        "trigger: trigger feature_gates_count_messages_insert on chat_messages is missing or "
+        "disabled; the counters drift without it: run migrate, then repair-counters"
+    ]
+
+
+def test_repair_without_the_counters_set_says_how_to_install_it(feature_gates_database_url):
+    with pytest.raises(MigrationError, match="add 'counters' to FEATURE_GATES_MIGRATION_SETS"):
+        repair_counters(feature_gates_database_url)
+
+
+def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_url, conn):
+    before = app_fingerprint(conn)
+    migrate(app_url, COUNTERS)
+    conn.execute(
+        "INSERT INTO chat_messages (thread_id, body) "
+        "SELECT id, 'during' FROM chat_threads ORDER BY id LIMIT 3"
+    )
+    during = app_fingerprint(conn)
+    assert during != before
+    rolled = rollback(app_url, COUNTERS, to="core/0006")
+    assert [m.label for m in rolled] == [
+        "counters/0003_counter_indexes",
+        "counters/0002_counter_backfill",
+        "counters/0001_counter_columns",
+    ]
+    assert app_fingerprint(conn) == during
+    leftovers = conn.execute(
+        """
+        SELECT (SELECT count(*) FROM pg_attribute WHERE attname IN
+                    ('thread_messages_count', 'destinations_count') AND NOT attisdropped),
+               (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'feature_gates%%'),
+               (SELECT count(*) FROM pg_proc WHERE proname LIKE 'feature_gates%%'),
+               to_regclass('feature_gates_backfill_progress')
+        """
+    ).fetchone()
+    assert leftovers == (0, 0, 0, None)
+    assert [m.label for m in migrate(app_url, COUNTERS)] == [m.label for m in reversed(rolled)]
+    assert app_fingerprint(conn) == during
+    assert stored_message_counts(conn) == true_message_counts(conn)
+    assert verify(app_url, COUNTERS) == []

@@ -1,0 +1,432 @@
+"""The runner: history and checksums, the migration lock, lock timeouts,
+INVALID indexes, application folders, rollback, settings and the psql script."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import psycopg
+import pytest
+from app_schema import app_fingerprint
+from app_schema import create_app_tables
+
+from feature_gates.migrate import MigrationError
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import applied_migrations
+from feature_gates.migrate import migrate
+from feature_gates.migrate import migration_script
+from feature_gates.migrate import pending_migrations
+from feature_gates.migrate import refuse_changed
+from feature_gates.migrate import rollback
+from feature_gates.migrate import status
+from feature_gates.migrate import verify
+from feature_gates.migrate.sources import load_set
+from feature_gates.migrate.sources import steps
+from feature_gates.pgserver import find_bindir
+
+CORE = MigrationSettings(sets=("core",))
+
+
+@pytest.fixture
+def empty_url(feature_gates_databases):
+    url = feature_gates_databases.create(None)
+    yield url
+    feature_gates_databases.drop(url)
+
+
+@pytest.fixture
+def app_folder(tmp_path):
+    """An application's own migration set: its base table, applied before core."""
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "0001_accounts.up.sql").write_text(
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, plan text NOT NULL);\n"
+    )
+    (folder / "0001_accounts.down.sql").write_text(
+        "-- Drops accounts and every account in it.\nDROP TABLE accounts;\n"
+    )
+    return folder
+
+
+def with_app(folder, *sets, **options):
+    return MigrationSettings(sets=("app", *sets), folders={"app": folder}, **options)
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+def test_steps_follow_the_directives():
+    sql = textwrap.dedent(
+        """\
+        -- feature-gates: no-transaction
+        -- A header.
+        ALTER TABLE t ADD COLUMN IF NOT EXISTS c int;
+        /* a; comment */ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_t_c ON t (c);
+        -- feature-gates: batched
+        SELECT scanned FROM step(';');
+        DO $$ BEGIN PERFORM 1; END $$;
+        DROP INDEX CONCURRENTLY IF EXISTS idx_old
+        """
+    )
+    found = [(s.kind, s.index_name) for s in steps(sql)]
+    assert found == [
+        ("statement", None),
+        ("statement", None),
+        ("batched", None),
+        ("statement", None),
+        ("concurrent", None),
+    ]
+    assert steps("CREATE TABLE t (a int); CREATE TABLE u (a int);")[0].kind == "transaction"
+
+
+def test_a_concurrent_index_is_found_after_its_comments():
+    (step,) = [
+        s
+        for s in steps(
+            "-- feature-gates: no-transaction\n-- why\nCREATE INDEX CONCURRENTLY "
+            "IF NOT EXISTS Idx_A ON t (a);"
+        )
+    ]
+    assert (step.kind, step.index_name) == ("concurrent", "idx_a")
+
+
+def test_a_migration_without_its_rollback_file_is_refused(tmp_path):
+    (tmp_path / "0001_a.up.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="has no matching 0001_a.down.sql"):
+        load_set("app", tmp_path)
+    (tmp_path / "0001_a.down.sql").write_text("SELECT 1;")
+    (tmp_path / "0002_b.down.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="rollback files without a migration: 0002_b"):
+        load_set("app", tmp_path)
+
+
+def test_an_unknown_set_names_the_setting():
+    with pytest.raises(MigrationError, match="FEATURE_GATES_MIGRATION_FOLDERS"):
+        MigrationSettings(sets=("nope",)).load()
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
+    assert MigrationSettings.from_config({}) == MigrationSettings()
+    settings = MigrationSettings.from_config(
+        {
+            "FEATURE_GATES_MIGRATION_SETS": ["app", "core"],
+            "FEATURE_GATES_MIGRATION_FOLDERS": {"app": str(tmp_path)},
+            "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT": 0.5,
+            "FEATURE_GATES_MIGRATION_BATCH_SIZE": 50,
+        }
+    )
+    assert settings.sets == ("app", "core")
+    assert settings.folders == {"app": tmp_path}
+    assert settings.lock_timeout_ms == "500ms"
+    for key, value in [
+        ("FEATURE_GATES_MIGRATION_SETS", "core"),
+        ("FEATURE_GATES_MIGRATION_SETS", ["Core!"]),
+        ("FEATURE_GATES_MIGRATION_FOLDERS", ["x"]),
+        ("FEATURE_GATES_MIGRATION_LOCK_TIMEOUT", "2s"),
+        ("FEATURE_GATES_MIGRATION_LOCK_TIMEOUT", 0),
+        ("FEATURE_GATES_MIGRATION_LOCK_RETRIES", -1),
+        ("FEATURE_GATES_MIGRATION_LOCK_WAIT", True),
+        ("FEATURE_GATES_MIGRATION_BATCH_SIZE", 1.5),
+        ("FEATURE_GATES_USER_ID_TYPE", "int"),
+    ]:
+        with pytest.raises(MigrationError, match=key):
+            MigrationSettings.from_config({key: value})
+
+
+# -- history -------------------------------------------------------------------------
+
+
+def test_history_records_each_migration_with_its_checksum(feature_gates_database_url):
+    rows = applied_migrations(feature_gates_database_url, CORE)
+    files = CORE.load()
+    assert [(r.set_name, r.version, r.name, r.checksum) for r in rows] == [
+        (m.set_name, m.version, m.name, m.checksum) for m in files
+    ]
+    assert all(r.installed_by == "postgres" and r.execution_ms >= 0 for r in rows)
+
+
+def test_a_changed_file_is_refused_by_migrate_and_status(empty_url, app_folder):
+    settings = with_app(app_folder)
+    migrate(empty_url, settings)
+    up = app_folder / "0001_accounts.up.sql"
+    up.write_text(up.read_text() + "-- an edit\n")
+    with pytest.raises(MigrationError, match=r"app/0001_accounts\.up\.sql was changed after it"):
+        migrate(empty_url, settings)
+    rows = status(empty_url, settings)
+    assert [(r.label, r.state) for r in rows] == [("app/0001_accounts", "changed")]
+    with pytest.raises(MigrationError, match="restore the file as it was"):
+        refuse_changed(rows)
+    with pytest.raises(MigrationError, match="was changed"):
+        pending_migrations(empty_url, settings)
+    # Line endings alone are not a change.
+    up.write_text(up.read_text().replace("-- an edit\n", "").replace("\n", "\r\n"))
+    assert migrate(empty_url, settings) == []
+
+
+def test_an_application_folder_is_applied_first_with_the_same_guarantees(empty_url, app_folder):
+    settings = with_app(app_folder, "core")
+    assert [m.label for m in migrate(empty_url, settings)][:2] == [
+        "app/0001_accounts",
+        "core/0001_feature_usage_table",
+    ]
+    (app_folder / "0002_broken.up.sql").write_text(
+        "ALTER TABLE accounts ADD COLUMN email text;\nSELECT no_such_function();\n"
+    )
+    (app_folder / "0002_broken.down.sql").write_text("ALTER TABLE accounts DROP COLUMN email;\n")
+    with pytest.raises(MigrationError, match="app/0002_broken failed: function no_such_function"):
+        migrate(empty_url, settings)
+    with psycopg.connect(empty_url) as conn:
+        # One transaction: the column added before the failure is gone too.
+        row = conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'accounts'::regclass "
+            "AND attname = 'email'"
+        ).fetchone()
+    assert row == (0,)
+    states = {r.label: r.state for r in status(empty_url, settings)}
+    assert states["app/0002_broken"] == "pending"
+
+
+def test_a_history_row_without_its_file_is_reported(empty_url, app_folder):
+    settings = with_app(app_folder)
+    migrate(empty_url, settings)
+    (app_folder / "0001_accounts.up.sql").unlink()
+    (app_folder / "0001_accounts.down.sql").unlink()
+    assert [(r.label, r.state) for r in status(empty_url, settings)] == [
+        ("app/0001_accounts", "missing")
+    ]
+
+
+# -- concurrency and locks -------------------------------------------------------------
+
+RUN_MIGRATE = """
+import sys
+from feature_gates.migrate import MigrationSettings, migrate
+settings = MigrationSettings(sets=("core", "counters"), batch_size=3)
+print(len(migrate(sys.argv[1], settings)))
+"""
+
+
+def test_two_concurrent_migrate_processes_apply_each_migration_once(empty_url):
+    create_app_tables(empty_url, threads=60)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN_MIGRATE, empty_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    counts = sorted(int(out) for out, _ in results)
+    assert counts == [0, 9]
+    assert "waiting for the migration lock held by pid" in "".join(err for _, err in results)
+    settings = MigrationSettings(sets=("core", "counters"))
+    assert len(applied_migrations(empty_url, settings)) == 9
+    assert verify(empty_url, settings) == []
+
+
+def test_a_step_waits_briefly_for_its_lock_and_retries(empty_url, caplog):
+    """A long transaction holds a lock the migration needs: each try gives up
+    after lock_timeout (so the application's queries never queue behind the
+    migration for long), and the migration succeeds once the lock is free."""
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE feature_usage (user_id bigint, feature text, period_start date, "
+            "usage_count integer)"
+        )
+    holding = threading.Event()
+
+    def long_transaction():
+        with psycopg.connect(empty_url) as conn:
+            conn.execute("SELECT count(*) FROM feature_usage")
+            holding.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=long_transaction)
+    holder.start()
+    holding.wait()
+    try:
+        with caplog.at_level(logging.WARNING, logger="feature_gates.migrate"):
+            applied = migrate(empty_url, MigrationSettings(lock_timeout=0.05, lock_retries=30))
+    finally:
+        holder.join()
+    assert len(applied) == 6
+    assert (
+        "core/0001_feature_usage_table: canceling statement due to lock timeout; retrying in"
+        in (caplog.text)
+    )
+
+
+def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_url):
+    create_app_tables(empty_url)
+    settings = MigrationSettings(sets=("core", "counters"))
+    migrate(empty_url, settings)
+    rollback(empty_url, settings, to="counters/0002")
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        # A concurrent build that fails half-way leaves an INVALID index behind.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(
+                "CREATE INDEX CONCURRENTLY idx_chat_threads_messages_count "
+                "ON chat_threads ((1 / (thread_messages_count - 4)))"
+            )
+        invalid = (
+            "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indexrelid = 'idx_chat_threads_messages_count'::regclass"
+        )
+        assert conn.execute(invalid).fetchone()[0] is False
+        problems = [str(p) for p in verify(empty_url, settings)]
+        assert any(
+            "idx_chat_threads_messages_count on chat_threads is INVALID" in p for p in problems
+        )
+        migrate(empty_url, settings)
+        valid, definition = conn.execute(invalid).fetchone()
+    assert valid is True
+    assert definition.endswith(
+        "ON public.chat_threads USING btree (user_id, thread_messages_count)"
+    )
+    assert verify(empty_url, settings) == []
+
+
+# -- rollback ------------------------------------------------------------------------
+
+
+def test_rollback_takes_back_the_last_migration_by_default(feature_gates_database_url):
+    url = feature_gates_database_url
+    assert [m.label for m in rollback(url, CORE, dry_run=True)] == [
+        "core/0006_feature_usage_summary"
+    ]
+    assert len(applied_migrations(url, CORE)) == 6
+    assert [m.label for m in rollback(url, CORE)] == ["core/0006_feature_usage_summary"]
+    assert [r.state for r in status(url, CORE)] == ["applied"] * 5 + ["pending"]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('feature_usage_summary')").fetchone() == (None,)
+
+
+def test_rollback_asks_before_acting_and_does_nothing_when_refused(feature_gates_database_url):
+    url = feature_gates_database_url
+    asked = []
+
+    def refuse(targets):
+        asked.append([m.label for m in targets])
+        return False
+
+    assert rollback(url, CORE, to="3", confirm=refuse) == []
+    assert asked == [
+        [
+            "core/0006_feature_usage_summary",
+            "core/0005_feature_usage_archive",
+            "core/0004_feature_usage_functions",
+        ]
+    ]
+    assert len(applied_migrations(url, CORE)) == 6
+
+
+def test_rollback_effects_come_from_the_rollback_files():
+    effects = {m.label: m.rollback_effect for m in CORE.load()}
+    assert effects["core/0005_feature_usage_archive"].startswith(
+        "Drops feature_usage_archive and every archived usage count"
+    )
+    assert "No data is lost" in effects["core/0002_feature_usage_indexes"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"to": "core/x"}, "give a version like 0003"),
+        ({"to": "0042"}, "no migration has that version"),
+        ({"to": "0003", "everything": True}, "not both"),
+    ],
+)
+def test_rollback_refuses_unclear_targets(feature_gates_database_url, options, message):
+    with pytest.raises(MigrationError, match=message):
+        rollback(feature_gates_database_url, CORE, **options)
+
+
+def test_an_ambiguous_version_must_name_its_set(feature_gates_databases):
+    url = feature_gates_databases.create(None)
+    try:
+        create_app_tables(url)
+        settings = MigrationSettings(sets=("core", "counters"))
+        migrate(url, settings)
+        with pytest.raises(MigrationError, match="ambiguous .* write it as SET/VERSION"):
+            rollback(url, settings, to="0002")
+    finally:
+        feature_gates_databases.drop(url)
+
+
+# -- the psql script -----------------------------------------------------------------
+
+
+def _psql(url, script_path):
+    return subprocess.run(
+        [str(find_bindir() / "psql"), "-X", "-q", "-f", str(script_path), url],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_sql_script_applies_cleanly_with_psql(empty_url, tmp_path):
+    create_app_tables(empty_url)
+    settings = MigrationSettings(sets=("core", "counters"), batch_size=4)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        before = app_fingerprint(conn)
+        script = migration_script(empty_url, settings)
+        # Writing the script changed nothing.
+        assert conn.execute(
+            "SELECT to_regclass('feature_gates_schema_history'), to_regclass('feature_usage')"
+        ).fetchone() == (None, None)
+        path = tmp_path / "migrate.sql"
+        path.write_text(script)
+        result = _psql(empty_url, path)
+        assert result.returncode == 0, result.stderr
+        assert "ERROR" not in result.stderr
+        assert [r.state for r in status(empty_url, settings)] == ["applied"] * 9
+        assert migrate(empty_url, settings) == []
+        assert verify(empty_url, settings) == []
+        assert app_fingerprint(conn) == before
+        # Nothing pending: the script is still valid and does nothing.
+        path.write_text(migration_script(empty_url, settings))
+        assert _psql(empty_url, path).returncode == 0
+
+
+def test_the_sql_script_stops_when_another_migration_holds_the_lock(empty_url, tmp_path):
+    path = tmp_path / "migrate.sql"
+    path.write_text(migration_script(empty_url, CORE))
+    with psycopg.connect(empty_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, 1)", (int.from_bytes(b"fgat", "big"),))
+        result = _psql(empty_url, path)
+    assert result.returncode != 0
+    assert "another feature-gates migration holds the migration lock" in result.stderr
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT to_regclass('feature_usage')").fetchone() == (None,)
+
+
+def test_the_sql_script_rebuilds_an_invalid_index(feature_gates_database_url, tmp_path):
+    url = feature_gates_database_url
+    rollback(url, CORE, to="core/0001")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO feature_usage VALUES (1, 'a', '2026-01-01', 0)")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(
+                "CREATE INDEX CONCURRENTLY idx_feature_usage_period_start "
+                "ON feature_usage ((1 / usage_count))"
+            )
+        path = tmp_path / "migrate.sql"
+        path.write_text(migration_script(url, CORE))
+        result = _psql(url, path)
+        assert result.returncode == 0, result.stderr
+        assert conn.execute(
+            "SELECT indisvalid FROM pg_index "
+            "WHERE indexrelid = 'idx_feature_usage_period_start'::regclass"
+        ).fetchone() == (True,)
+    assert verify(url, CORE) == []
