@@ -22,7 +22,11 @@ from datetime import timezone
 from typing import Any
 from typing import ClassVar
 
+from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import Unauthorized
 
 from .subject import Subject
 
@@ -53,6 +57,10 @@ def iso_utc(moment: datetime) -> str:
 class FeatureDenied(HTTPException):
     """A gate refused the request. The base of every denial.
 
+    Each denial also derives from werkzeug's exception for its status
+    (:class:`~werkzeug.exceptions.Forbidden` for a 403, ...), because Flask finds a
+    handler registered with ``@app.errorhandler(403)`` through that class.
+
     :param feature: the feature the gate checks.
     :param subject: the caller, None when anonymous.
     :param detail: one sentence for the caller: what happened and what to do.
@@ -66,6 +74,8 @@ class FeatureDenied(HTTPException):
     reason: ClassVar[str] = "denied"
     #: The problem type's short, fixed summary.
     title: ClassVar[str] = "Feature denied"
+    #: The anchor of this denial in docs/errors.md, ending the problem ``type``.
+    slug: ClassVar[str] = "feature-denied"
     code = 403
 
     def __init__(
@@ -89,8 +99,7 @@ class FeatureDenied(HTTPException):
 
     @property
     def type(self) -> str:
-        slug = "".join("-" + c.lower() if c.isupper() else c for c in type(self).__name__)
-        return f"{DOCS_URL}#{slug.lstrip('-')}"
+        return f"{DOCS_URL}#{self.slug}"
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem document, as a dict."""
@@ -123,27 +132,30 @@ class FeatureDenied(HTTPException):
         return [("Content-Type", PROBLEM_CONTENT_TYPE), *self.headers.items()]
 
 
-class NotAuthenticated(FeatureDenied):
+class NotAuthenticated(FeatureDenied, Unauthorized):
     """*401*: the endpoint is gated and the subject loader found no caller."""
 
     reason = "anonymous"
     title = "Authentication required"
+    slug = "not-authenticated"
     code = 401
 
 
-class FeatureNotEntitled(FeatureDenied):
+class FeatureNotEntitled(FeatureDenied, Forbidden):
     """*403*: the caller's plan does not include the feature (or grants it 0 uses)."""
 
     reason = "not-entitled"
     title = "Feature not in plan"
+    slug = "feature-not-entitled"
     code = 403
 
 
-class TierTooLow(FeatureDenied):
+class TierTooLow(FeatureDenied, Forbidden):
     """*403*: the caller's plan ranks below the endpoint's minimum tier."""
 
     reason = "tier"
     title = "Plan tier too low"
+    slug = "tier-too-low"
     code = 403
 
     def __init__(self, *, required_tier: str, **kwargs: Any) -> None:
@@ -154,15 +166,17 @@ class TierTooLow(FeatureDenied):
         return {"required_tier": self.required_tier}
 
 
-class FeatureLimitExceeded(FeatureDenied):
+class FeatureLimitExceeded(FeatureDenied, TooManyRequests):
     """*429* (or ``FEATURE_GATES_LIMIT_STATUS``): the request would go over the plan's limit.
 
     ``reset_at`` is when a metered limit's period ends (None for a stock limit,
     which never resets by itself); the response then carries ``Retry-After``.
+    Build one with :meth:`for_status` to get the configured status.
     """
 
     reason = "limit"
     title = "Feature limit reached"
+    slug = "feature-limit-exceeded"
     code = 429
 
     def __init__(
@@ -172,11 +186,9 @@ class FeatureLimitExceeded(FeatureDenied):
         used: int | None,
         cost: int,
         reset_at: datetime | None,
-        status: int = 429,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.code = status
         self.limit = limit
         self.used = used
         self.cost = cost
@@ -195,10 +207,32 @@ class FeatureLimitExceeded(FeatureDenied):
             "reset_at": None if self.reset_at is None else iso_utc(self.reset_at),
         }
 
+    @staticmethod
+    def for_status(status: int, **kwargs: Any) -> FeatureLimitExceeded:
+        """A limit denial answering with ``status``: 429, 402 or 403."""
+        return _LIMIT_CLASSES[status](**kwargs)
 
-class FeatureCheckUnavailable(FeatureDenied):
+
+class _LimitExceededForbidden(FeatureLimitExceeded, Forbidden):
+    code = 403
+
+
+class _LimitExceededPaymentRequired(FeatureLimitExceeded):
+    # werkzeug has no 402 class: a handler for it is registered with the class.
+    code = 402
+
+
+_LIMIT_CLASSES: dict[int, type[FeatureLimitExceeded]] = {
+    429: FeatureLimitExceeded,
+    403: _LimitExceededForbidden,
+    402: _LimitExceededPaymentRequired,
+}
+
+
+class FeatureCheckUnavailable(FeatureDenied, ServiceUnavailable):
     """*503*: a metered limit could not reach the database and its fail mode is ``closed``."""
 
     reason = "unavailable"
     title = "Feature check unavailable"
+    slug = "feature-check-unavailable"
     code = 503

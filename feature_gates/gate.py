@@ -330,18 +330,15 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
 
     cost = _amount(_resolve(gate.cost, kwargs), "cost", gate)
     if gate.kind == "stock":
+        track = cost if gate.track_usage else 0
+        if limit is None:
+            # Unlimited: the application's count is not even read.
+            return Grant(state, gate, subject, track=track)
         assert gate.usage_getter is not None
         used = _amount(gate.usage_getter(**kwargs), "usage_getter's result", gate)
-        if limit is not None and used + cost > limit:
+        if used + cost > limit:
             _deny(state, _limit_denial(state, gate, subject, limit, used, cost, None), started)
-        return Grant(
-            state,
-            gate,
-            subject,
-            track=cost if gate.track_usage else 0,
-            limit=limit,
-            remaining=None if limit is None else limit - used - cost,
-        )
+        return Grant(state, gate, subject, track=track, limit=limit, remaining=limit - used - cost)
 
     now = state.extension.clock()
     period = month_start(now)
@@ -425,14 +422,14 @@ def _limit_denial(
     if state.settings.headers_enabled:
         headers.update(_limit_headers(limit, 0, reset_at, state))
     asked = "" if cost == 1 else f", and this request needs {cost}"
-    return FeatureLimitExceeded(
+    return FeatureLimitExceeded.for_status(
+        state.settings.limit_status,
         feature=gate.feature,
         subject=subject,
         limit=limit,
         used=used,
         cost=cost,
         reset_at=reset_at,
-        status=state.settings.limit_status,
         headers=headers,
         detail=f"plan {subject.plan!r} allows {limit} {uses}{gate.feature!r}{per} and "
         f"{'all' if used is None else used} are used{asked}{resets}.",
@@ -492,7 +489,8 @@ def _deny(state: GatesState, denial: FeatureDenied, started: float) -> NoReturn:
 
 def hold(grant: Grant) -> None:
     """Keep ``grant`` until the response's status is known (:func:`finish_response`)."""
-    _request_gates().grants.append(grant)
+    if grant.track or grant.consumed or grant.remaining is not None:
+        _request_gates().grants.append(grant)
 
 
 def settle(grant: Grant, succeeded: bool) -> None:

@@ -19,6 +19,7 @@ import click
 import psycopg
 from flask import Flask
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .gate import Gate
 from .gate import gates_of
@@ -197,11 +198,7 @@ def _plans_of(
 
 
 def _require_app() -> Flask:
-    if not current_app:
-        raise click.ClickException(
-            "this command reads the application's gates: run it as "
-            "'flask --app yourapp feature-gates ...'"
-        )
+    # with_appcontext has loaded the application (or said how to name it).
     return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
@@ -221,6 +218,7 @@ def _table(header: list[str], rows: list[list[str]], echo: Callable[[str], None]
 
 @click.command("routes")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_appcontext
 def routes_command(as_json: bool) -> None:
     """List every gated endpoint with its feature, kind and limit per plan."""
     app = _require_app()
@@ -262,6 +260,7 @@ def routes_command(as_json: bool) -> None:
     help="Also list users at or above PCT% of their plan's limit of a feature.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@with_appcontext
 def usage_command(top: int, near_limit: float | None, as_json: bool) -> None:
     """Show this month's most used features, and users near their limits."""
     app = _require_app()

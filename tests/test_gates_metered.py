@@ -158,3 +158,20 @@ def test_limit_headers_on_allowed_and_denied_responses(make_app):
 def test_no_limit_headers_unless_enabled(app):
     response = app.test_client().post("/messages", headers=headers(7, "free"))
     assert "X-Feature-Limit" not in response.headers
+
+
+def test_an_unlimited_stock_limit_does_not_read_the_stock(make_app):
+    app = make_app()
+
+    def unreadable(itinerary_id):
+        raise AssertionError("the stock of an unlimited plan was read")
+
+    @app.post("/trips/<int:itinerary_id>/stops")
+    @feature_limit("itinerary_destinations", usage_getter=unreadable, cost=2)
+    def add_stops(itinerary_id):
+        return "ok", 201
+
+    client = app.test_client()
+    assert client.post("/trips/1/stops", headers=headers(7, "enterprise")).status_code == 201
+    with pytest.raises(AssertionError, match="stock of an unlimited plan"):
+        client.post("/trips/1/stops", headers=headers(7, "pro"))
