@@ -431,12 +431,15 @@ class UsageTracker:
         with self._lock:
             if not (self._pending or self._once or self._in_doubt):
                 return False
-            counts, self._pending = self._pending, {}
-            once, self._once = self._once, {}
-        todo = deque(self._cut(counts, once))
+        todo: deque[_Batch] = deque()
         try:
             with self._connection(connect_timeout) as conn:
+                # First: a batch in doubt may have to be taken out of the map.
                 self._settle_in_doubt(conn)
+                with self._lock:
+                    counts, self._pending = self._pending, {}
+                    once, self._once = self._once, {}
+                todo.extend(self._cut(counts, once))
                 while todo:
                     self._write_batch(conn, todo, signals)
         except BaseException as exc:
@@ -469,13 +472,13 @@ class UsageTracker:
             batch = self._in_doubt[0]
             row = conn.execute(store.RESOLVE_BATCH, (batch.id,)).fetchone()
             applied = bool(row and row[0])
-            self._in_doubt.pop(0)
             if applied:
                 # Its increments were merged back meanwhile: take them out again.
                 self._unmerge(batch)
                 self._forget.append(batch.id)
                 self._batches += 1
                 self._written += batch.amount
+            self._in_doubt.pop(0)
             logger.info(
                 "a batch whose reply was lost was %s (%d uses)",
                 "written" if applied else "not written; its uses are sent again",
