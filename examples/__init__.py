@@ -1,0 +1,3 @@
+"""Example applications built on feature-gates (run ``python -m examples.sentinel``)."""
+
+from __future__ import annotations

@@ -1,0 +1,104 @@
+"""Sentinel: a travel-safety assistant, and the example app of feature-gates.
+
+Run it with ``python -m examples.sentinel`` (or ``flask --app examples.sentinel
+run``). Every paid feature is an endpoint gated by a feature-gates decorator in
+api.py; the plans are in plans.toml; docs/example.md walks through it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from psycopg_pool import ConnectionPool
+
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import migrate
+
+from . import api
+from . import demo
+from . import problems
+from . import usage_views
+from .accounts import Accounts
+from .database import DEFAULT_DATA_DIR
+from .database import MIGRATION_FOLDER
+from .database import start_embedded
+from .itineraries import ItineraryManager
+from .state import Sentinel
+from .state import gates
+from .threads import ThreadManager
+
+__all__ = ["Sentinel", "create_app"]
+
+logger = logging.getLogger("sentinel")
+
+HERE = Path(__file__).resolve().parent
+
+DEFAULTS: dict[str, Any] = {
+    # feature-gates: the plans, and the migrations `migrate` applies, in order:
+    # Sentinel's own tables first, then the package's core and counters sets.
+    "FEATURE_GATES_PLANS": HERE / "plans.toml",
+    "FEATURE_GATES_MIGRATION_SETS": ["sentinel", "core", "counters"],
+    "FEATURE_GATES_MIGRATION_FOLDERS": {"sentinel": MIGRATION_FOLDER},
+    # Allowed limited responses say how much is left (X-Feature-* headers).
+    "FEATURE_GATES_HEADERS_ENABLED": True,
+    # Requests larger than this are refused with 413 before they are read.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Sentinel's own settings.
+    "SENTINEL_DATA_DIR": DEFAULT_DATA_DIR,  # the embedded server's data folder
+    "SENTINEL_THREAD_MESSAGE_LIMIT": 500,  # messages one thread can hold
+    "SENTINEL_AUTO_MIGRATE": True,  # apply pending migrations at start
+    "SENTINEL_DEMO_DATA": True,  # create the demo accounts in an empty database
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Make a Sentinel app.
+
+    The database is ``FEATURE_GATES_DATABASE_URL`` from ``config``, else the
+    ``DATABASE_URL`` environment variable, else an embedded PostgreSQL in
+    ``SENTINEL_DATA_DIR`` (``SENTINEL_DATA_DIR`` in the environment, else
+    examples/sentinel/.pgdata).
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    if os.environ.get("SENTINEL_DATA_DIR"):
+        app.config["SENTINEL_DATA_DIR"] = Path(os.environ["SENTINEL_DATA_DIR"])
+    app.config.from_mapping(config or {})
+
+    server = None
+    url = app.config.get("FEATURE_GATES_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        server, url = start_embedded(app.config["SENTINEL_DATA_DIR"])
+    app.config["FEATURE_GATES_DATABASE_URL"] = url
+
+    if app.config["SENTINEL_AUTO_MIGRATE"]:
+        applied = migrate(url, MigrationSettings.from_config(app.config))
+        for migration in applied:
+            logger.info("applied migration %s", migration.label)
+
+    pool: ConnectionPool[Any] = ConnectionPool(
+        url, min_size=1, max_size=10, kwargs={"autocommit": True}, name="sentinel", open=False
+    )
+    pool.open()
+    sentinel = Sentinel(pool, Accounts(pool), ThreadManager(pool), ItineraryManager(pool), server)
+    app.extensions["sentinel"] = sentinel
+    atexit.register(sentinel.close)
+
+    if app.config["SENTINEL_DEMO_DATA"] and sentinel.accounts.count_users() == 0:
+        demo.seed(sentinel.accounts, sentinel.thread_manager, sentinel.itinerary_manager)
+        logger.info("created the demo accounts")
+
+    problems.register(app)
+    app.url_map.converters["id"] = api.IdConverter
+    app.register_blueprint(api.bp)
+    app.register_blueprint(usage_views.bp)
+    # After the blueprints: init_app checks that every gated view names a feature
+    # of the plans (a typo fails here, at start, not on the first request).
+    gates.init_app(app)
+    return app

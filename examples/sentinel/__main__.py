@@ -1,0 +1,67 @@
+"""``python -m examples.sentinel``: run Sentinel on an embedded PostgreSQL.
+
+Prints the URL and the demo accounts' tokens, then serves until Ctrl+C. Set
+``DATABASE_URL`` to use your own PostgreSQL instead of the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import create_app
+from .database import DEFAULT_DATA_DIR
+from .database import DatabaseError
+from .demo import DEMO_USERS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.sentinel", description="Run the Sentinel example app."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("SENTINEL_DATA_DIR", DEFAULT_DATA_DIR)),
+        help="the embedded PostgreSQL's data folder (kept between runs; "
+        "default: SENTINEL_DATA_DIR or examples/sentinel/.pgdata)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("feature_gates").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    if os.environ.get("DATABASE_URL"):
+        where = "the database in DATABASE_URL"
+    else:
+        where = f"an embedded PostgreSQL in {args.data_dir}"
+    print(f"Starting Sentinel on {where} ...", flush=True)
+    try:
+        app = create_app({"SENTINEL_DATA_DIR": args.data_dir})
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    url = f"http://{args.host}:{args.port}"
+    print(f"\nSentinel is running at {url}   (Ctrl+C stops it)\n")
+    print("Demo accounts (their tokens are public: keep this on loopback):")
+    for demo in DEMO_USERS:
+        role = "admin, " if demo.is_admin else ""
+        print(f"  {demo.email:<30} {role}{demo.plan:<12} {demo.token}")
+    print(
+        f"\nTry:  curl -H 'Authorization: Bearer sntl_demo_free' {url}/me/usage"
+        f"\nDashboard: {url}/login (paste sntl_demo_admin)"
+        "\nWalk-through: docs/example.md\n",
+        flush=True,
+    )
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

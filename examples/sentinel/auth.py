@@ -1,0 +1,93 @@
+"""Who is calling: an API token in ``Authorization: Bearer <token>``.
+
+The JSON API takes the header only. The two HTML pages (``/me/usage`` and the
+admin dashboard) also take the token from a cookie set by ``/login``, so that a
+browser can open them; cookies are never accepted on the API, which keeps it
+safe from cross-site request forgery.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
+
+from flask import current_app
+from flask import g
+from flask import request
+
+from .accounts import User
+from .problems import Problem
+
+__all__ = ["COOKIE", "admin_required", "current_user", "load_user", "login_required"]
+
+COOKIE = "sentinel_token"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def load_user(*, allow_cookie: bool = False) -> User | None:
+    """The user the request's token belongs to (cached on ``g`` for the request)."""
+    if "user" not in g:
+        token = _bearer() or (request.cookies.get(COOKIE) if allow_cookie else None)
+        user = None
+        if token and len(token) <= 200:
+            user = current_app.extensions["sentinel"].accounts.user_for_token(token)
+        g.user = user
+    user: User | None = g.user
+    return user
+
+
+def current_user() -> User:
+    user = load_user()
+    assert user is not None, "current_user() outside a login_required view"
+    return user
+
+
+def _unauthorized() -> Problem:
+    return Problem(
+        401,
+        "Unauthorized",
+        "send your API token as 'Authorization: Bearer <token>' "
+        "(python -m examples.sentinel prints the demo users' tokens)",
+        headers={"WWW-Authenticate": 'Bearer realm="sentinel"'},
+    )
+
+
+def login_required(*, allow_cookie: bool = False) -> Callable[[F], F]:
+    """The view needs a valid token; 401 problem+json otherwise."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if load_user(allow_cookie=allow_cookie) is None:
+                raise _unauthorized()
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def admin_required(view: F) -> F:
+    """The view needs an admin's token (header or cookie); 401 or 403 otherwise."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = load_user(allow_cookie=True)
+        if user is None:
+            raise _unauthorized()
+        if not user.is_admin:
+            raise Problem(403, "Forbidden", "this page is for administrators")
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

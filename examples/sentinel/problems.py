@@ -1,0 +1,185 @@
+"""Every error Sentinel answers is ``application/problem+json`` (RFC 9457).
+
+feature-gates' denials already are; this module gives the app's own errors (bad
+input, missing token, not found, too large) the same shape, and reads request
+bodies so that no input, however malformed, reaches the database or ends in a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import request
+from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import HTTPException
+
+__all__ = ["InvalidInput", "Problem", "problem", "read_json", "register"]
+
+logger = logging.getLogger("sentinel")
+
+PROBLEM_TYPES = "https://feature-gates.dev/sentinel/problems/"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": PROBLEM_TYPES + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+class Problem(HTTPException):
+    """An HTTP error with a problem+json body; ``extra`` members are added to it."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.code = status
+        self.title = title
+        self.headers = headers or {}
+        self.extra = extra
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+        response = problem(self.code or 500, self.title, self.description or "", **self.extra)
+        response.headers.update(self.headers)
+        return response
+
+
+class InvalidInput(Problem):
+    """The request body is not what the endpoint takes (400)."""
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        extra = {"field": field} if field else {}
+        super().__init__(400, "Invalid input", detail, **extra)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large")
+    return value
+
+
+def _check_text(value: Any, path: str) -> None:
+    """Strings PostgreSQL cannot store (NUL, lone surrogates) are refused here."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput("text must not contain NUL characters", path or None)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("text must be valid Unicode", path or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path)
+            _check_text(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}[{index}]")
+
+
+def read_json() -> dict[str, Any]:
+    """The request body as a JSON object, or :class:`InvalidInput`.
+
+    Any content type is accepted (``curl -d`` sends a form type by default). The
+    size limit is Flask's ``MAX_CONTENT_LENGTH`` (413 beyond it).
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidInput("the request needs a JSON object body")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
+    except UnicodeDecodeError:
+        raise InvalidInput("the body must be UTF-8 encoded JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {str(exc)[:120]}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(f"the body must be a JSON object, not {type(body).__name__}")
+    _check_text(body, "")
+    return body
+
+
+def text(
+    body: dict[str, Any], name: str, *, max_length: int = 200, required: bool = True
+) -> str | None:
+    """A non-empty string member of ``body`` (stripped), at most ``max_length`` long."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"'{name}' is required", name)
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"'{name}' must be a non-empty string", name)
+    if len(value) > max_length:
+        raise InvalidInput(f"'{name}' is longer than {max_length} characters", name)
+    return value.strip()
+
+
+def obj(body: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"'{name}' is required", name)
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"'{name}' must be a JSON object", name)
+    return value
+
+
+def items(body: dict[str, Any], name: str, *, max_items: int) -> list[Any]:
+    """A non-empty list member of ``body`` with at most ``max_items`` elements."""
+    value = body.get(name)
+    if value is None:
+        raise InvalidInput(f"'{name}' is required", name)
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"'{name}' must be a non-empty list", name)
+    if len(value) > max_items:
+        raise InvalidInput(f"'{name}' takes at most {max_items} items per request", name)
+    return value
+
+
+def register(app: Flask) -> None:
+    """Answer every error with problem+json, and never show a traceback."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        response = error.get_response()
+        if response.mimetype == "application/problem+json":
+            return response  # feature-gates' denials and our own Problems
+        if isinstance(error, BadRequest) and error.description == BadRequest.description:
+            detail = "the request could not be understood"
+        else:
+            detail = error.description or error.name
+        reply = problem(error.code or 500, error.name, detail)
+        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+            if header in response.headers:
+                reply.headers[header] = response.headers[header]
+        return reply
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal Server Error", "something went wrong on our side")

@@ -1,0 +1,338 @@
+"""Usage pages: each user's own ("12 of 50 left") and the admin dashboard.
+
+Both read what feature-gates recorded: ``feature_usage`` for this month (live)
+and the ``feature_usage_summary`` materialized view for the months before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from datetime import datetime
+from datetime import timezone
+from typing import Any
+
+from flask import Blueprint
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+
+from feature_gates import Subject
+from feature_gates.reports import GatedRoute
+from feature_gates.reports import gated_routes
+
+from . import charts
+from .accounts import User
+from .auth import COOKIE
+from .auth import admin_required
+from .auth import current_user
+from .auth import load_user
+from .auth import login_required
+from .state import accounts
+from .state import gates
+from .state import itinerary_manager
+from .state import sentinel
+
+__all__ = ["bp"]
+
+bp = Blueprint("usage", __name__)
+
+USAGE_THIS_MONTH = """
+SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id) AS users
+FROM feature_usage
+WHERE period_start = %s AND usage_count > 0
+GROUP BY feature
+ORDER BY uses DESC, feature
+"""
+
+USER_USAGE_THIS_MONTH = """
+SELECT f.user_id, f.feature, f.usage_count
+FROM feature_usage f
+WHERE f.period_start = %s AND f.usage_count > 0
+"""
+
+TREND = """
+SELECT period_start, feature, total_usage, unique_users
+FROM feature_usage_summary
+WHERE period_start >= %s
+ORDER BY period_start, feature
+"""
+
+ACTIVE_USERS = """
+SELECT period_start, count(DISTINCT user_id)
+FROM feature_usage
+WHERE period_start >= %s AND usage_count > 0
+GROUP BY period_start
+"""
+
+REFRESH_SUMMARY = "SELECT refresh_feature_usage_summary()"
+
+#: The summary is refreshed by cron in production (`feature-gates refresh`); the
+#: demo refreshes it when the dashboard is opened, at most this often (seconds).
+SUMMARY_MAX_AGE = 60.0
+TREND_MONTHS = 6
+
+#: Features whose limit counts what a user holds now, and how to count it.
+HOLDINGS = {
+    "api_access_tokens": ("held", lambda user_id: accounts.count_tokens(user_id)),
+    "saved_searches": ("saved", lambda user_id: accounts.count_searches(user_id)),
+    "itinerary_destinations": (
+        "in your largest itinerary",
+        lambda user_id: max(
+            (i.destinations_count for i in itinerary_manager.list_itineraries(user_id)),
+            default=0,
+        ),
+    ),
+}
+
+
+def _month_start(moment: datetime | None = None) -> date:
+    moment = moment or datetime.now(timezone.utc)
+    return date(moment.year, moment.month, 1)
+
+
+def _months_before(month: date, count: int) -> date:
+    index = month.year * 12 + month.month - 1 - count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def gated_features() -> dict[str, GatedRoute]:
+    """Each gated feature of this app with its gate (kind, tier, what each plan
+    gets), read from the decorators themselves."""
+    features: dict[str, GatedRoute] = {}
+    for route in gated_routes(current_app._get_current_object()):  # type: ignore[attr-defined]
+        features.setdefault(route.feature, route)
+    return features
+
+
+@dataclass(frozen=True)
+class FeatureUsage:
+    feature: str
+    kind: str
+    allowed: bool
+    used: int
+    limit: int | None
+    remaining: int | None
+    summary: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "kind": self.kind,
+            "allowed": self.allowed,
+            "used": self.used,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "summary": self.summary,
+        }
+
+
+def usage_of(user: User) -> list[FeatureUsage]:
+    """One line per gated feature: what the user may do and how much is left."""
+    gates.flush(timeout=2.0)  # so the page includes the last second's usage
+    entitlements = gates.entitlements(Subject(user_id=user.id, plan=user.plan))
+    recorded = gates.get_user_usage(user.id)
+    rows = []
+    for feature, route in sorted(gated_features().items()):
+        kind, tier = route.kind, route.min_tier
+        decision = entitlements.get(feature)
+        used = recorded.get(feature, 0)
+        if kind == "tier":
+            allowed = route.plans.get(user.plan) is True
+            summary = f"included from {tier} up" if allowed else f"needs the {tier} plan"
+            rows.append(FeatureUsage(feature, kind, allowed, used, None, None, summary))
+            continue
+        assert decision is not None
+        limit, allowed = decision.limit, decision.limit != 0
+        if not allowed:
+            summary = "not in your plan"
+            remaining = 0
+        elif kind == "stock":
+            label, count = HOLDINGS[feature]
+            used = count(user.id)
+            remaining = None if limit is None else max(0, limit - used)
+            summary = f"{used} {label}, " + (
+                "no limit" if limit is None else f"{remaining} of {limit} left"
+            )
+        elif kind == "metered" and limit is not None:
+            used = decision.used or 0
+            remaining = max(0, limit - used)
+            summary = f"{remaining} of {limit} left this month"
+        else:
+            remaining = None
+            summary = (
+                f"unlimited · {used} used this month"
+                if kind == "metered"
+                else (f"included · {used} used this month")
+            )
+        rows.append(FeatureUsage(feature, kind, allowed, used, limit, remaining, summary))
+    return rows
+
+
+def _wants_html() -> bool:
+    if request.args.get("format") in ("json", "html"):
+        return request.args["format"] == "html"
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+@bp.get("/me/usage")
+@login_required(allow_cookie=True)
+def my_usage() -> Any:
+    user = current_user()
+    rows = usage_of(user)
+    if not _wants_html():
+        return jsonify(
+            user=user.to_json(),
+            month=_month_start().isoformat(),
+            features=[row.to_json() for row in rows],
+        )
+    meters = {
+        row.feature: charts.meter(row.used, row.limit) for row in rows if row.limit and row.allowed
+    }
+    return render_template("me_usage.html", user=user, rows=rows, meters=meters)
+
+
+# -- the admin dashboard --------------------------------------------------------------
+
+
+def _refresh_summary() -> None:
+    app = current_app
+    last = app.extensions.get("sentinel_summary_refreshed", 0.0)
+    if time.monotonic() - last < SUMMARY_MAX_AGE:
+        return
+    with sentinel().pool.connection() as conn:
+        conn.execute(REFRESH_SUMMARY)
+    app.extensions["sentinel_summary_refreshed"] = time.monotonic()
+
+
+def dashboard_data() -> dict[str, Any]:
+    gates.flush(timeout=2.0)
+    _refresh_summary()
+    month = _month_start()
+    since = _months_before(month, TREND_MONTHS - 1)
+    users = {u.id: u for u in accounts.list_users()}
+    with sentinel().pool.connection() as conn:
+        this_month = conn.execute(USAGE_THIS_MONTH, (month,)).fetchall()
+        per_user = conn.execute(USER_USAGE_THIS_MONTH, (month,)).fetchall()
+        trend_rows = conn.execute(TREND, (since,)).fetchall()
+        active = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
+
+    features = [{"feature": f, "uses": int(uses), "users": int(n)} for f, uses, n in this_month]
+
+    # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
+    # month's uses, so this month's usage says nothing about how close it is.
+    metered = {f for f, route in gated_features().items() if route.kind == "metered"}
+    near: list[dict[str, Any]] = []
+    for user_id, feature, used in per_user:
+        user = users.get(user_id)
+        if user is None or feature not in metered:
+            continue
+        decision = gates.check(feature, Subject(user_id=user.id, plan=user.plan), used=used)
+        if not decision.limit:  # unlimited, not entitled, or not a limit
+            continue
+        near.append(
+            {
+                "user": user,
+                "feature": feature,
+                "used": int(used),
+                "limit": decision.limit,
+                "share": used / decision.limit,
+            }
+        )
+    near.sort(key=lambda r: (-r["share"], -r["used"], r["user"].id, r["feature"]))
+
+    months = [_months_before(month, TREND_MONTHS - 1 - i) for i in range(TREND_MONTHS)]
+    totals: dict[date, int] = defaultdict(int)
+    per_feature: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for period, feature, total, _ in trend_rows:
+        totals[period] += int(total)
+        per_feature[feature][period] = int(total)
+    return {
+        "month": month,
+        "months": months,
+        "features": features,
+        "near": near[:8],
+        "users_near": len({r["user"].id for r in near if r["share"] >= 0.8}),
+        "totals": [totals[m] for m in months],
+        "active": [int(active.get(m, 0)) for m in months],
+        "per_feature": {f: [by[m] for m in months] for f, by in sorted(per_feature.items())},
+        "users": len(users),
+    }
+
+
+@bp.get("/admin/usage")
+@admin_required
+def admin_usage() -> Any:
+    data = dashboard_data()
+    if not _wants_html():
+        return jsonify(
+            month=data["month"].isoformat(),
+            features=data["features"],
+            near_limits=[
+                {
+                    "user_id": r["user"].id,
+                    "email": r["user"].email,
+                    "plan": r["user"].plan,
+                    "feature": r["feature"],
+                    "used": r["used"],
+                    "limit": r["limit"],
+                }
+                for r in data["near"]
+            ],
+            trend=[
+                {"month": m.isoformat(), "uses": t, "active_users": a}
+                for m, t, a in zip(data["months"], data["totals"], data["active"], strict=True)
+            ],
+        )
+    labels = [m.strftime("%b") for m in data["months"]]
+    for row in data["near"]:
+        row["meter"] = charts.meter(row["used"], row["limit"], width=160)
+    return render_template(
+        "admin_usage.html",
+        data=data,
+        usage_chart=charts.bars(
+            [charts.Bar(f["feature"], f["uses"], f"· {f['users']} users") for f in data["features"]]
+        ),
+        trend_chart=charts.trend(labels, data["totals"], data["active"]),
+        sparklines={f: charts.sparkline(v) for f, v in data["per_feature"].items()},
+        total_uses=sum(f["uses"] for f in data["features"]),
+        labels=labels,
+    )
+
+
+# -- signing in from a browser --------------------------------------------------------
+
+
+@bp.get("/login")
+def login_form() -> Any:
+    return render_template("login.html", error=None, next=request.args.get("next", ""))
+
+
+@bp.post("/login")
+def login() -> Any:
+    token = (request.form.get("token") or "").strip()
+    user = accounts.user_for_token(token) if token and len(token) <= 200 else None
+    if user is None:
+        return render_template("login.html", error="That token is not valid.", next=""), 401
+    target = url_for("usage.admin_usage") if user.is_admin else url_for("usage.my_usage")
+    response = redirect(target, code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=8 * 3600)
+    return response
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    response = redirect(url_for("usage.login_form"), code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@bp.app_context_processor
+def signed_in_user() -> dict[str, Any]:
+    return {"signed_in": load_user(allow_cookie=True) if request else None}

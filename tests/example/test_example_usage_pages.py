@@ -1,0 +1,97 @@
+"""/me/usage and the admin dashboard show the figures feature-gates recorded."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from examples.sentinel.state import gates
+
+
+def record(app, user_id: int, feature: str, amount: int, period: date | None = None) -> None:
+    with app.extensions["sentinel"].pool.connection() as conn:
+        conn.execute(
+            "SELECT increment_feature_usage_safe(%s, %s, %s, %s)",
+            (user_id, feature, amount, period or date.today().replace(day=1)),
+        )
+
+
+@pytest.fixture
+def people(make_caller, sentinel_app):
+    free, pro, admin = (
+        make_caller("free"),
+        make_caller("pro"),
+        make_caller("enterprise", admin=True),
+    )
+    record(sentinel_app, free.user.id, "chat_messages_monthly", 48)
+    record(sentinel_app, free.user.id, "route_analysis", 1)
+    record(sentinel_app, pro.user.id, "chat_messages_monthly", 100)
+    record(sentinel_app, pro.user.id, "custom_reports", 9)
+    record(sentinel_app, pro.user.id, "chat_messages_monthly", 70, date(2020, 1, 1))
+    return free, pro, admin
+
+
+def test_my_usage_says_how_much_is_left(people):
+    free, _, _ = people
+    body = free.get("/me/usage").get_json()
+    rows = {row["feature"]: row for row in body["features"]}
+    assert len(rows) == 13
+    assert rows["chat_messages_monthly"]["summary"] == "2 of 50 left this month"
+    assert rows["route_analysis"]["summary"] == "2 of 3 left this month"
+    assert rows["can_export_pdf"]["summary"] == "not in your plan"
+    assert rows["analyst_intelligence"]["summary"] == "needs the pro plan"
+    assert rows["api_access_tokens"]["summary"] == "1 held, 0 of 1 left"
+    html = free.get("/me/usage", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "2 of 50 left this month" in html
+    assert 'aria-label="48 of 50"' in html
+
+
+def test_the_dashboard_shows_this_months_figures(people):
+    free, pro, admin = people
+    body = admin.get("/admin/usage").get_json()
+    features = {f["feature"]: (f["uses"], f["users"]) for f in body["features"]}
+    assert features["chat_messages_monthly"] == (148, 2)
+    assert features["custom_reports"] == (9, 1)
+    near = [(n["email"], n["feature"], n["used"], n["limit"]) for n in body["near_limits"]]
+    assert near[:2] == [
+        (free.user.email, "chat_messages_monthly", 48, 50),
+        (pro.user.email, "custom_reports", 9, 10),
+    ]
+    assert body["trend"][-1]["uses"] == 158
+    assert body["trend"][-1]["active_users"] == 2
+    html = admin.get("/admin/usage", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "<svg" in html and "<script" not in html
+    assert "chat_messages_monthly: 148" in html  # the bar's tooltip
+    assert "48 / 50" in html and "9 / 10" in html
+    assert ">158<" in html  # uses this month
+
+
+def test_tracked_usage_shows_up_at_once(people, sentinel_app):
+    _, pro, admin = people
+    thread = pro.post("/threads", json={"title": "t"}).get_json()["id"]
+    pro.post(f"/threads/{thread}/messages", json={"messages": [{"content": "x"}] * 3})
+    pro.get("/intel")
+    with sentinel_app.app_context():
+        gates.flush()
+    features = {f["feature"]: f["uses"] for f in admin.get("/admin/usage").get_json()["features"]}
+    assert features["chat_messages_monthly"] == 151
+    assert features["analyst_intelligence"] == 1
+
+
+def test_the_dashboard_is_for_admins(people, sentinel_app):
+    free, _, _ = people
+    assert free.get("/admin/usage").status_code == 403
+    assert sentinel_app.test_client().get("/admin/usage").status_code == 401
+
+
+def test_a_browser_signs_in_with_a_cookie_that_the_api_ignores(people, sentinel_app):
+    _, _, admin = people
+    client = sentinel_app.test_client()
+    assert client.post("/login", data={"token": "wrong"}).status_code == 401
+    token = admin.headers["Authorization"].split()[1]
+    signed_in = client.post("/login", data={"token": token})
+    assert signed_in.status_code == 303 and signed_in.headers["Location"].endswith("/admin/usage")
+    page = client.get("/admin/usage", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "Usage per feature" in page.get_data(as_text=True)
+    assert client.get("/threads").status_code == 401
