@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 from typing import Literal
 
+from .migrate import MigrationError
 from .migrate import MigrationSettings
+from .migrate.settings import MIGRATION_KEYS
 
 __all__ = ["PREFIX", "ConfigError", "Settings"]
 
@@ -97,12 +99,6 @@ def _optional_names(key: str, value: Any) -> tuple[str, ...] | None:
     return None if value is None else _names(key, value)
 
 
-def _folders(key: str, value: Any) -> dict[str, Path]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must map set names to folders, got {value!r}")
-    return {str(name): Path(folder) for name, folder in value.items()}
-
-
 def _plans(key: str, value: Any) -> Mapping[str, Any] | Path | None:
     if value is None or isinstance(value, Mapping):
         return value
@@ -144,14 +140,6 @@ class Settings:
     plans: Mapping[str, Any] | Path | None = _option(None, _plans)
     #: Plans from lowest to highest tier; the order of ``plans`` when not set.
     tiers: tuple[str, ...] | None = _option(None, _optional_names)
-    #: The schema holding feature_usage and its functions.
-    schema: str = _option("public", _text)
-    #: ``bigint`` or ``uuid``; fixed by the first migrate.
-    user_id_type: str = _option("bigint", _choice("bigint", "uuid"))
-    #: Migration sets ``migrate`` applies, in order.
-    migration_sets: tuple[str, ...] = _option(("core",), _names)
-    #: An application's own migration folders, by set name.
-    migration_folders: dict[str, Path] | None = _option(None, _folders)
     #: Connections the pool keeps open, and at most.
     pool_min_size: int = _option(1, _number(0, integer=True))
     pool_max_size: int = _option(10, _number(1, integer=True))
@@ -190,10 +178,24 @@ class Settings:
     #: Name of the command group on ``app.cli``; empty to not register it.
     command_name: str = _option("feature-gates", _optional_text)
 
+    #: The migration runner's settings (schema, user id type, sets, folders, lock
+    #: timeouts, batch size): their keys are read by MigrationSettings.from_config.
+    migration: MigrationSettings = field(default_factory=MigrationSettings)
+
+    @property
+    def schema(self) -> str:
+        """The schema holding feature_usage and its functions."""
+        return self.migration.schema
+
+    @property
+    def user_id_type(self) -> str:
+        """``bigint`` or ``uuid``; fixed by the first migrate."""
+        return self.migration.user_id_type
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """Read and validate every ``FEATURE_GATES_*`` key of ``config``."""
-        known = {_key(f.name) for f in fields(cls)}
+        known = {_key(f.name) for f in fields(cls) if "parse" in f.metadata} | set(MIGRATION_KEYS)
         unknown = sorted(k for k in config if k.startswith(PREFIX) and k not in known)
         if unknown:
             raise ConfigError(
@@ -203,8 +205,12 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = _key(f.name)
-            if key in config:
+            if key in config and "parse" in f.metadata:
                 values[f.name] = f.metadata["parse"](key, config[key])
+        try:
+            values["migration"] = MigrationSettings.from_config(config)
+        except MigrationError as exc:
+            raise ConfigError(str(exc)) from exc
         settings = cls(**values)
         if settings.pool_min_size > settings.pool_max_size:
             raise ConfigError(
@@ -212,12 +218,3 @@ class Settings:
                 f"FEATURE_GATES_POOL_MAX_SIZE ({settings.pool_max_size})"
             )
         return settings
-
-    def migration_settings(self) -> MigrationSettings:
-        """What the migration runner needs from these settings."""
-        return MigrationSettings(
-            sets=self.migration_sets,
-            folders=self.migration_folders or None,
-            schema=self.schema,
-            user_id_type=self.user_id_type,
-        )

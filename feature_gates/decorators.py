@@ -114,7 +114,7 @@ def feature_limit(
 
 
 def _check_name(name: str, hint: str = "") -> None:
-    if not isinstance(name, str) or not FEATURE_NAME.match(name):
+    if not isinstance(name, str) or not FEATURE_NAME.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a valid feature name (1 to 64 characters of a-z, 0-9, "
             f"_ . : - starting with a letter){'; ' + hint if hint else ''}"

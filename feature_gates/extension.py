@@ -106,7 +106,7 @@ class GatesState:
 
     @property
     def migration_settings(self) -> MigrationSettings:
-        return self.settings.migration_settings()
+        return self.settings.migration
 
     def emit(self, name: str, **data: Any) -> None:
         """Send the signal ``name`` with this application as sender."""

@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["FEATURE_NAME", "PERIODS", "Catalogue", "Entitlement", "Plan", "UnknownFeature"]
 
 #: The names the database accepts for a feature (the feature_usage check constraint).
-FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+FEATURE_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 
 #: The periods a limit can be counted over: the calendar month in UTC.
 PERIODS = ("month",)
@@ -141,7 +141,7 @@ class Catalogue:
                 )
             parsed[plan] = {}
             for feature, value in features.items():
-                if not isinstance(feature, str) or not FEATURE_NAME.match(feature):
+                if not isinstance(feature, str) or not FEATURE_NAME.fullmatch(feature):
                     raise ConfigError(
                         f"{_PLANS}: plan {plan!r}: {feature!r} is not a valid feature name "
                         "(1 to 64 characters of a-z, 0-9, _ . : - starting with a letter)"

@@ -12,6 +12,8 @@ from feature_gates.cli import cli
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
 
+CORE_COUNT = len(MigrationSettings(sets=("core",)).load())
+
 
 @pytest.fixture
 def run():
@@ -43,17 +45,18 @@ def test_migrate_status_and_check_exit_codes(run, empty_url):
     result = run("--database-url", empty_url, "migrate")
     assert result.exit_code == 0, result.output
     assert "applied core/0006_feature_usage_summary" in result.output
+    assert "applied core/0008_feature_usage_bulk_increment" in result.output
     assert "applying core/0001_feature_usage_table" in result.stderr
     result = run("--database-url", empty_url, "status", "--check")
     assert result.exit_code == 0
-    assert result.output.count("applied ") == 6
+    assert result.output.count("applied ") == CORE_COUNT
     assert "nothing to apply" in run("--database-url", empty_url, "migrate").output
 
 
 def test_the_database_url_comes_from_the_environment(run, empty_url):
     result = run("migrate", env={"DATABASE_URL": empty_url})
     assert result.exit_code == 0
-    assert len(applied_migrations(empty_url)) == 6
+    assert len(applied_migrations(empty_url)) == CORE_COUNT
 
 
 def test_sets_are_chosen_with_set(run, app_url):
@@ -73,7 +76,9 @@ def test_sets_are_chosen_with_set(run, app_url):
 def test_migrate_sql_prints_a_script_and_changes_nothing(run, empty_url):
     result = run("--database-url", empty_url, "migrate", "--sql")
     assert result.exit_code == 0
-    assert result.output.startswith("-- feature-gates migrations for the sets core: 6 pending")
+    assert result.output.startswith(
+        f"-- feature-gates migrations for the sets core: {CORE_COUNT} pending"
+    )
     assert (
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_feature_usage_user_feature_period"
         in result.output
@@ -108,7 +113,10 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     url = feature_gates_database_url
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
-    assert result.output.splitlines() == [
+    lines = result.output.splitlines()
+    assert lines[0].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
+    assert lines[1].startswith("would roll back core/0007_feature_usage_idempotency: ")
+    assert lines[2:] == [
         "would roll back core/0006_feature_usage_summary: Drops the feature_usage_summary view; "
         "no data is lost (it is computed from feature_usage).",
         "would roll back core/0005_feature_usage_archive: Drops feature_usage_archive and every "
@@ -118,7 +126,7 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     assert "will roll back core/0005_feature_usage_archive" in result.output
     assert "losing the data described above? [y/N]" in result.output
     assert "nothing rolled back" in result.output
-    assert len(applied_migrations(url)) == 6
+    assert len(applied_migrations(url)) == CORE_COUNT
     result = run("--database-url", url, "rollback", "--all", "--yes")
     assert result.exit_code == 0
     assert result.output.splitlines()[-1] == "rolled back core/0001_feature_usage_table"

@@ -76,8 +76,34 @@ def test_the_period_is_fixed_by_the_clock_when_tracking(feature_gates_database_u
             {"FEATURE_GATES_DATABASE_URL": "x", "FEATURE_GATES_TRACKIN": "sync"},
             "FEATURE_GATES_TRACKIN",
         ),
+        (
+            {"FEATURE_GATES_DATABASE_URL": "x", "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT": 0},
+            "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT",
+        ),
+        (
+            {"FEATURE_GATES_DATABASE_URL": "x", "FEATURE_GATES_USER_ID_TYPE": "int"},
+            "FEATURE_GATES_USER_ID_TYPE",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(config, message):
+    """One parser per key: the migration keys are the runner's, the rest the extension's."""
     with pytest.raises(ConfigError, match=message):
         FeatureGates(make_app(**config))
+
+
+def test_migration_keys_reach_the_runner_through_the_extension(feature_gates_database_url):
+    app = make_app(
+        FEATURE_GATES_DATABASE_URL=feature_gates_database_url,
+        FEATURE_GATES_SCHEMA="gates",
+        FEATURE_GATES_MIGRATION_SETS=["core", "counters"],
+        FEATURE_GATES_MIGRATION_BATCH_SIZE=50,
+    )
+    FeatureGates(app)
+    state = app.extensions["feature_gates"]
+    try:
+        assert state.migration_settings.sets == ("core", "counters")
+        assert state.migration_settings.batch_size == 50
+        assert state.settings.schema == "gates"
+    finally:
+        state.close()

@@ -20,6 +20,7 @@ from feature_gates.migrate import rollback
 from feature_gates.migrate import verify
 
 CORE = MigrationSettings(sets=("core",))
+CORE_COUNT = len(CORE.load())
 
 
 def scalar(conn, query, params=None):
@@ -244,17 +245,24 @@ def test_summary_counts_uses_users_and_refreshes_concurrently(db, feature_gates_
 
 
 def test_functions_pin_their_search_path_and_run_as_the_caller(db):
+    # Every function feature-gates installs, not only the documented ones.
     rows = db.execute(
         """
         SELECT p.proname, p.prosecdef, p.proconfig
         FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname IN ('increment_feature_usage_safe', 'consume_feature_usage',
-                            'refund_feature_usage', 'get_feature_usage', 'get_user_feature_usage',
-                            'archive_old_feature_usage', 'refresh_feature_usage_summary')
         """
     ).fetchall()
-    assert len(rows) == 7
+    names = {name for name, _, _ in rows}
+    assert {
+        "increment_feature_usage_safe",
+        "consume_feature_usage",
+        "refund_feature_usage",
+        "get_feature_usage",
+        "get_user_feature_usage",
+        "archive_old_feature_usage",
+        "refresh_feature_usage_summary",
+    } <= names
     for name, security_definer, config in rows:
         assert not security_definer, name
         assert any(c.startswith("search_path=") for c in config or []), name
@@ -312,9 +320,20 @@ def test_every_up_file_can_run_again_over_its_own_objects(db, feature_gates_data
     run again: every file must cope with finding its objects there."""
     db.execute("SELECT increment_feature_usage_safe(1, 'kept', 3)")
     db.execute("DELETE FROM feature_gates_schema_history")
-    assert len(migrate(feature_gates_database_url, CORE)) == 6
+    assert len(migrate(feature_gates_database_url, CORE)) == CORE_COUNT
     assert scalar(db, "SELECT get_feature_usage(1, 'kept')") == 3
     assert verify(feature_gates_database_url, CORE) == []
+
+
+def test_verify_reports_a_function_that_lost_its_pinned_search_path_or_became_definer(
+    db, feature_gates_database_url
+):
+    db.execute("ALTER FUNCTION get_feature_usage(feature_usage_user_id, text, date) RESET ALL")
+    db.execute("ALTER FUNCTION refund_feature_usage SECURITY DEFINER")
+    problems = sorted(str(p) for p in verify(feature_gates_database_url, CORE))
+    assert len(problems) == 2, problems
+    assert "get_feature_usage(" in problems[0] and "does not pin its search_path" in problems[0]
+    assert "refund_feature_usage(" in problems[1] and "SECURITY DEFINER" in problems[1]
 
 
 # -- a legacy feature_usage table ------------------------------------------------------
@@ -404,7 +423,7 @@ def test_a_legacy_table_survives_rollback_and_migrates_again(legacy_url):
         conn.execute("UPDATE feature_usage SET feature = 'export_pdf' WHERE feature = 'Export PDF'")
         conn.execute("UPDATE feature_usage SET usage_count = 0 WHERE usage_count < 0")
         before = _legacy_rows(conn)
-        assert len(rollback(legacy_url, CORE, everything=True)) == 6
+        assert len(rollback(legacy_url, CORE, everything=True)) == CORE_COUNT
         assert _legacy_rows(conn) == before
         names = {
             r[0]
@@ -420,7 +439,7 @@ def test_a_legacy_table_survives_rollback_and_migrates_again(legacy_url):
         )
         assert scalar(conn, kept_constraint) == 1
         assert scalar(conn, "SELECT to_regclass('feature_usage_archive')") is None
-        assert len(migrate(legacy_url, CORE)) == 6
+        assert len(migrate(legacy_url, CORE)) == CORE_COUNT
         assert _legacy_rows(conn) == before
     # The rows now break no rule: both constraints are validated.
     assert verify(legacy_url, CORE) == []

@@ -150,10 +150,10 @@ def test_prune_deletes_only_what_is_older_than_the_retention(db):
 
 def test_the_migrations_roll_back_and_apply_again(db):
     core = files("feature_gates.migrations") / "core"
-    for name in ("0021_feature_usage_bulk_increment", "0020_feature_usage_idempotency"):
+    for name in ("0008_feature_usage_bulk_increment", "0007_feature_usage_idempotency"):
         db.execute((core / f"{name}.down.sql").read_text())
     assert db.execute("SELECT to_regclass('feature_usage_batches')").fetchone() == (None,)
-    for name in ("0020_feature_usage_idempotency", "0021_feature_usage_bulk_increment"):
+    for name in ("0007_feature_usage_idempotency", "0008_feature_usage_bulk_increment"):
         db.execute((core / f"{name}.up.sql").read_text())
         db.execute((core / f"{name}.up.sql").read_text())  # and again: idempotent
     assert write_batch(db, uuid.uuid4(), [(1, "exports", 1, NOV)]) == [(1, "exports", NOV, 1, 1)]

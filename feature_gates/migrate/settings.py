@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.abc import Traversable
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover
+    from importlib.abc import Traversable
 from typing import Any
 
 from .sources import Migration
 from .sources import MigrationError
 from .sources import load_sets
 
-__all__ = ["USER_ID_TYPES", "MigrationSettings"]
+__all__ = ["MIGRATION_KEYS", "USER_ID_TYPES", "MigrationSettings"]
 
 USER_ID_TYPES = ("bigint", "uuid")
 
-_SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+#: The FEATURE_GATES_* keys :meth:`MigrationSettings.from_config` reads.
+MIGRATION_KEYS = (
+    "FEATURE_GATES_MIGRATION_SETS",
+    "FEATURE_GATES_MIGRATION_FOLDERS",
+    "FEATURE_GATES_SCHEMA",
+    "FEATURE_GATES_USER_ID_TYPE",
+    "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT",
+    "FEATURE_GATES_MIGRATION_LOCK_RETRIES",
+    "FEATURE_GATES_MIGRATION_LOCK_WAIT",
+    "FEATURE_GATES_MIGRATION_BATCH_SIZE",
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,7 @@ class MigrationSettings:
                 f"not {self.user_id_type!r}"
             )
         for set_name in self.sets:
-            if not isinstance(set_name, str) or not _SET_NAME.match(set_name):
+            if not isinstance(set_name, str) or not _SET_NAME.fullmatch(set_name):
                 raise MigrationError(
                     f"FEATURE_GATES_MIGRATION_SETS: {set_name!r} is not a set name "
                     "(lowercase letters, digits and _)"

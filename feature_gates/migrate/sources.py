@@ -23,11 +23,16 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import re
+import sys
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.abc import Traversable
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover
+    from importlib.abc import Traversable
 from typing import Literal
 
 from .sqltext import leading_comments

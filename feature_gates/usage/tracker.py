@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -41,6 +40,7 @@ from typing import Literal
 
 import psycopg
 
+from ..plans import FEATURE_NAME
 from ..pool import LazyPool
 from . import store
 
@@ -58,7 +58,6 @@ Clock = Callable[[], datetime]
 EventSink = Callable[..., None]
 
 #: The feature names the database accepts (feature_usage_check_args).
-_FEATURE_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 _KNOWN_FEATURES_MAX = 10_000
 _IDEMPOTENCY_KEY_MAX = 255
 #: SQLSTATE classes of an error in the data itself: retrying the same batch fails
@@ -377,7 +376,7 @@ class UsageTracker:
         return period
 
     def _check_feature(self, feature: str) -> None:
-        if not isinstance(feature, str) or not _FEATURE_NAME.fullmatch(feature):
+        if not isinstance(feature, str) or not FEATURE_NAME.fullmatch(feature):
             raise ValueError(
                 f"invalid feature name {feature!r}: use 1 to 64 characters of a-z, 0-9, "
                 "_ . : - starting with a letter"

@@ -3,7 +3,9 @@
 WITH expected_functions(name) AS (
     VALUES ('increment_feature_usage_safe'), ('consume_feature_usage'),
            ('refund_feature_usage'), ('get_feature_usage'), ('get_user_feature_usage'),
-           ('archive_old_feature_usage'), ('refresh_feature_usage_summary')
+           ('archive_old_feature_usage'), ('refresh_feature_usage_summary'),
+           ('resolve_feature_usage_batch'), ('prune_feature_usage_idempotency'),
+           ('write_feature_usage_batch')
 ), expected_indexes(name) AS (
     VALUES ('idx_feature_usage_user_feature_period'), ('idx_feature_usage_period_start'),
            ('feature_usage_summary_feature_period')
@@ -33,6 +35,20 @@ SELECT 'function', format('%s() is missing; run migrate', f.name)
 FROM expected_functions f
 WHERE NOT EXISTS (SELECT 1 FROM pg_proc p
                   WHERE p.proname = f.name AND p.pronamespace = current_schema()::regnamespace)
+UNION ALL
+SELECT 'function', format('%s(%s) does not pin its search_path; run migrate',
+                          p.proname, pg_get_function_identity_arguments(p.oid))
+FROM pg_proc p
+JOIN expected_functions f ON f.name = p.proname
+WHERE p.pronamespace = current_schema()::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+UNION ALL
+SELECT 'function', format('%s(%s) runs with its owner''s rights (SECURITY DEFINER); '
+                          'feature-gates functions run as the caller: run migrate',
+                          p.proname, pg_get_function_identity_arguments(p.oid))
+FROM pg_proc p
+JOIN expected_functions f ON f.name = p.proname
+WHERE p.pronamespace = current_schema()::regnamespace AND p.prosecdef
 UNION ALL
 SELECT 'index', format('%s is missing; run migrate', i.name)
 FROM expected_indexes i
