@@ -20,6 +20,7 @@ from .plans import Entitlement as Entitlement
 from .plans import Plan as Plan
 from .plans import UnknownFeature as UnknownFeature
 from .subject import Subject as Subject
+from .usage.tracker import FlushTimeout as FlushTimeout
 from .usage.tracker import TrackingStats as TrackingStats
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FeatureGates",
     "FeatureLimitExceeded",
     "FeatureNotEntitled",
+    "FlushTimeout",
     "Gate",
     "NotAuthenticated",
     "Plan",

@@ -240,6 +240,9 @@ class LocalPostgres:
         if self._account is not None:
             for folder in (self._scratch, self._socket_dir, self._data_dir):
                 os.chown(folder, self._account.pw_uid, self._account.pw_gid)
+            # The server account owns the scratch folder; others may pass through
+            # it (not list it) to reach the socket.
+            self._scratch.chmod(0o711)
             opened = _open_path_for(self.bindir / "postgres") + _open_path_for(self._data_dir)
             if opened:
                 logger.warning(

@@ -1,8 +1,11 @@
 """The thread manager: chat threads and their messages.
 
-A thread's ``thread_messages_count`` is the number of its messages, kept by the
-code that adds them so that a limit check never needs ``COUNT(*)``. The legacy
-``message_count`` column is kept in step for the readers that still use it.
+A thread's ``thread_messages_count`` is the number of its messages, so that a
+limit check never needs ``COUNT(*)``. The ``counters`` migration set keeps it exact
+with a trigger on ``chat_messages`` (for every writer, this one included); the
+manager reserves room for new messages with one conditional UPDATE on that column
+and moves the legacy ``message_count`` in the same transaction, for the readers
+that still use it.
 """
 
 from __future__ import annotations
