@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from flask.cli import NoAppException
 from flask.cli import ScriptInfo
 
 from . import migrate as runner
+from .errors import one_line
 from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
@@ -59,12 +61,11 @@ class CommandContext:
         except MigrationError as exc:
             raise click.ClickException(str(exc)) from exc
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(
-                f"cannot reach the database named by {self.url_source}: {reason}"
+                f"cannot reach the database named by {self.url_source}: {one_line(exc)}"
             ) from exc
         except psycopg.Error as exc:
-            message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+            message = exc.diag.message_primary or one_line(exc)
             hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
             raise click.ClickException(f"the database refused: {message}{hint}") from exc
 
@@ -109,19 +110,21 @@ def _context_from_flask(ctx: click.Context) -> CommandContext | None:
         return None
     state = app.extensions.get("feature_gates")
     config = app.config
-    if state is not None and hasattr(state, "migration_settings"):
+    if state is not None:
         settings = state.migration_settings
     else:
         settings = MigrationSettings.from_config(config)
+    url = config.get("FEATURE_GATES_DATABASE_URL")
+    if url:
+        return CommandContext(url, settings, "FEATURE_GATES_DATABASE_URL")
     return CommandContext(
-        config.get("FEATURE_GATES_DATABASE_URL"), settings, "FEATURE_GATES_DATABASE_URL"
+        os.environ.get("DATABASE_URL"), settings, "FEATURE_GATES_DATABASE_URL or DATABASE_URL"
     )
 
 
 @click.group("feature-gates")
 @click.option(
     "--database-url",
-    envvar="DATABASE_URL",
     help="PostgreSQL URL. Default: the app's FEATURE_GATES_DATABASE_URL, else $DATABASE_URL.",
 )
 @click.option(
@@ -141,11 +144,13 @@ def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> 
         raise click.ClickException(str(exc)) from exc
     if command_context is None:
         command_context = CommandContext(
-            database_url, MigrationSettings(), "--database-url or DATABASE_URL"
+            database_url or os.environ.get("DATABASE_URL"),
+            MigrationSettings(),
+            "--database-url or DATABASE_URL",
         )
     elif database_url:
         command_context.database_url = database_url
-        command_context.url_source = "--database-url or DATABASE_URL"
+        command_context.url_source = "--database-url"
     if sets:
         with command_context.errors():
             command_context.settings = replace(command_context.settings, sets=sets)
@@ -326,10 +331,6 @@ def refresh(obj: CommandContext) -> None:
     with obj.errors():
         rows = runner.refresh(obj.require_url(), obj.settings)
     click.echo(f"refreshed feature_usage_summary: {rows} rows")
-
-
-# Reports that need the plan catalogue (usage, routes) join this group as
-# further @cli.command()s, reading the database and settings from CommandContext.
 
 
 def main() -> None:

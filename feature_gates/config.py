@@ -143,8 +143,12 @@ class Settings:
     #: Connections the pool keeps open, and at most.
     pool_min_size: int = _option(1, _number(0, integer=True))
     pool_max_size: int = _option(10, _number(1, integer=True))
-    #: Seconds a metered check waits for the database before the fail mode applies.
+    #: Seconds a metered check waits for a database connection before the fail
+    #: mode applies.
     db_timeout: float = _option(0.25, _number(0.001))
+    #: Seconds after which the server cancels a statement of the extension's pool
+    #: (0: no limit); a cancelled metered check follows the fail mode.
+    statement_timeout: float = _option(5.0, _number(0))
     #: What a metered check does when the database is unreachable.
     fail_mode: FailMode = _option("open", _choice("open", "closed"))
     #: Status of a limit denial: 429 (default), 402 or 403.
@@ -186,11 +190,6 @@ class Settings:
     def schema(self) -> str:
         """The schema holding feature_usage and its functions."""
         return self.migration.schema
-
-    @property
-    def user_id_type(self) -> str:
-        """``bigint`` or ``uuid``; fixed by the first migrate."""
-        return self.migration.user_id_type
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:

@@ -47,6 +47,13 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 DOCS_URL = "https://github.com/feature-gates/feature-gates/blob/main/docs/errors.md"
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line for logs and command output: its first line (libpq puts
+    the host, port and reason there), or its class name when it has no text."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
 def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO 8601 in UTC with a ``Z``: ``2026-12-01T00:00:00Z``."""
     if moment.tzinfo is not None:

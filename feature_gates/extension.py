@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
 from functools import partial
+from pathlib import Path
 from typing import Any
 from typing import TypeVar
 
@@ -83,6 +84,10 @@ class GatesState:
     storage: gate.StorageHealth = field(init=False)
     user_ids: UserIdCache = field(init=False)
     override: Override | None = None
+    #: Features some view gates as a stock limit: their count is the application's,
+    #: not a monthly count in feature_usage.
+    stock_features: frozenset[str] = frozenset()
+    _views_checked: int = field(default=-1, init=False)
 
     def __post_init__(self) -> None:
         self.storage = gate.StorageHealth(self.emit)
@@ -107,6 +112,29 @@ class GatesState:
     @property
     def migration_settings(self) -> MigrationSettings:
         return self.settings.migration
+
+    def check_views(self) -> None:
+        """Validate the gates of every view, once per set of views.
+
+        Runs at ``init_app`` and before each request (a length comparison when no
+        view was added), so a gate naming an unknown feature or tier fails the first
+        request with a message naming its endpoint, whichever order the
+        application registered its views and the extension in.
+        """
+        views = self.app.view_functions
+        if len(views) == self._views_checked:
+            return
+        stock = set()
+        for endpoint, view in views.items():
+            for rule in gate.gates_of(view):
+                try:
+                    gate.validate(rule, self)
+                except ConfigError as exc:
+                    raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None
+                if rule.kind == "stock":
+                    stock.add(rule.feature)
+        self.stock_features = frozenset(stock)
+        self._views_checked = len(views)
 
     def emit(self, name: str, **data: Any) -> None:
         """Send the signal ``name`` with this application as sender."""
@@ -167,8 +195,13 @@ class FeatureGates:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             schema=settings.schema,
+            statement_timeout=settings.statement_timeout,
         )
-        catalogue = Catalogue.parse(settings.plans, settings.tiers)
+        plans = settings.plans
+        if isinstance(plans, Path) and not plans.is_absolute():
+            # Like Flask's own files (config.from_file, templates): next to the app.
+            plans = Path(app.root_path) / plans
+        catalogue = Catalogue.parse(plans, settings.tiers)
         state = GatesState(self, app, settings, pool, tracker=None, catalogue=catalogue)  # type: ignore[arg-type]
         state.tracker = UsageTracker(
             pool,
@@ -180,8 +213,9 @@ class FeatureGates:
             clock=self.clock,
             emit=partial(_tracker_event, state),
         )
-        _check_views(app, state)
+        state.check_views()
         app.extensions[EXTENSION_KEY] = state
+        app.before_request(state.check_views)
         app.after_request(gate.finish_response)
         app.teardown_request(gate.end_request)
         app.add_template_global(self.has_feature, "has_feature")
@@ -243,6 +277,7 @@ class FeatureGates:
         the tracker is not included.
         """
         state = self._state()
+        state.check_views()
         if subject is None:
             subject = gate.current_subject(state)
         return gate.decide(state, feature, subject, cost=cost, used=used)
@@ -253,6 +288,7 @@ class FeatureGates:
         Reads every count of the subject in one query.
         """
         state = self._state()
+        state.check_views()
         if subject is None:
             subject = gate.current_subject(state)
         usage: dict[str, int] | None = {}
@@ -399,16 +435,6 @@ class FeatureGates:
         with state.pool.get().connection() as conn:
             rows = conn.execute(store.GET_USER_USAGE, (user_id, period)).fetchall()
         return {str(feature): int(count) for feature, count, _ in rows}
-
-
-def _check_views(app: Flask, state: GatesState) -> None:
-    """Fail at start-up, not on the first request, when a gate names an unknown feature."""
-    for endpoint, view in app.view_functions.items():
-        for rule in gate.gates_of(view):
-            try:
-                gate.validate(rule, state)
-            except ConfigError as exc:
-                raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None
 
 
 def _tracker_event(state: GatesState, name: str, **data: Any) -> None:

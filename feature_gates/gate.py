@@ -47,6 +47,7 @@ from .errors import FeatureNotEntitled
 from .errors import NotAuthenticated
 from .errors import TierTooLow
 from .errors import iso_utc
+from .errors import one_line
 from .plans import UnknownFeature
 from .subject import Subject
 from .usage import store
@@ -197,7 +198,7 @@ class StorageHealth:
             logger.warning(
                 "the database is unreachable; metered limits apply their fail mode "
                 "until it answers again: %s",
-                _one_line(error),
+                one_line(error),
             )
             self._emit("storage-unavailable", error=error)
 
@@ -210,11 +211,6 @@ class StorageHealth:
             outage = self._clock() - since
             logger.warning("the database answers again after %.1f s", outage)
             self._emit("storage-recovered", outage_seconds=outage)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
 
 
 def validate(gate: Gate, state: GatesState) -> None:
@@ -336,7 +332,9 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
             return Grant(state, gate, subject, track=track)
         assert gate.usage_getter is not None
         used = _amount(gate.usage_getter(**kwargs), "usage_getter's result", gate)
-        if used + cost > limit:
+        # A request that adds nothing (cost 0) passes even above the limit: a user
+        # whose plan shrank can still edit or remove what they hold.
+        if cost and used + cost > limit:
             _deny(state, _limit_denial(state, gate, subject, limit, used, cost, None), started)
         return Grant(state, gate, subject, track=track, limit=limit, remaining=limit - used - cost)
 
@@ -399,7 +397,7 @@ def _consume(
         return None
     except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
         raise RuntimeError(
-            f"the feature-gates functions are missing from the database ({_one_line(exc)}): "
+            f"the feature-gates functions are missing from the database ({one_line(exc)}): "
             "run 'flask feature-gates migrate'"
         ) from exc
     state.storage.succeeded()
@@ -530,7 +528,7 @@ def _refund(grant: Grant) -> None:
             "usage of %r by %r not refunded: %s",
             grant.gate.feature,
             grant.subject.user_id,
-            _one_line(exc),
+            one_line(exc),
         )
         return
     state.storage.succeeded()
@@ -590,8 +588,11 @@ def decide(
 ) -> Decision:
     """Would ``subject`` be allowed ``cost`` uses of ``feature`` now? Consumes nothing.
 
-    ``used`` is the current count of a stock limit; without it a limit's count is
-    read from ``feature_usage`` (or from ``usage``, already read for many features).
+    ``used`` is the current count of a stock limit; without it a metered limit's
+    count is read from ``feature_usage`` (or from ``usage``, already read for many
+    features). A stock limit's count belongs to the application: without ``used``,
+    the decision says whether the plan grants the feature, with ``used`` and
+    ``remaining`` None.
     """
     if subject is None:
         return Decision(False, "anonymous", feature, None, remaining=0)
@@ -602,6 +603,8 @@ def decide(
     if entitlement.kind == "boolean":
         return Decision(True, None, feature, subject.plan)
     reset_at = None
+    if used is None and feature in state.stock_features:
+        return Decision(True, None, feature, subject.plan, limit)
     if used is None:
         now = state.extension.clock()
         reset_at = period_end(now)

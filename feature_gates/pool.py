@@ -37,6 +37,8 @@ class LazyPool:
     :param name: the pool's name, in psycopg_pool's log records.
     :param schema: the schema holding the feature-gates objects, put first on each
         connection's search_path.
+    :param statement_timeout: seconds after which the server cancels a statement
+        (0 for no limit), so a request never hangs on a stuck query or lock.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class LazyPool:
         timeout: float = 5.0,
         name: str = "feature_gates",
         schema: str = "public",
+        statement_timeout: float = 0,
     ) -> None:
         self.conninfo = conninfo
         self.setting = setting
@@ -57,6 +60,7 @@ class LazyPool:
         self.timeout = timeout
         self.name = name
         self.schema = schema
+        self.statement_timeout = statement_timeout
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -92,7 +96,8 @@ class LazyPool:
             return self._pool
 
     def _configure(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        conn.execute(store.SET_SEARCH_PATH, (self.schema,))
+        timeout_ms = str(round(self.statement_timeout * 1000))
+        conn.execute(store.CONFIGURE_SESSION, (self.schema, timeout_ms))
 
     @property
     def opened(self) -> bool:

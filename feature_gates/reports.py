@@ -19,14 +19,17 @@ import click
 import psycopg
 from flask import Flask
 from flask import current_app
-from flask.cli import with_appcontext
+from flask import has_app_context
 
+from .errors import one_line
 from .gate import Gate
 from .gate import gates_of
 from .usage import store
 from .usage.tracker import month_start
+from .usage.tracker import utc_now
 
 if TYPE_CHECKING:
+    from .cli import CommandContext
     from .extension import GatesState
 
 __all__ = [
@@ -126,18 +129,31 @@ def _plan_value(state: GatesState, gate: Gate, plan: str) -> PlanValue:
     return limit
 
 
-def usage_report(app: Flask, *, top: int = 10, near_limit: float | None = None) -> UsageReport:
+def usage_report(
+    conninfo: str,
+    *,
+    state: GatesState | None = None,
+    top: int = 10,
+    near_limit: float | None = None,
+    period: date | None = None,
+) -> UsageReport:
     """This month's most used features and, with ``near_limit`` (a percentage), the users
     at or above that share of their plan's limit.
 
-    Users' plans come from ``FEATURE_GATES_USER_PLAN_SQL``.
+    The near-limit part needs an application's ``state``: its plan catalogue, and
+    ``FEATURE_GATES_USER_PLAN_SQL`` for the users' plans. Stock limits are left out
+    of it: their counts are the application's, not monthly counts.
     """
-    state = _state(app)
-    period = month_start(state.extension.clock())
-    with state.pool.get().connection() as conn:
+    if near_limit is not None and state is None:
+        raise ValueError("the near-limit report needs the application's plan catalogue")
+    if period is None:
+        period = month_start(state.extension.clock() if state is not None else utc_now())
+    with psycopg.connect(conninfo, autocommit=True, application_name="feature-gates usage") as conn:
         top_rows = conn.execute(store.TOP_FEATURES, (period, top)).fetchall()
         near: list[NearLimit] = []
         if near_limit is not None:
+            assert state is not None
+            state.check_views()
             near = _near_limit(state, conn, period, near_limit)
     return UsageReport(
         period, [(str(f), int(uses), int(users)) for f, uses, users in top_rows], near
@@ -152,6 +168,8 @@ def _near_limit(
     # lowest finite limit. Users under it are not near any plan's limit.
     thresholds: dict[str, int] = {}
     for feature, kind in catalogue.kinds.items():
+        if feature in state.stock_features:
+            continue
         limits = [
             limit
             for plan in catalogue.tiers
@@ -186,20 +204,14 @@ def _plans_of(
     try:
         rows = conn.execute(query, (user_ids,)).fetchall()
     except psycopg.DatabaseError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise click.ClickException(
-            f"FEATURE_GATES_USER_PLAN_SQL failed: {reason}; set it to a query taking an "
+            f"FEATURE_GATES_USER_PLAN_SQL failed: {one_line(exc)}; set it to a query taking an "
             "array of user ids and returning (user id, plan name) rows"
         ) from None
     return {row[0]: str(row[1]) for row in rows}
 
 
 # -- commands ------------------------------------------------------------------------------
-
-
-def _require_app() -> Flask:
-    # with_appcontext has loaded the application (or said how to name it).
-    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 def _show(value: PlanValue) -> str:
@@ -216,12 +228,22 @@ def _table(header: list[str], rows: list[list[str]], echo: Callable[[str], None]
         echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _app_state() -> tuple[Flask, GatesState]:
+    """The application the command runs in, and its feature-gates state."""
+    if not has_app_context():
+        raise click.ClickException(
+            "this command reads a Flask application's gates: run it as "
+            "'flask --app yourapp feature-gates ...'"
+        )
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app, _state(app)
+
+
 @click.command("routes")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@with_appcontext
 def routes_command(as_json: bool) -> None:
     """List every gated endpoint with its feature, kind and limit per plan."""
-    app = _require_app()
+    app, _ = _app_state()
     found = gated_routes(app)
     if as_json:
         click.echo(json.dumps([asdict(route) for route in found], indent=2))
@@ -260,17 +282,22 @@ def routes_command(as_json: bool) -> None:
     help="Also list users at or above PCT% of their plan's limit of a feature.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@with_appcontext
-def usage_command(top: int, near_limit: float | None, as_json: bool) -> None:
-    """Show this month's most used features, and users near their limits."""
-    app = _require_app()
-    try:
-        report = usage_report(app, top=top, near_limit=near_limit)
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+@click.pass_obj
+def usage_command(obj: CommandContext, top: int, near_limit: float | None, as_json: bool) -> None:
+    """Show this month's most used features, and users near their limits.
+
+    --near-limit needs the plans: run it as 'flask feature-gates usage'.
+    """
+    state: GatesState | None = (
+        current_app.extensions.get("feature_gates") if has_app_context() else None
+    )
+    if near_limit is not None and state is None:
         raise click.ClickException(
-            f"cannot reach the database named by FEATURE_GATES_DATABASE_URL: {reason}"
-        ) from None
+            "--near-limit needs the plans of an application that uses FeatureGates: run "
+            "it as 'flask --app yourapp feature-gates usage --near-limit PCT'"
+        )
+    with obj.errors():
+        report = usage_report(obj.require_url(), state=state, top=top, near_limit=near_limit)
     if as_json:
         data = {
             "period_start": report.period_start.isoformat(),

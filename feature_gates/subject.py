@@ -23,6 +23,13 @@ class Subject:
     user_id: Any
     plan: str
 
+    def __post_init__(self) -> None:
+        # Caught here, before the view runs: a None id could not be counted after it.
+        if self.user_id is None:
+            raise ValueError(
+                "Subject.user_id must not be None; return None for an anonymous caller"
+            )
+
 
 #: Returns the current request's :class:`Subject`, or None for an anonymous caller.
 SubjectLoader = Callable[[], "Subject | None"]

@@ -6,11 +6,12 @@ validation and the locking rules live in the database, next to the data.
 
 from __future__ import annotations
 
-#: Run once on each new pooled connection: the feature-gates schema first.
-SET_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s) || ', public', false)"
-
-#: Atomic check-and-increment; returns the new count or NULL when over the limit.
-CONSUME = "SELECT consume_feature_usage(%s, %s, %s, %s, %s)"
+#: Run once on each new pooled connection: the feature-gates schema first on the
+#: search path, and a statement timeout (milliseconds, '0' for none).
+CONFIGURE_SESSION = """
+SELECT set_config('search_path', quote_ident(%s) || ', public', false),
+       set_config('statement_timeout', %s, false)
+"""
 
 #: Gives back consumed usage (never below 0); returns the new count.
 REFUND = "SELECT refund_feature_usage(%s, %s, %s, %s)"

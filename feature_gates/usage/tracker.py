@@ -40,6 +40,7 @@ from typing import Literal
 
 import psycopg
 
+from ..errors import one_line
 from ..plans import FEATURE_NAME
 from ..pool import LazyPool
 from . import store
@@ -586,7 +587,7 @@ class UsageTracker:
             feature,
             user_id,
             amount,
-            _one_line(exc),
+            _describe(exc),
         )
         return (
             "usage-dropped",
@@ -632,7 +633,7 @@ class UsageTracker:
     ) -> None:
         self._retries += 1
         self._failures += 1
-        self._last_error = _one_line(error)
+        self._last_error = _describe(error)
         # Doubling from the flush interval (at most 1 s); jitter keeps many
         # processes from retrying in step against a database that comes back.
         first = min(self.flush_interval, 1.0)
@@ -802,9 +803,8 @@ def _outcome_known(conn: psycopg.Connection[tuple[Any, ...]], exc: psycopg.Error
     return state is not None and state[:2] not in _LOST_CONNECTION_CLASSES and not conn.broken
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 def _hint(error: BaseException) -> str:

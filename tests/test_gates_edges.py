@@ -1,0 +1,139 @@
+"""Edges of the gates, the reads and the commands: each of these once went wrong."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from gates_sample import DESTINATIONS
+from gates_sample import headers
+
+from feature_gates import ConfigError
+from feature_gates import FeatureGates
+from feature_gates import Subject
+from feature_gates import feature_required
+from feature_gates.cli import cli
+from feature_gates.errors import one_line
+
+
+def test_a_subject_without_a_user_id_is_refused_before_the_view_runs():
+    with pytest.raises(ValueError, match="user_id must not be None"):
+        Subject(user_id=None, plan="free")
+
+
+def test_a_stock_request_that_adds_nothing_passes_above_the_limit(app, client, monkeypatch):
+    monkeypatch.setitem(DESTINATIONS, 1, 9)  # over free's 5, after a downgrade say
+    response = client.post(
+        "/itineraries/1/destinations", json={"waypoints": []}, headers=headers(1, "free")
+    )
+    assert response.status_code == 201
+    response = client.post(
+        "/itineraries/1/destinations", json={"waypoints": ["x"]}, headers=headers(1, "free")
+    )
+    assert response.status_code == 429
+
+
+def test_reads_do_not_pass_monthly_counts_off_as_stock_counts(app, gates):
+    subject = Subject(user_id=1, plan="free")
+    with app.app_context():
+        gates.track(1, "itinerary_destinations", 3)  # recorded uses, not the stock held
+        decision = gates.check("itinerary_destinations", subject)
+        assert (decision.allowed, decision.limit, decision.used, decision.remaining) == (
+            True,
+            5,
+            None,
+            None,
+        )
+        assert gates.check("itinerary_destinations", subject, used=4).remaining == 1
+        assert gates.entitlements(subject)["itinerary_destinations"].used is None
+        assert gates.entitlements(subject)["chat_messages_monthly"].used == 0
+
+
+def _app_with_a_late_view(feature_gates_database_url: str) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        FEATURE_GATES_DATABASE_URL=feature_gates_database_url,
+        FEATURE_GATES_PLANS={"free": {"can_export_pdf": True}},
+        FEATURE_GATES_TRACKING="off",
+    )
+    gates = FeatureGates(app)  # before the views, as most applications do
+    gates.subject_loader(lambda: Subject(1, "free"))
+
+    @app.post("/pdf")
+    @feature_required("can_export_pfd")
+    def export_pdf():
+        return {"pdf": "ok"}
+
+    return app
+
+
+def test_a_view_registered_after_init_app_is_checked_on_the_first_request(
+    feature_gates_database_url,
+):
+    app = _app_with_a_late_view(feature_gates_database_url)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    try:
+        with pytest.raises(ConfigError, match="endpoint 'export_pdf': feature 'can_export_pfd'"):
+            app.test_client().post("/pdf")
+    finally:
+        app.extensions["feature_gates"].close()
+
+
+def test_one_line_keeps_the_line_that_names_the_server():
+    with pytest.raises(psycopg.OperationalError) as caught:
+        psycopg.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2)
+    line = one_line(caught.value)
+    assert "127.0.0.1" in line and "\n" not in line
+
+
+def test_the_console_script_reports_usage_from_the_database_url(feature_gates_database_url):
+    with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
+        conn.execute("SELECT increment_feature_usage_safe(1, 'saved_searches', 4)")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--database-url", feature_gates_database_url, "usage"])
+    assert result.exit_code == 0, result.output
+    assert "saved_searches" in result.output
+    result = runner.invoke(
+        cli, ["--database-url", feature_gates_database_url, "usage", "--near-limit", "80"]
+    )
+    assert result.exit_code == 1
+    assert "--near-limit needs the plans of an application" in result.output
+
+
+def test_database_url_in_the_environment_does_not_override_the_apps_setting(
+    feature_gates_database_url, monkeypatch
+):
+    app = Flask(__name__)
+    app.config.update(FEATURE_GATES_DATABASE_URL=feature_gates_database_url)
+    FeatureGates(app)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    try:
+        result = app.test_cli_runner().invoke(args=["feature-gates", "status", "--check"])
+    finally:
+        app.extensions["feature_gates"].close()
+    assert result.exit_code == 0, result.output
+    assert "applied  core/0001_feature_usage_table" in result.output
+
+
+@pytest.mark.parametrize(("fail_mode", "status"), [("open", 201), ("closed", 503)])
+def test_a_metered_check_stuck_behind_a_row_lock_follows_the_fail_mode(
+    make_app, feature_gates_database_url, fail_mode, status
+):
+    app = make_app(FEATURE_GATES_STATEMENT_TIMEOUT=0.3, FEATURE_GATES_FAIL_MODE=fail_mode)
+    client = app.test_client()
+    assert client.post("/messages", headers=headers(1, "free")).status_code == 201
+    with psycopg.connect(feature_gates_database_url) as holder:
+        holder.execute("SELECT * FROM feature_usage WHERE user_id = 1 FOR UPDATE")
+        response = client.post("/messages", headers=headers(1, "free"))
+        holder.rollback()
+    assert response.status_code == status
+
+
+def test_a_relative_plans_file_is_read_next_to_the_application(tmp_path, monkeypatch):
+    (tmp_path / "plans.toml").write_text("[free]\ncan_export_pdf = true\n")
+    app = Flask("relative_plans", root_path=str(tmp_path))
+    app.config.update(FEATURE_GATES_PLANS="plans.toml", FEATURE_GATES_TRACKING="off")
+    monkeypatch.chdir("/")
+    FeatureGates(app)
+    assert app.extensions["feature_gates"].catalogue.tiers == ("free",)
