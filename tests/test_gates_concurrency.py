@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from gates_sample import headers
 
 from feature_gates import feature_limit
@@ -16,6 +17,12 @@ ROOMY = {
     "FEATURE_GATES_DB_TIMEOUT": 30,
     "FEATURE_GATES_FAIL_MODE": "closed",
 }
+
+
+@pytest.fixture
+def app(make_app):
+    """pytest-flask's application (for live_server), roomy as above."""
+    return make_app(**ROOMY)
 
 
 def count(db, feature="chat_messages_monthly"):
@@ -51,3 +58,12 @@ def test_concurrent_failures_are_all_refunded(make_app, db):
     result = fire_concurrently(app, "POST", "/messages?status=500", n=16, headers=headers(7, "pro"))
     assert result.failed + result.denied == 16
     assert count(db) == 0
+
+
+def test_the_limit_holds_on_pytest_flasks_live_server(live_server, db):
+    # live_server runs the app in a process of its own, as a deployment would.
+    result = fire_concurrently(
+        live_server.url(), "POST", "/messages", n=32, headers=headers(8, "pro")
+    )
+    assert result.statuses == Counter({201: 10, 429: 22})
+    assert count(db) == 10
