@@ -58,7 +58,8 @@ Clock = Callable[[], datetime]
 #: the signal's data as keyword arguments.
 EventSink = Callable[..., None]
 
-#: The feature names the database accepts (feature_usage_check_args).
+#: Feature names already checked against the rule the database enforces, kept so
+#: that track() checks a name once; capped so that junk names cannot grow it.
 _KNOWN_FEATURES_MAX = 10_000
 _IDEMPOTENCY_KEY_MAX = 255
 #: SQLSTATE classes of an error in the data itself: retrying the same batch fails
