@@ -101,4 +101,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # After the blueprints: init_app checks that every gated view names a feature
     # of the plans (a typo fails here, at start, not on the first request).
     gates.init_app(app)
+    sentinel.features = usage_views.gated_features(app)
     return app

@@ -101,6 +101,7 @@ def seed(accounts: Accounts, threads: ThreadManager, itineraries: ItineraryManag
                 },
             ],
             limit=500,
+            user_id=user.id,
         )
         itineraries.create_itinerary(
             user.id,

@@ -15,6 +15,7 @@ from datetime import timezone
 from typing import Any
 
 from flask import Blueprint
+from flask import Flask
 from flask import current_app
 from flask import jsonify
 from flask import redirect
@@ -101,11 +102,11 @@ def _months_before(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def gated_features() -> dict[str, GatedRoute]:
-    """Each gated feature of this app with its gate (kind, tier, what each plan
-    gets), read from the decorators themselves."""
+def gated_features(app: Flask) -> dict[str, GatedRoute]:
+    """Each gated feature of ``app`` with its gate (kind, tier, what each plan
+    gets), read from the decorators themselves. Called once, by create_app."""
     features: dict[str, GatedRoute] = {}
-    for route in gated_routes(current_app._get_current_object()):  # type: ignore[attr-defined]
+    for route in gated_routes(app):
         features.setdefault(route.feature, route)
     return features
 
@@ -138,7 +139,7 @@ def usage_of(user: User) -> list[FeatureUsage]:
     entitlements = gates.entitlements(Subject(user_id=user.id, plan=user.plan))
     recorded = gates.get_user_usage(user.id)
     rows = []
-    for feature, route in sorted(gated_features().items()):
+    for feature, route in sorted(sentinel().features.items()):
         kind, tier = route.kind, route.min_tier
         decision = entitlements.get(feature)
         used = recorded.get(feature, 0)
@@ -227,7 +228,7 @@ def dashboard_data() -> dict[str, Any]:
 
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
-    metered = {f for f, route in gated_features().items() if route.kind == "metered"}
+    metered = {f for f, route in sentinel().features.items() if route.kind == "metered"}
     near: list[dict[str, Any]] = []
     for user_id, feature, used in per_user:
         user = users.get(user_id)
