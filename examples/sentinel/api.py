@@ -56,6 +56,7 @@ from .accounts import HoldingLimitReached
 from .auth import current_user
 from .auth import load_user
 from .auth import login_required
+from .holdings import held
 from .itineraries import DestinationLimitReached
 from .itineraries import Itinerary
 from .pdf import PdfDocument
@@ -311,6 +312,10 @@ def index() -> Any:
 def me() -> Any:
     user = current_user()
     entitlements = gates.entitlements()
+    # A stock limit counts what the user holds now, which feature_usage (this
+    # month's uses) does not know: count it and let the gates judge that count.
+    for feature, count in held(user.id).items():
+        entitlements[feature] = gates.check(feature, used=count)
     return jsonify(
         user=user.to_json(),
         features={

@@ -10,8 +10,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from datetime import datetime
-from datetime import timezone
 from typing import Any
 
 from flask import Blueprint
@@ -26,6 +24,7 @@ from flask import url_for
 from feature_gates import Subject
 from feature_gates.reports import GatedRoute
 from feature_gates.reports import gated_routes
+from feature_gates.usage.tracker import month_start
 
 from . import charts
 from .accounts import User
@@ -34,9 +33,10 @@ from .auth import admin_required
 from .auth import current_user
 from .auth import load_user
 from .auth import login_required
+from .holdings import HOLDINGS
+from .holdings import held
 from .state import accounts
 from .state import gates
-from .state import itinerary_manager
 from .state import sentinel
 
 __all__ = ["bp"]
@@ -78,24 +78,6 @@ REFRESH_SUMMARY = "SELECT refresh_feature_usage_summary()"
 SUMMARY_MAX_AGE = 60.0
 TREND_MONTHS = 6
 
-#: Features whose limit counts what a user holds now, and how to count it.
-HOLDINGS = {
-    "api_access_tokens": ("held", lambda user_id: accounts.count_tokens(user_id)),
-    "saved_searches": ("saved", lambda user_id: accounts.count_searches(user_id)),
-    "itinerary_destinations": (
-        "in your largest itinerary",
-        lambda user_id: max(
-            (i.destinations_count for i in itinerary_manager.list_itineraries(user_id)),
-            default=0,
-        ),
-    ),
-}
-
-
-def _month_start(moment: datetime | None = None) -> date:
-    moment = moment or datetime.now(timezone.utc)
-    return date(moment.year, moment.month, 1)
-
 
 def _months_before(month: date, count: int) -> date:
     index = month.year * 12 + month.month - 1 - count
@@ -134,43 +116,39 @@ class FeatureUsage:
 
 
 def usage_of(user: User) -> list[FeatureUsage]:
-    """One line per gated feature: what the user may do and how much is left."""
-    gates.flush(timeout=2.0)  # so the page includes the last second's usage
-    entitlements = gates.entitlements(Subject(user_id=user.id, plan=user.plan))
+    """One line per gated feature: what the user may do and how much is left.
+
+    Reads this month's recorded usage once and what the user holds now; the
+    gates judge both without another read (``check(..., used=...)``). Usage
+    still in the tracker's buffer (about the last second) is not counted yet.
+    """
+    subject = Subject(user_id=user.id, plan=user.plan)
     recorded = gates.get_user_usage(user.id)
+    holdings = held(user.id)
     rows = []
     for feature, route in sorted(sentinel().features.items()):
         kind, tier = route.kind, route.min_tier
-        decision = entitlements.get(feature)
-        used = recorded.get(feature, 0)
+        used = holdings[feature] if kind == "stock" else recorded.get(feature, 0)
         if kind == "tier":
             allowed = route.plans.get(user.plan) is True
             summary = f"included from {tier} up" if allowed else f"needs the {tier} plan"
             rows.append(FeatureUsage(feature, kind, allowed, used, None, None, summary))
             continue
-        assert decision is not None
-        limit, allowed = decision.limit, decision.limit != 0
+        limit = gates.check(feature, subject, used=used).limit
+        allowed = limit != 0
+        remaining = None if limit is None else max(0, limit - used)
         if not allowed:
             summary = "not in your plan"
-            remaining = 0
         elif kind == "stock":
-            label, count = HOLDINGS[feature]
-            used = count(user.id)
-            remaining = None if limit is None else max(0, limit - used)
-            summary = f"{used} {label}, " + (
+            summary = f"{used} {HOLDINGS[feature].label}, " + (
                 "no limit" if limit is None else f"{remaining} of {limit} left"
             )
-        elif kind == "metered" and limit is not None:
-            used = decision.used or 0
-            remaining = max(0, limit - used)
+        elif limit is not None:
             summary = f"{remaining} of {limit} left this month"
+        elif kind == "metered":
+            summary = f"unlimited · {used} used this month"
         else:
-            remaining = None
-            summary = (
-                f"unlimited · {used} used this month"
-                if kind == "metered"
-                else (f"included · {used} used this month")
-            )
+            summary = f"included · {used} used this month"
         rows.append(FeatureUsage(feature, kind, allowed, used, limit, remaining, summary))
     return rows
 
@@ -190,7 +168,7 @@ def my_usage() -> Any:
     if not _wants_html():
         return jsonify(
             user=user.to_json(),
-            month=_month_start().isoformat(),
+            month=month_start(gates.clock()).isoformat(),
             features=[row.to_json() for row in rows],
         )
     meters = {
@@ -213,9 +191,8 @@ def _refresh_summary() -> None:
 
 
 def dashboard_data() -> dict[str, Any]:
-    gates.flush(timeout=2.0)
     _refresh_summary()
-    month = _month_start()
+    month = month_start(gates.clock())
     since = _months_before(month, TREND_MONTHS - 1)
     users = {u.id: u for u in accounts.list_users()}
     with sentinel().pool.connection() as conn:
