@@ -22,8 +22,11 @@ from flask import request
 from flask import url_for
 
 from feature_gates import Subject
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import refresh
 from feature_gates.reports import GatedRoute
 from feature_gates.reports import gated_routes
+from feature_gates.reports import usage_report
 from feature_gates.usage.tracker import month_start
 
 from . import charts
@@ -43,20 +46,6 @@ __all__ = ["bp"]
 
 bp = Blueprint("usage", __name__)
 
-USAGE_THIS_MONTH = """
-SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id) AS users
-FROM feature_usage
-WHERE period_start = %s AND usage_count > 0
-GROUP BY feature
-ORDER BY uses DESC, feature
-"""
-
-USER_USAGE_THIS_MONTH = """
-SELECT f.user_id, f.feature, f.usage_count
-FROM feature_usage f
-WHERE f.period_start = %s AND f.usage_count > 0
-"""
-
 TREND = """
 SELECT period_start, feature, total_usage, unique_users
 FROM feature_usage_summary
@@ -70,8 +59,6 @@ FROM feature_usage
 WHERE period_start >= %s AND usage_count > 0
 GROUP BY period_start
 """
-
-REFRESH_SUMMARY = "SELECT refresh_feature_usage_summary()"
 
 #: The summary is refreshed by cron in production (`feature-gates refresh`); the
 #: demo refreshes it when the dashboard is opened, at most this often (seconds).
@@ -185,45 +172,38 @@ def _refresh_summary() -> None:
     last = app.extensions.get("sentinel_summary_refreshed", 0.0)
     if time.monotonic() - last < SUMMARY_MAX_AGE:
         return
-    with sentinel().pool.connection() as conn:
-        conn.execute(REFRESH_SUMMARY)
+    refresh(app.config["FEATURE_GATES_DATABASE_URL"], MigrationSettings.from_config(app.config))
     app.extensions["sentinel_summary_refreshed"] = time.monotonic()
 
 
 def dashboard_data() -> dict[str, Any]:
     _refresh_summary()
-    month = month_start(gates.clock())
+    features = sentinel().features
+    # This month's uses per feature, and every user with a finite limit and some
+    # use of it (near_limit=0: at or above 0 % of the limit), closest first; the
+    # users' plans come from FEATURE_GATES_USER_PLAN_SQL.
+    report = usage_report(current_app, top=len(features), near_limit=0)
+    month = report.period_start
     since = _months_before(month, TREND_MONTHS - 1)
     users = {u.id: u for u in accounts.list_users()}
     with sentinel().pool.connection() as conn:
-        this_month = conn.execute(USAGE_THIS_MONTH, (month,)).fetchall()
-        per_user = conn.execute(USER_USAGE_THIS_MONTH, (month,)).fetchall()
         trend_rows = conn.execute(TREND, (since,)).fetchall()
         active = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
 
-    features = [{"feature": f, "uses": int(uses), "users": int(n)} for f, uses, n in this_month]
-
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
-    metered = {f for f, route in sentinel().features.items() if route.kind == "metered"}
-    near: list[dict[str, Any]] = []
-    for user_id, feature, used in per_user:
-        user = users.get(user_id)
-        if user is None or feature not in metered:
-            continue
-        decision = gates.check(feature, Subject(user_id=user.id, plan=user.plan), used=used)
-        if not decision.limit:  # unlimited, not entitled, or not a limit
-            continue
-        near.append(
-            {
-                "user": user,
-                "feature": feature,
-                "used": int(used),
-                "limit": decision.limit,
-                "share": used / decision.limit,
-            }
-        )
-    near.sort(key=lambda r: (-r["share"], -r["used"], r["user"].id, r["feature"]))
+    metered = {f for f, route in features.items() if route.kind == "metered"}
+    near = [
+        {
+            "user": users[n.user_id],
+            "feature": n.feature,
+            "used": n.used,
+            "limit": n.limit,
+            "share": n.percent / 100,
+        }
+        for n in report.near_limit
+        if n.feature in metered and n.user_id in users
+    ]
 
     months = [_months_before(month, TREND_MONTHS - 1 - i) for i in range(TREND_MONTHS)]
     totals: dict[date, int] = defaultdict(int)
@@ -234,7 +214,7 @@ def dashboard_data() -> dict[str, Any]:
     return {
         "month": month,
         "months": months,
-        "features": features,
+        "features": [{"feature": f, "uses": uses, "users": n} for f, uses, n in report.top],
         "near": near[:8],
         "users_near": len({r["user"].id for r in near if r["share"] >= 0.8}),
         "totals": [totals[m] for m in months],

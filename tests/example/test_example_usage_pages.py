@@ -67,6 +67,20 @@ def test_the_dashboard_shows_this_months_figures(people):
     assert ">158<" in html  # uses this month
 
 
+def test_closest_to_their_limits_lists_monthly_quotas_only(people, sentinel_app):
+    free, _, admin = people
+    # A stock limit's monthly count (here 5 of 5 destinations added) says nothing
+    # about how close the user is: it stays off the list.
+    record(sentinel_app, free.user.id, "itinerary_destinations", 5)
+    near = admin.get("/admin/usage").get_json()["near_limits"]
+    assert {n["feature"] for n in near} == {
+        "chat_messages_monthly",
+        "custom_reports",
+        "route_analysis",
+    }
+    assert [n["used"] for n in near if n["feature"] == "route_analysis"] == [1]
+
+
 def test_tracked_usage_shows_up_at_once(people, sentinel_app):
     _, pro, admin = people
     thread = pro.post("/threads", json={"title": "t"}).get_json()["id"]
