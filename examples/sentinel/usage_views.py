@@ -193,7 +193,7 @@ def dashboard_data() -> dict[str, Any]:
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
     metered = {f for f, route in features.items() if route.kind == "metered"}
-    near = [
+    near: list[dict[str, Any]] = [
         {
             "user": users[n.user_id],
             "feature": n.feature,
