@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "FEATURE_GATES_PLANS": HERE / "plans.toml",
     "FEATURE_GATES_MIGRATION_SETS": ["sentinel", "core", "counters"],
     "FEATURE_GATES_MIGRATION_FOLDERS": {"sentinel": MIGRATION_FOLDER},
+    # The admin dashboard's "closest to their limits" reads each user's plan
+    # with this query (it is the default, spelled out here for the reader).
+    "FEATURE_GATES_USER_PLAN_SQL": "SELECT id, plan FROM users WHERE id = ANY(%s)",
     # Allowed limited responses say how much is left (X-Feature-* headers).
     "FEATURE_GATES_HEADERS_ENABLED": True,
     # Requests larger than this are refused with 413 before they are read.
@@ -101,4 +104,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # After the blueprints: init_app checks that every gated view names a feature
     # of the plans (a typo fails here, at start, not on the first request).
     gates.init_app(app)
+    sentinel.features = usage_views.gated_features(app)
     return app

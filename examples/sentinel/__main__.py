@@ -12,10 +12,25 @@ import os
 import sys
 from pathlib import Path
 
+import psycopg
+
+from feature_gates.migrate import MigrationError
+
 from . import create_app
 from .database import DEFAULT_DATA_DIR
 from .database import DatabaseError
 from .demo import DEMO_USERS
+
+
+def first_line(error: BaseException) -> str:
+    """psycopg's messages run over several lines; the first says what happened."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,14 +53,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if os.environ.get("DATABASE_URL"):
         where = "the database in DATABASE_URL"
+        fix = "check DATABASE_URL, or unset it to run on the embedded PostgreSQL"
     else:
         where = f"an embedded PostgreSQL in {args.data_dir}"
+        fix = "start Sentinel again, or point --data-dir somewhere else"
     print(f"Starting Sentinel on {where} ...", flush=True)
     try:
         app = create_app({"SENTINEL_DATA_DIR": args.data_dir})
     except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
+    except psycopg.OperationalError as exc:
+        return fail(f"cannot reach {where}: {first_line(exc)}; {fix}")
+    except MigrationError as exc:
+        return fail(f"cannot migrate {where}: {exc}")
 
     url = f"http://{args.host}:{args.port}"
     print(f"\nSentinel is running at {url}   (Ctrl+C stops it)\n")

@@ -56,6 +56,7 @@ from .accounts import HoldingLimitReached
 from .auth import current_user
 from .auth import load_user
 from .auth import login_required
+from .holdings import held
 from .itineraries import DestinationLimitReached
 from .itineraries import Itinerary
 from .pdf import PdfDocument
@@ -72,6 +73,7 @@ from .state import sentinel
 from .state import thread_manager
 from .threads import Thread
 from .threads import ThreadFull
+from .threads import ThreadNotFound
 
 __all__ = ["IdConverter", "bp"]
 
@@ -121,23 +123,32 @@ def owned_itinerary(itinerary_id: int) -> Itinerary:
 
 
 def destinations_count(itinerary_id: int) -> int:
-    """The stock an itinerary_destinations gate checks: read from the counter column."""
-    count = itinerary_manager.destinations_count(itinerary_id, current_user().id)
-    if count is None:
-        raise not_found("itinerary", itinerary_id)
-    return count
+    """The stock an itinerary_destinations gate checks: read from the counter column,
+    once per request (the gate's usage_getter and its cost both ask)."""
+
+    def read() -> int:
+        count = itinerary_manager.destinations_count(itinerary_id, current_user().id)
+        if count is None:
+            raise not_found("itinerary", itinerary_id)
+        return count
+
+    return _cached(f"sentinel_destinations_{itinerary_id}", read)  # type: ignore[no-any-return]
 
 
-def plan_limit(feature: str, used: int) -> int | None:
-    """The caller's limit of a stock ``feature`` (None: unlimited). No database read."""
-    return gates.check(feature, used=used).limit
+def plan_limit(feature: str) -> int | None:
+    """The caller's limit of a stock ``feature`` (None: unlimited), from the plans.
+
+    Given ``used``, ``check`` reads nothing from the database; the count itself
+    does not matter here, only the plan's limit.
+    """
+    return gates.check(feature, used=0).limit
 
 
 # -- request bodies -----------------------------------------------------------------
 
 
 def _cached(name: str, parse: Any) -> Any:
-    """Parse the body once per request: the gate's cost and the view both need it."""
+    """Compute once per request: the gate's cost and the view both need the body."""
     if name not in g:
         setattr(g, name, parse())
     return getattr(g, name)
@@ -301,6 +312,10 @@ def index() -> Any:
 def me() -> Any:
     user = current_user()
     entitlements = gates.entitlements()
+    # A stock limit counts what the user holds now, which feature_usage (this
+    # month's uses) does not know: count it and let the gates judge that count.
+    for feature, count in held(user.id).items():
+        entitlements[feature] = gates.check(feature, used=count)
     return jsonify(
         user=user.to_json(),
         features={
@@ -341,10 +356,13 @@ def get_thread(thread_id: int) -> Any:
 @feature_limit("chat_messages_monthly", cost=lambda thread_id: len(messages_in_body()))
 def post_messages(thread_id: int) -> Any:
     messages = messages_in_body()
-    owned_thread(thread_id)
     limit = current_app.config["SENTINEL_THREAD_MESSAGE_LIMIT"]
     try:
-        thread, added = thread_manager.add_messages(thread_id, messages, limit)
+        thread, added = thread_manager.add_messages(
+            thread_id, messages, limit, user_id=current_user().id
+        )
+    except ThreadNotFound:
+        raise not_found("thread", thread_id) from None
     except ThreadFull as full:
         raise Problem(
             409,
@@ -413,9 +431,7 @@ def get_itinerary(itinerary_id: int) -> Any:
 @feature_limit("itinerary_destinations", usage_getter=destinations_count, cost=added_by_patch)
 def update_itinerary(itinerary_id: int) -> Any:
     data, config = itinerary_patch()
-    limit = None
-    if data is not None:
-        limit = plan_limit("itinerary_destinations", destinations_count(itinerary_id))
+    limit = plan_limit("itinerary_destinations") if data is not None else None
     try:
         itinerary = itinerary_manager.update_itinerary(
             itinerary_id, current_user().id, data, config, max_destinations=limit
@@ -448,7 +464,7 @@ def destination_limit(reached: DestinationLimitReached) -> Problem:
 )
 def add_destinations(itinerary_id: int) -> Any:
     waypoints = waypoints_in_body()
-    limit = plan_limit("itinerary_destinations", destinations_count(itinerary_id))
+    limit = plan_limit("itinerary_destinations")
     try:
         itinerary = itinerary_manager.add_destinations(
             itinerary_id, current_user().id, waypoints, limit
@@ -635,7 +651,7 @@ def create_token() -> Any:
     name = text(read_json(), "name", max_length=100)
     assert name is not None
     user = current_user()
-    limit = plan_limit("api_access_tokens", 0)
+    limit = plan_limit("api_access_tokens")
     try:
         record, token = accounts.add_token(user.id, name, limit=limit)
     except HoldingLimitReached as reached:
@@ -679,7 +695,7 @@ def save_search() -> Any:
     assert name is not None and query is not None
     try:
         search = accounts.save_search(
-            current_user().id, name, query, limit=plan_limit("saved_searches", 0)
+            current_user().id, name, query, limit=plan_limit("saved_searches")
         )
     except HoldingLimitReached as reached:
         raise holding_limit("saved_searches", reached) from None

@@ -21,7 +21,6 @@ from .threads import ThreadManager
 __all__ = ["DEMO_USERS", "DemoUser", "seed"]
 
 RECORD_USAGE = "SELECT increment_feature_usage_safe(%s, %s, %s, %s)"
-REFRESH_SUMMARY = "SELECT refresh_feature_usage_summary()"
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,7 @@ def seed(accounts: Accounts, threads: ThreadManager, itineraries: ItineraryManag
                 },
             ],
             limit=500,
+            user_id=user.id,
         )
         itineraries.create_itinerary(
             user.id,
@@ -141,4 +141,4 @@ def _history(accounts: Accounts) -> None:
     with accounts.pool.connection() as conn, conn.transaction():
         for (user_id, feature, month), amount in sorted(usage.items()):
             conn.execute(RECORD_USAGE, (user_id, feature, amount, month))
-        conn.execute(REFRESH_SUMMARY)
+    # feature_usage_summary is refreshed when the dashboard first opens.

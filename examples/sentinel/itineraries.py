@@ -73,6 +73,11 @@ DESTINATIONS_COUNT = (
     "SELECT destinations_count FROM travel_itineraries WHERE id = %s AND user_id = %s"
 )
 
+# Answered from the (user_id, destinations_count) index of the counters set.
+LARGEST_DESTINATIONS_COUNT = (
+    "SELECT coalesce(max(destinations_count), 0) FROM travel_itineraries WHERE user_id = %s"
+)
+
 
 @dataclass(frozen=True)
 class Itinerary:
@@ -159,6 +164,12 @@ class ItineraryManager:
         with self.pool.connection() as conn:
             row = conn.execute(DESTINATIONS_COUNT, (itinerary_id, user_id)).fetchone()
         return None if row is None else int(row[0])
+
+    def largest_destinations_count(self, user_id: int) -> int:
+        """The destinations_count of ``user_id``'s fullest itinerary (0 without any)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(LARGEST_DESTINATIONS_COUNT, (user_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def update_itinerary(
         self,

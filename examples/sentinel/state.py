@@ -8,6 +8,7 @@ make, each have their own).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from typing import cast
 
@@ -17,6 +18,7 @@ from werkzeug.local import LocalProxy
 
 from feature_gates import FeatureGates
 from feature_gates.pgserver import LocalPostgres
+from feature_gates.reports import GatedRoute
 
 from .accounts import Accounts
 from .itineraries import ItineraryManager
@@ -37,6 +39,9 @@ class Sentinel:
     thread_manager: ThreadManager
     itinerary_manager: ItineraryManager
     server: LocalPostgres | None = None
+    #: Each gated feature with its gate (kind, tier, what each plan gets), read
+    #: from the decorators once the app is built.
+    features: dict[str, GatedRoute] = field(default_factory=dict)
 
     def close(self) -> None:
         self.pool.close()

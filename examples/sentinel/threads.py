@@ -17,7 +17,7 @@ from typing import Any
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
-__all__ = ["Message", "Thread", "ThreadFull", "ThreadManager"]
+__all__ = ["Message", "Thread", "ThreadFull", "ThreadManager", "ThreadNotFound"]
 
 INSERT_THREAD = """
 INSERT INTO chat_threads (user_id, title, message_count, thread_messages_count)
@@ -43,17 +43,20 @@ FROM chat_threads WHERE user_id = %s ORDER BY id
 # chat_messages (it keeps the counter exact for every writer), by the inserts
 # that follow in the same transaction; adding n here as well would count every
 # message twice. The legacy message_count has no trigger: it moves here.
-# RETURNING shows the thread as it is once the inserts are done.
+# RETURNING shows the thread as it is once the inserts are done. The owner is
+# part of the match, so the caller needs no separate ownership check.
 RESERVE_MESSAGES = """
 UPDATE chat_threads
 SET message_count = message_count + %(n)s,
     updated_at = now()
-WHERE id = %(thread_id)s AND thread_messages_count + %(n)s <= %(limit)s
+WHERE id = %(thread_id)s AND user_id = %(user_id)s
+  AND thread_messages_count + %(n)s <= %(limit)s
 RETURNING id, user_id, title, thread_messages_count + %(n)s AS thread_messages_count,
           message_count, created_at, updated_at
 """
 
-THREAD_EXISTS = "SELECT thread_messages_count FROM chat_threads WHERE id = %s"
+# Read only when RESERVE_MESSAGES matched nothing: full, or not the owner's.
+OWNED_THREAD_COUNT = "SELECT thread_messages_count FROM chat_threads WHERE id = %s AND user_id = %s"
 
 INSERT_MESSAGES = """
 INSERT INTO chat_messages (thread_id, role, content)
@@ -122,6 +125,10 @@ class ThreadFull(Exception):
         self.limit = limit
 
 
+class ThreadNotFound(LookupError):
+    """The thread does not exist or belongs to someone else; nothing was added."""
+
+
 class ThreadManager:
     """Creates threads and adds messages to them, keeping both counters exact."""
 
@@ -153,13 +160,13 @@ class ThreadManager:
             return cur.execute(SELECT_MESSAGES, (thread_id, user_id)).fetchall()
 
     def add_messages(
-        self, thread_id: int, messages: list[dict[str, str]], limit: int
+        self, thread_id: int, messages: list[dict[str, str]], limit: int, *, user_id: int
     ) -> tuple[Thread, list[Message]]:
-        """Add ``messages`` (each ``{"role": ..., "content": ...}``) to a thread holding
-        at most ``limit`` messages, all or none, in one transaction.
+        """Add ``messages`` (each ``{"role": ..., "content": ...}``) to ``user_id``'s
+        thread holding at most ``limit`` messages, all or none, in one transaction.
 
-        Raises :class:`ThreadFull` when they do not fit and :class:`LookupError`
-        when the thread does not exist. The caller checks ownership first.
+        Raises :class:`ThreadFull` when they do not fit and :class:`ThreadNotFound`
+        when the thread does not exist or is not ``user_id``'s.
         """
         n = len(messages)
         if n == 0:
@@ -169,12 +176,13 @@ class ThreadManager:
         with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=class_row(Thread))
             thread = cur.execute(
-                RESERVE_MESSAGES, {"n": n, "thread_id": thread_id, "limit": limit}
+                RESERVE_MESSAGES,
+                {"n": n, "thread_id": thread_id, "user_id": user_id, "limit": limit},
             ).fetchone()
             if thread is None:
-                row = conn.execute(THREAD_EXISTS, (thread_id,)).fetchone()
+                row = conn.execute(OWNED_THREAD_COUNT, (thread_id, user_id)).fetchone()
                 if row is None:
-                    raise LookupError(f"thread {thread_id} does not exist")
+                    raise ThreadNotFound(f"thread {thread_id} does not exist")
                 raise ThreadFull(thread_id, int(row[0]), n, limit)
             mcur = conn.cursor(row_factory=class_row(Message))
             added = mcur.execute(INSERT_MESSAGES, (thread_id, roles, contents)).fetchall()

@@ -10,11 +10,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from datetime import datetime
-from datetime import timezone
 from typing import Any
 
 from flask import Blueprint
+from flask import Flask
 from flask import current_app
 from flask import jsonify
 from flask import redirect
@@ -23,8 +22,12 @@ from flask import request
 from flask import url_for
 
 from feature_gates import Subject
+from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import refresh
 from feature_gates.reports import GatedRoute
 from feature_gates.reports import gated_routes
+from feature_gates.reports import usage_report
+from feature_gates.usage.tracker import month_start
 
 from . import charts
 from .accounts import User
@@ -33,28 +36,15 @@ from .auth import admin_required
 from .auth import current_user
 from .auth import load_user
 from .auth import login_required
+from .holdings import HOLDINGS
+from .holdings import held
 from .state import accounts
 from .state import gates
-from .state import itinerary_manager
 from .state import sentinel
 
 __all__ = ["bp"]
 
 bp = Blueprint("usage", __name__)
-
-USAGE_THIS_MONTH = """
-SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id) AS users
-FROM feature_usage
-WHERE period_start = %s AND usage_count > 0
-GROUP BY feature
-ORDER BY uses DESC, feature
-"""
-
-USER_USAGE_THIS_MONTH = """
-SELECT f.user_id, f.feature, f.usage_count
-FROM feature_usage f
-WHERE f.period_start = %s AND f.usage_count > 0
-"""
 
 TREND = """
 SELECT period_start, feature, total_usage, unique_users
@@ -70,30 +60,10 @@ WHERE period_start >= %s AND usage_count > 0
 GROUP BY period_start
 """
 
-REFRESH_SUMMARY = "SELECT refresh_feature_usage_summary()"
-
 #: The summary is refreshed by cron in production (`feature-gates refresh`); the
 #: demo refreshes it when the dashboard is opened, at most this often (seconds).
 SUMMARY_MAX_AGE = 60.0
 TREND_MONTHS = 6
-
-#: Features whose limit counts what a user holds now, and how to count it.
-HOLDINGS = {
-    "api_access_tokens": ("held", lambda user_id: accounts.count_tokens(user_id)),
-    "saved_searches": ("saved", lambda user_id: accounts.count_searches(user_id)),
-    "itinerary_destinations": (
-        "in your largest itinerary",
-        lambda user_id: max(
-            (i.destinations_count for i in itinerary_manager.list_itineraries(user_id)),
-            default=0,
-        ),
-    ),
-}
-
-
-def _month_start(moment: datetime | None = None) -> date:
-    moment = moment or datetime.now(timezone.utc)
-    return date(moment.year, moment.month, 1)
 
 
 def _months_before(month: date, count: int) -> date:
@@ -101,11 +71,11 @@ def _months_before(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def gated_features() -> dict[str, GatedRoute]:
-    """Each gated feature of this app with its gate (kind, tier, what each plan
-    gets), read from the decorators themselves."""
+def gated_features(app: Flask) -> dict[str, GatedRoute]:
+    """Each gated feature of ``app`` with its gate (kind, tier, what each plan
+    gets), read from the decorators themselves. Called once, by create_app."""
     features: dict[str, GatedRoute] = {}
-    for route in gated_routes(current_app._get_current_object()):  # type: ignore[attr-defined]
+    for route in gated_routes(app):
         features.setdefault(route.feature, route)
     return features
 
@@ -133,43 +103,39 @@ class FeatureUsage:
 
 
 def usage_of(user: User) -> list[FeatureUsage]:
-    """One line per gated feature: what the user may do and how much is left."""
-    gates.flush(timeout=2.0)  # so the page includes the last second's usage
-    entitlements = gates.entitlements(Subject(user_id=user.id, plan=user.plan))
+    """One line per gated feature: what the user may do and how much is left.
+
+    Reads this month's recorded usage once and what the user holds now; the
+    gates judge both without another read (``check(..., used=...)``). Usage
+    still in the tracker's buffer (about the last second) is not counted yet.
+    """
+    subject = Subject(user_id=user.id, plan=user.plan)
     recorded = gates.get_user_usage(user.id)
+    holdings = held(user.id)
     rows = []
-    for feature, route in sorted(gated_features().items()):
+    for feature, route in sorted(sentinel().features.items()):
         kind, tier = route.kind, route.min_tier
-        decision = entitlements.get(feature)
-        used = recorded.get(feature, 0)
+        used = holdings[feature] if kind == "stock" else recorded.get(feature, 0)
         if kind == "tier":
             allowed = route.plans.get(user.plan) is True
             summary = f"included from {tier} up" if allowed else f"needs the {tier} plan"
             rows.append(FeatureUsage(feature, kind, allowed, used, None, None, summary))
             continue
-        assert decision is not None
-        limit, allowed = decision.limit, decision.limit != 0
+        limit = gates.check(feature, subject, used=used).limit
+        allowed = limit != 0
+        remaining = None if limit is None else max(0, limit - used)
         if not allowed:
             summary = "not in your plan"
-            remaining = 0
         elif kind == "stock":
-            label, count = HOLDINGS[feature]
-            used = count(user.id)
-            remaining = None if limit is None else max(0, limit - used)
-            summary = f"{used} {label}, " + (
+            summary = f"{used} {HOLDINGS[feature].label}, " + (
                 "no limit" if limit is None else f"{remaining} of {limit} left"
             )
-        elif kind == "metered" and limit is not None:
-            used = decision.used or 0
-            remaining = max(0, limit - used)
+        elif limit is not None:
             summary = f"{remaining} of {limit} left this month"
+        elif kind == "metered":
+            summary = f"unlimited · {used} used this month"
         else:
-            remaining = None
-            summary = (
-                f"unlimited · {used} used this month"
-                if kind == "metered"
-                else (f"included · {used} used this month")
-            )
+            summary = f"included · {used} used this month"
         rows.append(FeatureUsage(feature, kind, allowed, used, limit, remaining, summary))
     return rows
 
@@ -189,7 +155,7 @@ def my_usage() -> Any:
     if not _wants_html():
         return jsonify(
             user=user.to_json(),
-            month=_month_start().isoformat(),
+            month=month_start(gates.clock()).isoformat(),
             features=[row.to_json() for row in rows],
         )
     meters = {
@@ -206,46 +172,38 @@ def _refresh_summary() -> None:
     last = app.extensions.get("sentinel_summary_refreshed", 0.0)
     if time.monotonic() - last < SUMMARY_MAX_AGE:
         return
-    with sentinel().pool.connection() as conn:
-        conn.execute(REFRESH_SUMMARY)
+    refresh(app.config["FEATURE_GATES_DATABASE_URL"], MigrationSettings.from_config(app.config))
     app.extensions["sentinel_summary_refreshed"] = time.monotonic()
 
 
 def dashboard_data() -> dict[str, Any]:
-    gates.flush(timeout=2.0)
     _refresh_summary()
-    month = _month_start()
+    features = sentinel().features
+    # This month's uses per feature, and every user with a finite limit and some
+    # use of it (near_limit=0: at or above 0 % of the limit), closest first; the
+    # users' plans come from FEATURE_GATES_USER_PLAN_SQL.
+    report = usage_report(current_app, top=len(features), near_limit=0)
+    month = report.period_start
     since = _months_before(month, TREND_MONTHS - 1)
     users = {u.id: u for u in accounts.list_users()}
     with sentinel().pool.connection() as conn:
-        this_month = conn.execute(USAGE_THIS_MONTH, (month,)).fetchall()
-        per_user = conn.execute(USER_USAGE_THIS_MONTH, (month,)).fetchall()
         trend_rows = conn.execute(TREND, (since,)).fetchall()
         active = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
 
-    features = [{"feature": f, "uses": int(uses), "users": int(n)} for f, uses, n in this_month]
-
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
-    metered = {f for f, route in gated_features().items() if route.kind == "metered"}
-    near: list[dict[str, Any]] = []
-    for user_id, feature, used in per_user:
-        user = users.get(user_id)
-        if user is None or feature not in metered:
-            continue
-        decision = gates.check(feature, Subject(user_id=user.id, plan=user.plan), used=used)
-        if not decision.limit:  # unlimited, not entitled, or not a limit
-            continue
-        near.append(
-            {
-                "user": user,
-                "feature": feature,
-                "used": int(used),
-                "limit": decision.limit,
-                "share": used / decision.limit,
-            }
-        )
-    near.sort(key=lambda r: (-r["share"], -r["used"], r["user"].id, r["feature"]))
+    metered = {f for f, route in features.items() if route.kind == "metered"}
+    near: list[dict[str, Any]] = [
+        {
+            "user": users[n.user_id],
+            "feature": n.feature,
+            "used": n.used,
+            "limit": n.limit,
+            "share": n.percent / 100,
+        }
+        for n in report.near_limit
+        if n.feature in metered and n.user_id in users
+    ]
 
     months = [_months_before(month, TREND_MONTHS - 1 - i) for i in range(TREND_MONTHS)]
     totals: dict[date, int] = defaultdict(int)
@@ -256,7 +214,7 @@ def dashboard_data() -> dict[str, Any]:
     return {
         "month": month,
         "months": months,
-        "features": features,
+        "features": [{"feature": f, "uses": uses, "users": n} for f, uses, n in report.top],
         "near": near[:8],
         "users_near": len({r["user"].id for r in near if r["share"] >= 0.8}),
         "totals": [totals[m] for m in months],

@@ -11,6 +11,7 @@ from examples.sentinel.itineraries import DestinationLimitReached
 from examples.sentinel.itineraries import ItineraryManager
 from examples.sentinel.threads import ThreadFull
 from examples.sentinel.threads import ThreadManager
+from examples.sentinel.threads import ThreadNotFound
 
 
 @pytest.fixture
@@ -47,24 +48,31 @@ def test_create_thread_starts_both_counters_at_zero(threads, user_id, db):
 def test_add_messages_moves_both_counters_with_the_rows(threads, user_id, db):
     thread = threads.create_thread(user_id, "Lagos trip")
     updated, added = threads.add_messages(
-        thread.id, [{"content": "hello"}, {"role": "assistant", "content": "hi"}], limit=10
+        thread.id,
+        [{"content": "hello"}, {"role": "assistant", "content": "hi"}],
+        limit=10,
+        user_id=user_id,
     )
     assert [m.content for m in added] == ["hello", "hi"]
     assert [m.role for m in added] == ["user", "assistant"]
     assert updated.thread_messages_count == 2
     assert counters(db, thread.id) == (2, 2, 2)
-    threads.add_messages(thread.id, [{"content": "three"}], limit=10)
+    threads.add_messages(thread.id, [{"content": "three"}], limit=10, user_id=user_id)
     assert counters(db, thread.id) == (3, 3, 3)
 
 
 def test_add_messages_past_the_limit_adds_nothing(threads, user_id, db):
     thread = threads.create_thread(user_id, "t")
-    threads.add_messages(thread.id, [{"content": str(i)} for i in range(4)], limit=5)
+    threads.add_messages(
+        thread.id, [{"content": str(i)} for i in range(4)], limit=5, user_id=user_id
+    )
     with pytest.raises(ThreadFull) as denied:
-        threads.add_messages(thread.id, [{"content": "a"}, {"content": "b"}], limit=5)
+        threads.add_messages(
+            thread.id, [{"content": "a"}, {"content": "b"}], limit=5, user_id=user_id
+        )
     assert (denied.value.count, denied.value.adding, denied.value.limit) == (4, 2, 5)
     assert counters(db, thread.id) == (4, 4, 4)
-    threads.add_messages(thread.id, [{"content": "fits"}], limit=5)
+    threads.add_messages(thread.id, [{"content": "fits"}], limit=5, user_id=user_id)
     assert counters(db, thread.id) == (5, 5, 5)
 
 
@@ -77,12 +85,19 @@ def test_the_limit_check_reads_the_counter_not_the_rows(threads, user_id, db):
         (thread.id,),
     )
     with pytest.raises(ThreadFull):
-        threads.add_messages(thread.id, [{"content": "a"}, {"content": "b"}], limit=10)
+        threads.add_messages(
+            thread.id, [{"content": "a"}, {"content": "b"}], limit=10, user_id=user_id
+        )
 
 
-def test_add_messages_to_a_missing_thread(threads):
-    with pytest.raises(LookupError):
-        threads.add_messages(987654, [{"content": "x"}], limit=10)
+def test_add_messages_to_a_missing_or_anothers_thread_adds_nothing(threads, pool, user_id, db):
+    with pytest.raises(ThreadNotFound):
+        threads.add_messages(987654, [{"content": "x"}], limit=10, user_id=user_id)
+    other = Accounts(pool).create_user("eve@example.com", "Eve", "free").id
+    thread = threads.create_thread(user_id, "mine")
+    with pytest.raises(ThreadNotFound):
+        threads.add_messages(thread.id, [{"content": "x"}], limit=10, user_id=other)
+    assert counters(db, thread.id) == (0, 0, 0)
 
 
 def test_sixteen_concurrent_add_messages_at_a_limit_land_exactly_the_limit(threads, user_id, db):
@@ -95,7 +110,9 @@ def test_sixteen_concurrent_add_messages_at_a_limit_land_exactly_the_limit(threa
     def post(n: int) -> None:
         barrier.wait()
         try:
-            threads.add_messages(thread.id, [{"content": f"message {n}"}], limit=limit)
+            threads.add_messages(
+                thread.id, [{"content": f"message {n}"}], limit=limit, user_id=user_id
+            )
             result = "added"
         except ThreadFull:
             result = "full"
@@ -117,7 +134,7 @@ def test_thread_reads_are_owner_only(threads, pool, user_id):
     thread = threads.create_thread(user_id, "mine")
     assert threads.get_thread(thread.id, user_id) is not None
     assert threads.get_thread(thread.id, other) is None
-    threads.add_messages(thread.id, [{"content": "secret"}], limit=5)
+    threads.add_messages(thread.id, [{"content": "secret"}], limit=5, user_id=user_id)
     assert threads.list_messages(thread.id, other) == []
     assert [t.id for t in threads.list_threads(other)] == []
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg
+
 from feature_gates.pgserver import embedded_bindir
 from feature_gates.pgserver import server_major_version
 
@@ -79,18 +81,45 @@ def test_the_app_runs_on_the_embedded_database_and_a_second_start_reuses_it(tmp_
     assert "sntl_demo_free" in second
 
 
-def test_a_data_folder_of_another_major_version_is_refused(tmp_path):
-    data_dir = tmp_path / "pgdata"
-    data_dir.mkdir()
-    (data_dir / "PG_VERSION").write_text("9.6\n")
+def refusal(*args: str, database_url: str | None = None) -> str:
+    """Start the app expecting it to refuse; return the one line it printed on stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     result = subprocess.run(
-        [sys.executable, "-m", "examples.sentinel", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "examples.sentinel", *args],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
-    assert "holds a PostgreSQL 9.6 database" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_a_data_folder_of_another_major_version_is_refused(tmp_path):
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("9.6\n")
+    assert "holds a PostgreSQL 9.6 database" in refusal("--data-dir", str(data_dir))
+
+
+def test_an_unreachable_database_url_is_one_line_naming_it():
+    url = f"postgresql://sentinel@127.0.0.1:{free_port()}/sentinel"
+    error = refusal(database_url=url)
+    assert error.startswith("error: cannot reach the database in DATABASE_URL: ")
+    assert "check DATABASE_URL" in error
+
+
+def test_a_database_that_cannot_be_migrated_is_one_line_naming_it(feature_gates_database_url):
+    with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE feature_gates_schema_history SET checksum = 'edited' "
+            "WHERE set_name = 'sentinel' AND version = '0001'"
+        )
+    error = refusal(database_url=feature_gates_database_url)
+    assert error.startswith("error: cannot migrate the database in DATABASE_URL: ")
+    assert "sentinel/0001_base_tables.up.sql was changed after it was applied" in error

@@ -67,6 +67,20 @@ def test_the_dashboard_shows_this_months_figures(people):
     assert ">158<" in html  # uses this month
 
 
+def test_closest_to_their_limits_lists_monthly_quotas_only(people, sentinel_app):
+    free, _, admin = people
+    # A stock limit's monthly count (here 5 of 5 destinations added) says nothing
+    # about how close the user is: it stays off the list.
+    record(sentinel_app, free.user.id, "itinerary_destinations", 5)
+    near = admin.get("/admin/usage").get_json()["near_limits"]
+    assert {n["feature"] for n in near} == {
+        "chat_messages_monthly",
+        "custom_reports",
+        "route_analysis",
+    }
+    assert [n["used"] for n in near if n["feature"] == "route_analysis"] == [1]
+
+
 def test_tracked_usage_shows_up_at_once(people, sentinel_app):
     _, pro, admin = people
     thread = pro.post("/threads", json={"title": "t"}).get_json()["id"]
@@ -95,3 +109,38 @@ def test_a_browser_signs_in_with_a_cookie_that_the_api_ignores(people, sentinel_
     page = client.get("/admin/usage", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "Usage per feature" in page.get_data(as_text=True)
     assert client.get("/threads").status_code == 401
+
+
+def test_stock_limits_show_what_is_held_not_this_months_uses(make_caller, sentinel_app):
+    free = make_caller("free")  # holds one token: its test token, all the plan allows
+    denied = free.post("/tokens", json={"name": "laptop"})
+    assert denied.status_code == 429 and "1 are used" in denied.get_json()["detail"]
+    # An itinerary of 3 made before this month (not tracked), then 2 added: this
+    # month's count says 2, the itinerary holds 5.
+    manager = sentinel_app.extensions["sentinel"].itinerary_manager
+    waypoints = [{"name": name} for name in ("Nairobi", "Mombasa", "Cairo")]
+    old = manager.create_itinerary(free.user.id, {"waypoints": waypoints})
+    added = free.post(
+        f"/itineraries/{old.id}/destinations", json={"waypoints": [{"name": "A"}, {"name": "B"}]}
+    )
+    assert added.status_code == 201
+    for n in range(2):
+        free.post("/searches", json={"name": f"s{n}", "query": "q"})
+    first = free.get("/searches").get_json()["searches"][0]["id"]
+    assert free.delete(f"/searches/{first}").status_code == 204
+
+    me = free.get("/me").get_json()["features"]
+    assert me["api_access_tokens"] == {"allowed": False, "limit": 1, "used": 1, "remaining": 0}
+    assert me["itinerary_destinations"] == {
+        "allowed": False,
+        "limit": 5,
+        "used": 5,
+        "remaining": 0,
+    }
+    assert me["saved_searches"] == {"allowed": True, "limit": 3, "used": 1, "remaining": 2}
+    assert me["chat_messages_monthly"]["used"] == 0  # metered: this month's uses
+
+    rows = {row["feature"]: row for row in free.get("/me/usage").get_json()["features"]}
+    assert rows["api_access_tokens"]["summary"] == "1 held, 0 of 1 left"
+    assert rows["itinerary_destinations"]["summary"] == "5 in your largest itinerary, 0 of 5 left"
+    assert (rows["saved_searches"]["used"], rows["saved_searches"]["remaining"]) == (1, 2)
