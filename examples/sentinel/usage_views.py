@@ -182,7 +182,12 @@ def dashboard_data() -> dict[str, Any]:
     # This month's uses per feature, and every user with a finite limit and some
     # use of it (near_limit=0: at or above 0 % of the limit), closest first; the
     # users' plans come from FEATURE_GATES_USER_PLAN_SQL.
-    report = usage_report(current_app, top=len(features), near_limit=0)
+    report = usage_report(
+        current_app.config["FEATURE_GATES_DATABASE_URL"],
+        state=current_app.extensions["feature_gates"],
+        top=len(features),
+        near_limit=0,
+    )
     month = report.period_start
     since = _months_before(month, TREND_MONTHS - 1)
     users = {u.id: u for u in accounts.list_users()}
