@@ -392,8 +392,7 @@ def _consume(
         "period": period,
     }
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            row = conn.execute(store.CONSUME_OR_USAGE, params).fetchone()
+        (row,) = _execute(state, store.CONSUME_OR_USAGE, params)
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
@@ -403,8 +402,29 @@ def _consume(
             "run 'flask feature-gates migrate'"
         ) from exc
     state.storage.succeeded()
-    assert row is not None
     return row[0], row[1]
+
+
+def _execute(state: GatesState, query: Any, params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` on a pooled connection.
+
+    A restart of the database closes every connection the pool keeps, and each
+    would fail its next statement, which the server never received: the gates
+    would take a database that is back for one that is away. So when the
+    connection turns out closed, the pool's idle connections are checked (the
+    closed ones replaced) and the statement is sent once more.
+    """
+    pool = state.pool.get()
+    for last in (False, True):
+        conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        try:
+            with pool.connection(timeout=state.settings.db_timeout) as conn:
+                return conn.execute(query, params).fetchall()
+        except UNREACHABLE:
+            if last or conn is None or not conn.broken:
+                raise
+            pool.check()
+    raise AssertionError("unreachable")
 
 
 def _limit_denial(
@@ -519,11 +539,11 @@ def _refund(grant: Grant) -> None:
         )
         return
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            conn.execute(
-                store.REFUND,
-                (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
-            )
+        _execute(
+            state,
+            store.REFUND,
+            (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
+        )
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         logger.warning(
@@ -653,8 +673,7 @@ def _read(
     if not state.storage.should_try():
         return None
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = _execute(state, query, params)
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
