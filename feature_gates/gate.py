@@ -533,7 +533,8 @@ def _refund(grant: Grant) -> None:
     state = grant.state
     if not state.storage.should_try():
         logger.warning(
-            "usage of %r by %r not refunded: the database is unreachable",
+            "%d uses of %r by %r not refunded: the database is unreachable",
+            grant.consumed,
             grant.gate.feature,
             grant.subject.user_id,
         )
@@ -547,7 +548,8 @@ def _refund(grant: Grant) -> None:
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         logger.warning(
-            "usage of %r by %r not refunded: %s",
+            "%d uses of %r by %r not refunded: %s",
+            grant.consumed,
             grant.gate.feature,
             grant.subject.user_id,
             _one_line(exc),
