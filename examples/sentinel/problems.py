@@ -12,6 +12,7 @@ import logging
 import math
 from typing import Any
 
+import psycopg
 from flask import Flask
 from flask import Response
 from flask import jsonify
@@ -177,6 +178,18 @@ def register(app: Flask) -> None:
         for header in ("Allow", "WWW-Authenticate", "Retry-After"):
             if header in response.headers:
                 reply.headers[header] = response.headers[header]
+        return reply
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(psycopg.InterfaceError)
+    def database_away(error: psycopg.Error) -> Response:
+        # The database is stopped, restarting or out of connections (a pooled
+        # connection it closed fails once): the client may try again shortly.
+        logger.warning(
+            "%s %s: the database does not answer: %s", request.method, request.path, error
+        )
+        reply = problem(503, "Service unavailable", "the database does not answer; try again")
+        reply.headers["Retry-After"] = "1"
         return reply
 
     @app.errorhandler(Exception)

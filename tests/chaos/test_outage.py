@@ -4,11 +4,13 @@ A gated app whose callers are named by request headers (as with a signed
 session or a JWT, the gates need no database to know who is asking) is soaked
 while its database goes away and comes back: boolean and tier gates keep
 answering, metered gates follow the fail mode, and every use that succeeded is
-in the database once it is back, exactly.
+in the database once it is back, exactly. Then Sentinel, whose every call
+needs its database, through the same outage.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -18,10 +20,16 @@ from dataclasses import field
 
 import psycopg
 import pytest
+from chaos_support import SENTINEL_SETTINGS
 from chaos_support import Http
 from flask import Flask
 from flask import request
+from test_soak import check_counters
+from test_soak import check_usage
+from test_soak import run_clients
+from test_soak import soak_users
 
+from examples.sentinel.state import gates as sentinel_gates
 from feature_gates import FeatureGates
 from feature_gates import Subject
 from feature_gates import feature_limit
@@ -263,6 +271,61 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
         granted_over_limit_by_fail_open=sum(over.values()),
         write_retries=stats.retries,
         seconds_to_notice_recovery=[round(seen - up, 1) for *_, up, seen in timeline.outages],
+    )
+
+
+def test_sentinel_answers_503_while_its_database_is_away_and_recovers(
+    server, databases, make_sentinel, budget, quiet_server_log, report, caplog
+):
+    """Every Sentinel call needs its database (the token is looked up there): while
+    it is away, calls wait for it or answer 503 problem+json, never 500, and once
+    it is back the counters are exact and every use is counted once."""
+    url = databases.create(SENTINEL_SETTINGS)
+    app = make_sentinel(url, SENTINEL_DEMO_DATA=True)
+    users = soak_users(app, 1)
+    seconds = budget.outage_seconds * 2 * (budget.outages + 1)
+    result = {}
+    with caplog.at_level(logging.WARNING, logger="feature_gates"), serve(app) as base_url:
+        clients = threading.Thread(
+            target=lambda: result.update(
+                tally=run_clients(base_url, users, budget.soak_clients // 2, seconds, outages=True)
+            )
+        )
+        clients.start()
+        try:
+            for _ in range(budget.outages):
+                time.sleep(budget.outage_seconds)
+                server.halt()
+                time.sleep(budget.outage_seconds)
+                server.start()
+        finally:
+            server.start()
+            clients.join()
+    with app.app_context():
+        sentinel_gates.flush(timeout=60)
+
+    tally = result["tally"]
+    assert tally.wrong == []
+    # A metered call that failed while the database was away may have kept its
+    # uses: the gate says so, with the amount, when it cannot give them back.
+    kept = Counter()
+    for record in caplog.records:
+        if record.name == "feature_gates" and "not refunded" in str(record.msg):
+            amount, feature, user_id = record.args[:3]
+            kept[(user_id, feature)] += amount
+    checked = check_counters(url, users)
+    check_usage(url, users, tally.used + kept, within_limits=False)
+    statuses = Counter()
+    for (_, status), n in tally.answers.items():
+        statuses[status] += n
+    report(
+        outages=budget.outages,
+        outage_seconds=budget.outage_seconds,
+        requests=tally.requests,
+        statuses={str(s): n for s, n in sorted(statuses.items())},
+        uses_recorded=sum(tally.used.values()),
+        uses_kept_by_failed_refunds=sum(kept.values()),
+        **checked,
     )
 
 
