@@ -75,6 +75,9 @@ Dynamic = Any
 
 _REQUEST_KEY = "_feature_gates"
 
+#: The most uses one consume takes (the SQL functions' amounts are integers).
+MAX_AMOUNT = 2**31 - 1
+
 #: Errors that mean "the database cannot be reached now" (PoolTimeout included),
 #: as opposed to a bad argument, which is a bug and is raised.
 UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -346,6 +349,16 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
     if limit is None or cost == 0:
         # Unlimited: nothing to check, so no round trip; the tracker records it.
         return Grant(state, gate, subject, track=cost if gate.track_usage else 0)
+    if cost > limit:
+        # More than the whole limit is refused whatever was used, as the database
+        # would refuse it; and it may be more than the database takes in one call.
+        current = read_usage(state, subject, gate.feature)
+        _deny(state, _limit_denial(state, gate, subject, limit, current, cost, reset_at), started)
+    if cost > MAX_AMOUNT:
+        raise ValueError(
+            f"cost of the gate on {gate.feature!r} is {cost}; one call consumes at most "
+            f"{MAX_AMOUNT} uses"
+        )
     outcome = _consume(state, subject, gate.feature, cost, limit, period)
     if outcome is None:
         if (gate.fail_mode or state.settings.fail_mode) == "closed":

@@ -1,0 +1,87 @@
+"""Hostile input to the decorators: any feature name, any cost a client can send,
+user ids at the ends of bigint, unknown plans, clocks anywhere from year 1 to
+9999 (naive or not). Every answer is right (checked against a model) or a 4xx;
+never a 500."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from datetime import timezone
+
+import pytest
+from flask import Flask
+from flask import abort
+from flask import request
+
+from feature_gates import FeatureGates
+from feature_gates import Subject
+from feature_gates import feature_limit
+from feature_gates.migrate import MigrationSettings
+
+pytestmark = pytest.mark.chaos
+
+#: What the database accepts as a feature name (feature_usage_check_args).
+FEATURE_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
+BIGINT_MAX = 2**63 - 1
+PLANS = {
+    "free": {"uses": 5},
+    "pro": {"uses": 1000},
+    "most": {"uses": 2**31 - 1},  # the most one call can consume
+    "open": {"uses": None},
+}
+USERS = [1, BIGINT_MAX, -(2**63)]
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def url(feature_gates_databases):
+    url = feature_gates_databases.create(MigrationSettings())
+    yield url
+    feature_gates_databases.drop(url)
+
+
+def hostile_app(url: str, clock) -> tuple[Flask, FeatureGates]:
+    app = Flask(__name__)
+    app.config.update(
+        FEATURE_GATES_DATABASE_URL=url,
+        FEATURE_GATES_PLANS=PLANS,
+        FEATURE_GATES_TRACKING="sync",
+        FEATURE_GATES_HEADERS_ENABLED=True,
+    )
+    gates = FeatureGates(clock=clock)
+
+    @gates.subject_loader
+    def caller():
+        return Subject(int(request.headers["X-User"]), request.headers["X-Plan"])
+
+    def cost():
+        # What a client asks for, as an app reads it: a whole number, not negative.
+        n = request.args.get("n", type=int)
+        if n is None or n < 0:
+            abort(400)
+        return n
+
+    @app.post("/use")
+    @feature_limit("uses", cost=cost)
+    def use():
+        return {"used": True}
+
+    gates.init_app(app)
+    return app, gates
+
+
+def call(app, n: int, plan: str = "free", user: int = 1):
+    return app.test_client().post(f"/use?n={n}", headers={"X-User": str(user), "X-Plan": plan})
+
+
+def test_a_cost_above_the_limit_is_refused_whatever_its_size(url):
+    app, gates = hostile_app(url, lambda: datetime(2026, 5, 17, tzinfo=timezone.utc))
+    try:
+        # Larger than the database's integer amounts: refused, not a 500.
+        assert call(app, 2**40).status_code == 429
+        assert call(app, 2**31, plan="most").status_code == 429
+        assert call(app, 6).get_json()["used"] == 0
+        assert call(app, 2**31 - 1, plan="most").status_code == 200
+    finally:
+        gates.close(app, timeout=30)
