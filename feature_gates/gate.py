@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import MAXYEAR
 from datetime import date
 from datetime import datetime
 from datetime import timezone
@@ -150,6 +151,8 @@ class _RequestGates:
 def period_end(moment: datetime) -> datetime:
     """The start of the next calendar month (UTC) after ``moment``: when counts reset."""
     start = month_start(moment)
+    if (start.year, start.month) == (MAXYEAR, 12):
+        return datetime.max.replace(tzinfo=timezone.utc)  # no month after it to reset in
     year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return datetime(year, month, 1, tzinfo=timezone.utc)
 

@@ -85,3 +85,14 @@ def test_a_cost_above_the_limit_is_refused_whatever_its_size(url):
         assert call(app, 2**31 - 1, plan="most").status_code == 200
     finally:
         gates.close(app, timeout=30)
+
+
+def test_the_last_month_there_is_resets_at_the_end_of_time(url):
+    app, gates = hostile_app(url, lambda: datetime(9999, 12, 31, 12, tzinfo=timezone.utc))
+    try:
+        assert call(app, 5, user=2).status_code == 200
+        refused = call(app, 1, user=2)
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        gates.close(app, timeout=30)
