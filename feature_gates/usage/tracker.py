@@ -44,7 +44,7 @@ from ..plans import FEATURE_NAME
 from ..pool import LazyPool
 from . import store
 
-__all__ = ["FlushTimeout", "TrackingStats", "UsageTracker", "month_start", "utc_now"]
+__all__ = ["FlushTimeout", "TrackingStats", "UsageTracker", "month_start", "utc_clock", "utc_now"]
 
 logger = logging.getLogger("feature_gates.tracking")
 
@@ -70,6 +70,16 @@ _LOST_CONNECTION_CLASSES = ("08", "57", "XX")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def utc_clock(clock: Clock) -> Clock:
+    """``clock`` with a naive time taken as UTC, as :func:`month_start` takes it."""
+
+    def now() -> datetime:
+        moment = clock()
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    return now
 
 
 def month_start(moment: datetime) -> date:

@@ -96,3 +96,14 @@ def test_the_last_month_there_is_resets_at_the_end_of_time(url):
         assert int(refused.headers["Retry-After"]) >= 1
     finally:
         gates.close(app, timeout=30)
+
+
+def test_a_naive_clock_tells_utc(url):
+    app, gates = hostile_app(url, lambda: datetime(2026, 3, 31, 23, 59, 59))
+    try:
+        allowed = call(app, 1, user=3)
+        assert allowed.status_code == 200
+        assert allowed.headers["X-Feature-Reset"] == "1"
+        assert call(app, 5, user=3).status_code == 429
+    finally:
+        gates.close(app, timeout=30)
