@@ -1,13 +1,16 @@
 """Hostile requests to every endpoint of Sentinel's JSON API, found in its url_map
 (a new endpoint is covered without touching this file, or the test says what
 it needs to know about it): malformed, oversized and wrongly typed bodies get a
-400 or 413 problem+json, never a 500."""
+400 or 413 problem+json, never a 500; and one user never reads or changes what
+another owns."""
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from typing import Any
 
+import psycopg
 import pytest
 from chaos_support import iter_rules
 from hypothesis import HealthCheck
@@ -170,3 +173,44 @@ def test_wrongly_typed_bodies_get_a_4xx_problem_never_a_500(sentinel, owner, dat
     reply = owner.call(method, path_of(rule, ids), json.dumps(body).encode())
     if reply.status_code >= 400:
         assert_problem(reply, 400, 404, 409, 413, 429)
+
+
+OWNED = """
+SELECT (SELECT json_agg(t ORDER BY t.id) FROM chat_threads t WHERE t.user_id = %(u)s),
+       (SELECT json_agg(m ORDER BY m.id) FROM chat_messages m
+        JOIN chat_threads t ON t.id = m.thread_id WHERE t.user_id = %(u)s),
+       (SELECT json_agg(i ORDER BY i.id) FROM travel_itineraries i WHERE i.user_id = %(u)s),
+       (SELECT json_agg(k.id ORDER BY k.id) FROM api_tokens k WHERE k.user_id = %(u)s),
+       (SELECT json_agg(s ORDER BY s.id) FROM saved_searches s WHERE s.user_id = %(u)s)
+"""
+
+
+@pytest.mark.parametrize("outer_context", [False, True], ids=["alone", "in-app-context"])
+def test_one_user_never_reads_or_changes_what_another_owns(
+    sentinel, owner, feature_gates_database_url, outer_context
+):
+    """Tried alone, and inside an application context that outlives each request
+    (as a test or a CLI command pushes), where ``g`` is shared between requests."""
+    stranger = Caller(sentinel, "stranger")
+    stranger.make()  # the stranger has things of their own, with other ids
+    checked = []
+    with ExitStack() as stack:
+        if outer_context:
+            stack.enter_context(sentinel.app_context())
+        conn = stack.enter_context(psycopg.connect(feature_gates_database_url, autocommit=True))
+        for method, endpoint, rule in api_routes(sentinel):
+            if not rule.arguments:
+                continue
+            ids = owner.make()
+            path = path_of(rule, ids)
+            body = json.dumps(VALID_BODIES.get(endpoint, {})).encode()
+            before = conn.execute(OWNED, {"u": owner.user.id}).fetchone()
+            reply = stranger.call(method, path, body)
+            assert_problem(reply, 404)
+            assert "owner" not in reply.get_data(as_text=True)
+            assert conn.execute(OWNED, {"u": owner.user.id}).fetchone() == before, endpoint
+            # The same call by the owner works: the 404 was about whose it is.
+            mine = owner.call(method, path, body)
+            assert mine.status_code < 300, f"{endpoint}: add a body it takes to VALID_BODIES"
+            checked.append(endpoint)
+    assert len(checked) >= 12, checked
