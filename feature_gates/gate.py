@@ -412,6 +412,10 @@ def _consume(
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
+    except psycopg.errors.NumericValueOutOfRange:
+        # The count plus the cost passes the largest bigint: over any limit.
+        state.storage.succeeded()
+        return None, None
     except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
         raise RuntimeError(
             f"the feature-gates functions are missing from the database ({_one_line(exc)}): "

@@ -191,3 +191,14 @@ def test_a_naive_clock_tells_utc(url):
         assert call(app, 5, user=3).status_code == 429
     finally:
         gates.close(app, timeout=30)
+
+
+def test_a_count_at_the_largest_bigint_is_over_every_limit(url):
+    app, gates = hostile_app(url, lambda: datetime(2026, 5, 17, tzinfo=timezone.utc))
+    try:
+        assert call(app, BIGINT_MAX, plan="open", user=4).status_code == 200
+        refused = call(app, 1, plan="free", user=4)
+        assert refused.status_code == 429
+        assert refused.mimetype == PROBLEM
+    finally:
+        gates.close(app, timeout=30)
