@@ -37,12 +37,12 @@ class Budget:
 
 SHORT = Budget(
     long=False,
-    soak_seconds=6.0,
+    soak_seconds=5.0,
     soak_clients=12,
     soak_users_per_plan=2,
-    outage_seconds=1.5,
+    outage_seconds=1.0,
     outages=1,
-    backfill_threads=40_000,
+    backfill_threads=25_000,
 )
 LONG = Budget(
     long=True,
