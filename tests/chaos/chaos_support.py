@@ -23,7 +23,6 @@ SENTINEL_SETTINGS = MigrationSettings(
 class Budget:
     """How hard the suite pushes: short by default, full with ``--long``."""
 
-    long: bool
     #: The soak of the example app: seconds, concurrent clients, users per plan.
     soak_seconds: float
     soak_clients: int
@@ -36,7 +35,6 @@ class Budget:
 
 
 SHORT = Budget(
-    long=False,
     soak_seconds=5.0,
     soak_clients=12,
     soak_users_per_plan=2,
@@ -45,7 +43,6 @@ SHORT = Budget(
     backfill_threads=25_000,
 )
 LONG = Budget(
-    long=True,
     soak_seconds=180.0,
     soak_clients=36,
     soak_users_per_plan=6,
