@@ -40,6 +40,7 @@ from .usage.tracker import Clock
 from .usage.tracker import TrackingStats
 from .usage.tracker import UsageTracker
 from .usage.tracker import month_start
+from .usage.tracker import utc_clock
 from .usage.tracker import utc_now
 
 __all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState", "Override"]
@@ -170,12 +171,12 @@ class FeatureGates:
         gates = FeatureGates(app)      # or FeatureGates() then gates.init_app(app)
 
     :param app: the application, or None to call :meth:`init_app` later.
-    :param clock: returns the current time (UTC); fixes the period of each use.
-        For tests; the default is the system clock.
+    :param clock: returns the current time (UTC; a naive time is taken as UTC);
+        fixes the period of each use. For tests; the default is the system clock.
     """
 
     def __init__(self, app: Flask | None = None, *, clock: Clock | None = None) -> None:
-        self.clock = clock or utc_now
+        self.clock = utc_clock(clock) if clock is not None else utc_now
         self.subject_loader_callback: SubjectLoader | None = None
         self.denied_handler: DeniedHandler | None = None
         if app is not None:

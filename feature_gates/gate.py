@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import MAXYEAR
 from datetime import date
 from datetime import datetime
 from datetime import timezone
@@ -75,6 +76,9 @@ GateKind = Literal["feature", "tier", "metered", "stock"]
 Dynamic = Any
 
 _REQUEST_KEY = "_feature_gates"
+
+#: The most uses one consume takes (the SQL functions' amounts are integers).
+MAX_AMOUNT = 2**31 - 1
 
 #: Errors that mean "the database cannot be reached now" (PoolTimeout included),
 #: as opposed to a bad argument, which is a bug and is raised.
@@ -148,6 +152,8 @@ class _RequestGates:
 def period_end(moment: datetime) -> datetime:
     """The start of the next calendar month (UTC) after ``moment``: when counts reset."""
     start = month_start(moment)
+    if (start.year, start.month) == (MAXYEAR, 12):
+        return datetime.max.replace(tzinfo=timezone.utc)  # no month after it to reset in
     year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return datetime(year, month, 1, tzinfo=timezone.utc)
 
@@ -344,6 +350,16 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
     if limit is None or cost == 0:
         # Unlimited: nothing to check, so no round trip; the tracker records it.
         return Grant(state, gate, subject, track=cost if gate.track_usage else 0)
+    if cost > limit:
+        # More than the whole limit is refused whatever was used, as the database
+        # would refuse it; and it may be more than the database takes in one call.
+        current = read_usage(state, subject, gate.feature)
+        _deny(state, _limit_denial(state, gate, subject, limit, current, cost, reset_at), started)
+    if cost > MAX_AMOUNT:
+        raise ValueError(
+            f"cost of the gate on {gate.feature!r} is {cost}; one call consumes at most "
+            f"{MAX_AMOUNT} uses"
+        )
     outcome = _consume(state, subject, gate.feature, cost, limit, period)
     if outcome is None:
         if (gate.fail_mode or state.settings.fail_mode) == "closed":
@@ -390,19 +406,43 @@ def _consume(
         "period": period,
     }
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            row = conn.execute(store.CONSUME_OR_USAGE, params).fetchone()
+        (row,) = _execute(state, store.CONSUME_OR_USAGE, params)
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
+    except psycopg.errors.NumericValueOutOfRange:
+        # The count plus the cost passes the largest bigint: over any limit.
+        state.storage.succeeded()
+        return None, None
     except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
         raise RuntimeError(
             f"the feature-gates functions are missing from the database ({one_line(exc)}): "
             "run 'flask feature-gates migrate'"
         ) from exc
     state.storage.succeeded()
-    assert row is not None
     return row[0], row[1]
+
+
+def _execute(state: GatesState, query: Any, params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` on a pooled connection.
+
+    A restart of the database closes every connection the pool keeps, and each
+    would fail its next statement, which the server never received: the gates
+    would take a database that is back for one that is away. So when the
+    connection turns out closed, the pool's idle connections are checked (the
+    closed ones replaced) and the statement is sent once more.
+    """
+    pool = state.pool.get()
+    for last in (False, True):
+        conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        try:
+            with pool.connection(timeout=state.settings.db_timeout) as conn:
+                return conn.execute(query, params).fetchall()
+        except UNREACHABLE:
+            if last or conn is None or not conn.broken:
+                raise
+            pool.check()
+    raise AssertionError("unreachable")
 
 
 def _limit_denial(
@@ -511,21 +551,23 @@ def _refund(grant: Grant) -> None:
     state = grant.state
     if not state.storage.should_try():
         logger.warning(
-            "usage of %r by %r not refunded: the database is unreachable",
+            "%d uses of %r by %r not refunded: the database is unreachable",
+            grant.consumed,
             grant.gate.feature,
             grant.subject.user_id,
         )
         return
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            conn.execute(
-                store.REFUND,
-                (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
-            )
+        _execute(
+            state,
+            store.REFUND,
+            (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
+        )
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         logger.warning(
-            "usage of %r by %r not refunded: %s",
+            "%d uses of %r by %r not refunded: %s",
+            grant.consumed,
             grant.gate.feature,
             grant.subject.user_id,
             one_line(exc),
@@ -656,8 +698,7 @@ def _read(
     if not state.storage.should_try():
         return None
     try:
-        with state.pool.get().connection(timeout=state.settings.db_timeout) as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = _execute(state, query, params)
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None

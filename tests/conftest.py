@@ -1,14 +1,49 @@
 """Shared fixtures. The PostgreSQL ones come from feature-gates' own pytest plugin
 (feature_gates.pytest_plugin): every test that needs a database gets a fresh copy
-of a migrated template on one throwaway server per session."""
+of a migrated template on one throwaway server per session.
+
+``--long`` runs the chaos suite (tests/chaos) at full length: minutes of soak,
+longer outages, bigger databases and many more hypothesis examples. Without it
+the suite runs a short version of every scenario.
+"""
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings
 
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures.
 pytest_plugins = ["pytester", "gates_sample"]
+
+# Property-based tests: a few examples by default, many with --long; in CI the
+# examples are derived from each test's name (derandomize), so a run is repeatable.
+_HYPOTHESIS = {
+    "deadline": None,
+    "derandomize": os.environ.get("CI") == "true",
+    "suppress_health_check": [HealthCheck.too_slow],
+}
+settings.register_profile("short", max_examples=30, **_HYPOTHESIS)
+settings.register_profile("long", max_examples=600, **_HYPOTHESIS)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the chaos suite (tests/chaos) at full length: minutes instead of seconds",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "chaos: soak, fault and hostile-input tests (short unless --long)"
+    )
+    settings.load_profile("long" if config.getoption("--long") else "short")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import migrate
 
 from . import api
+from . import auth
 from . import demo
 from . import problems
 from . import usage_views
@@ -98,6 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         logger.info("created the demo accounts")
 
     problems.register(app)
+    app.teardown_request(auth.forget_request)
     app.url_map.converters["id"] = api.IdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(usage_views.bp)

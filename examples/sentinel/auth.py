@@ -20,7 +20,14 @@ from flask import request
 from .accounts import User
 from .problems import Problem
 
-__all__ = ["COOKIE", "admin_required", "current_user", "load_user", "login_required"]
+__all__ = [
+    "COOKIE",
+    "admin_required",
+    "current_user",
+    "forget_request",
+    "load_user",
+    "login_required",
+]
 
 COOKIE = "sentinel_token"
 
@@ -37,14 +44,24 @@ def _bearer() -> str | None:
 
 def load_user(*, allow_cookie: bool = False) -> User | None:
     """The user the request's token belongs to (cached on ``g`` for the request)."""
-    if "user" not in g:
+    if "sentinel_user" not in g:
         token = _bearer() or (request.cookies.get(COOKIE) if allow_cookie else None)
         user = None
         if token and len(token) <= 200:
             user = current_app.extensions["sentinel"].accounts.user_for_token(token)
-        g.user = user
-    user: User | None = g.user
+        g.sentinel_user = user
+    user: User | None = g.sentinel_user
     return user
+
+
+def forget_request(error: BaseException | None = None) -> None:
+    """``teardown_request``: drop what was read for this request from ``g``.
+
+    ``g`` outlives the request when an outer application context is pushed (a
+    test, a CLI command): the next request must not find this one's caller or body.
+    """
+    for name in [name for name in g if name.startswith("sentinel_")]:
+        g.pop(name)
 
 
 def current_user() -> User:

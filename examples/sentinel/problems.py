@@ -12,12 +12,14 @@ import logging
 import math
 from typing import Any
 
+import psycopg
 from flask import Flask
 from flask import Response
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import RequestEntityTooLarge
 
 __all__ = ["InvalidInput", "Problem", "problem", "read_json", "register"]
 
@@ -164,6 +166,14 @@ def items(body: dict[str, Any], name: str, *, max_items: int) -> list[Any]:
 def register(app: Flask) -> None:
     """Answer every error with problem+json, and never show a traceback."""
 
+    @app.before_request
+    def refuse_large_bodies() -> None:
+        # Werkzeug refuses a body over MAX_CONTENT_LENGTH when a view reads it; a
+        # view that reads none would take any size. Refused here for every view.
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         response = error.get_response()
@@ -177,6 +187,18 @@ def register(app: Flask) -> None:
         for header in ("Allow", "WWW-Authenticate", "Retry-After"):
             if header in response.headers:
                 reply.headers[header] = response.headers[header]
+        return reply
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(psycopg.InterfaceError)
+    def database_away(error: psycopg.Error) -> Response:
+        # The database is stopped, restarting or out of connections (a pooled
+        # connection it closed fails once): the client may try again shortly.
+        logger.warning(
+            "%s %s: the database does not answer: %s", request.method, request.path, error
+        )
+        reply = problem(503, "Service unavailable", "the database does not answer; try again")
+        reply.headers["Retry-After"] = "1"
         return reply
 
     @app.errorhandler(Exception)

@@ -45,7 +45,7 @@ from ..plans import FEATURE_NAME
 from ..pool import LazyPool
 from . import store
 
-__all__ = ["FlushTimeout", "TrackingStats", "UsageTracker", "month_start", "utc_now"]
+__all__ = ["FlushTimeout", "TrackingStats", "UsageTracker", "month_start", "utc_clock", "utc_now"]
 
 logger = logging.getLogger("feature_gates.tracking")
 
@@ -72,6 +72,16 @@ _LOST_CONNECTION_CLASSES = ("08", "57", "XX")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def utc_clock(clock: Clock) -> Clock:
+    """``clock`` with a naive time taken as UTC, as :func:`month_start` takes it."""
+
+    def now() -> datetime:
+        moment = clock()
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    return now
 
 
 def month_start(moment: datetime) -> date:
@@ -471,23 +481,34 @@ class UsageTracker:
         with self._lock:
             if not (self._pending or self._once or self._in_doubt):
                 return False
-        todo: deque[_Batch] = deque()
-        try:
-            with self._connection(connect_timeout) as conn:
-                # First: a batch in doubt may have to be taken out of the map.
-                self._settle_in_doubt(conn)
-                with self._lock:
-                    counts, self._pending = self._pending, {}
-                    once, self._once = self._once, {}
-                todo.extend(self._cut(counts, once))
-                while todo:
-                    self._write_batch(conn, todo, signals)
-        except BaseException as exc:
-            self._merge_back(todo)
-            if not isinstance(exc, Exception):
-                raise
-            raise _WriteFailed from exc
-        return True
+        for again in (False, True):
+            todo: deque[_Batch] = deque()
+            conn: psycopg.Connection[tuple[Any, ...]] | None = None
+            try:
+                with self._connection(connect_timeout, fresh=again) as conn:
+                    # First: a batch in doubt may have to be taken out of the map.
+                    self._settle_in_doubt(conn)
+                    with self._lock:
+                        counts, self._pending = self._pending, {}
+                        once, self._once = self._once, {}
+                    todo.extend(self._cut(counts, once))
+                    while todo:
+                        self._write_batch(conn, todo, signals)
+                if again:
+                    self._retries += 1
+                return True
+            except BaseException as exc:
+                self._merge_back(todo)
+                if not isinstance(exc, Exception):
+                    raise
+                # A restart of the database closes the pool's connections: the first
+                # write after it meets a closed one although the database is back.
+                # The pool drops the closed ones and the write goes once more on a
+                # new connection (what the first try sent is in doubt: settled first).
+                if again or conn is None or not conn.broken or not self.pool.opened:
+                    raise _WriteFailed from exc
+                self.pool.get().check()
+        raise AssertionError("unreachable")
 
     def _cut(self, counts: dict[Key, int], once: dict[OnceKey, tuple[date, int]]) -> list[_Batch]:
         batches = []
@@ -497,8 +518,12 @@ class UsageTracker:
         return batches
 
     @contextmanager
-    def _connection(self, timeout: float) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        if self._closed and not self.pool.opened:
+    def _connection(
+        self, timeout: float, *, fresh: bool = False
+    ) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A pooled connection; with ``fresh``, a new one outside the pool (it fails
+        at once when the database is away, where the pool would wait ``timeout``)."""
+        if fresh or (self._closed and not self.pool.opened):
             # Closing (interpreter exit): opening a pool would start threads, which
             # Python refuses at shutdown; one plain connection does the last write.
             with self.pool.connect(timeout) as conn:
