@@ -7,6 +7,7 @@ so one :class:`FeatureGates` can serve several applications (factories, tests).
 from __future__ import annotations
 
 import atexit
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -92,6 +93,9 @@ class GatesState:
 
     def __post_init__(self) -> None:
         self.storage = gate.StorageHealth(self.emit)
+        self._user_id_types: tuple[type, ...] = (
+            (int,) if self.settings.migration.user_id_type == "bigint" else (uuid.UUID, str)
+        )
         self.user_ids = UserIdCache(self.settings.user_cache_ttl)
 
     def load_subject(self) -> Subject | None:
@@ -107,6 +111,12 @@ class GatesState:
             raise TypeError(
                 f"the subject loader must return a feature_gates.Subject or None, "
                 f"got {type(subject).__name__}"
+            )
+        if subject is not None and not isinstance(subject.user_id, self._user_id_types):
+            raise TypeError(
+                f"the subject loader returned user_id {subject.user_id!r}; user ids are "
+                f"{self.settings.migration.user_id_type} here (FEATURE_GATES_USER_ID_TYPE): "
+                f"return {'an int' if self._user_id_types == (int,) else 'a uuid.UUID or str'}"
             )
         return subject if self.override is None else self.override.apply(subject)
 

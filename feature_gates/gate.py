@@ -416,8 +416,8 @@ def _consume(
         return None, None
     except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
         raise RuntimeError(
-            f"the feature-gates functions are missing from the database ({one_line(exc)}): "
-            "run 'flask feature-gates migrate'"
+            f"the database cannot run the metered check ({one_line(exc)}): if the "
+            "feature-gates functions are missing, run 'flask feature-gates migrate'"
         ) from exc
     state.storage.succeeded()
     return row[0], row[1]

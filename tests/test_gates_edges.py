@@ -137,3 +137,11 @@ def test_a_relative_plans_file_is_read_next_to_the_application(tmp_path, monkeyp
     monkeypatch.chdir("/")
     FeatureGates(app)
     assert app.extensions["feature_gates"].catalogue.tiers == ("free",)
+
+
+def test_a_user_id_of_the_wrong_type_is_named_before_the_view_runs(make_app):
+    app = make_app(PROPAGATE_EXCEPTIONS=True)
+    gates = app.extensions["feature_gates"].extension
+    gates.subject_loader(lambda: Subject(user_id="seven", plan="pro"))
+    with pytest.raises(TypeError, match="user ids are bigint here"):
+        app.test_client().post("/messages")
