@@ -18,8 +18,8 @@ PostgreSQL (or ``--database-url``), and writes one summary per workload to DIR
 
 A summary lists the frames holding the most samples, inclusive (the frame and
 what it calls) and own (the frame itself), as shares of the workload's samples.
-Samples of threads waiting (on a lock, an event) are left out: py-spy samples
-CPU, not waits on the database.
+py-spy samples only the thread holding the GIL: Python's CPU time, not the
+waits on a lock or on the database (which release the GIL).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ ROOTS = {
     "metered": ("_request_workload",),
 }
 #: A leaf frame that means the thread is waiting, not working.
-WAITING = re.compile(r"^(Condition\.wait|Event\.wait|Thread\.join|_wait_for_tstate_lock|sleep)\b")
+WAITING = re.compile(r"^(Condition\.wait|Event\.wait|Thread\.join|Thread\._wait_for_tstate_lock)\b")
 #: Samples per second. py-spy stops the process for each sample (whole stacks);
 #: a modest rate keeps the slow-down small.
 RATE = 250
@@ -141,8 +141,13 @@ def summarise(raw: str, roots: tuple[str, ...], top: int = 30) -> tuple[str, int
         if not stack:
             continue
         frames = [_frame(f) for f in stack.split(";")]
-        if not any(f.startswith(root + " ") for f in frames for root in roots):
+        # From the workload's own frame down: what called it is the same everywhere.
+        start = next(
+            (i for i, f in enumerate(frames) if any(f.startswith(r + " ") for r in roots)), None
+        )
+        if start is None:
             continue
+        frames = frames[start:]
         if WAITING.match(frames[-1]):
             continue
         n = int(count)
@@ -173,6 +178,9 @@ def _record_py_spy(py_spy: str, url: str, workload: str, out: Path) -> None:
             "record",
             "--rate",
             str(RATE),
+            # Only the thread holding the GIL: Python's CPU time, not threads
+            # waiting on a lock or on the database.
+            "--gil",
             "--format",
             "raw",
             "--output",
@@ -195,7 +203,7 @@ def _record_py_spy(py_spy: str, url: str, workload: str, out: Path) -> None:
     out.write_text(
         f"Profile of the {workload!r} workload: {info}\n"
         f"py-spy ({version.strip()}) at {RATE} samples/s, {samples} samples of the workload "
-        "(waiting threads left out).\n"
+        "(of the thread holding the GIL).\n"
         f"Made by: python -m benchmarks.profiles (benchmarks/profiles.py, {workload!r}).\n" + text
     )
 
