@@ -1,21 +1,29 @@
 """What a gate costs, and whether limits hold under a race.
 
-    python -m benchmarks.gates [--iterations N] [--database-url URL]
+    python -m benchmarks.gates [--quick | --smoke] [--database-url URL] [--json PATH]
 
-Prints one JSON object:
+Prints one JSON object. Four views of one app are called with the Flask test client
+in one process, in turns (blocks of calls, the order rotating), so that drift on
+the machine hits all alike: an ungated view, the same under @feature_required,
+under a metered @feature_limit, and an ungated view sending a bare conditional
+UPDATE. Tracking is on (background), as in production.
 
 ``gate_overhead_us_p50``
-    Median latency @feature_required (tracking on, background) adds to a view,
-    measured with the Flask test client in one process, gated and ungated calls
-    interleaved so that drift on the machine hits both alike.
+    Median latency @feature_required adds to the ungated view.
 ``metered_limit_us_p50``
     The same for a metered @feature_limit: its one round trip plus Python.
 ``raw_conditional_update_us_p50``
-    The same for an ungated view that sends a bare conditional UPDATE ... RETURNING
+    The same for the view that sends a bare conditional UPDATE ... RETURNING
     through the same pool: the floor the metered check is built on. Measured inside
     a view, like the metered check, because on a small VM a round trip after some
     Python work costs more than one right after another (the server's CPU has gone
     idle), and both must pay the same.
+``consume_statement_us_p50`` / ``raw_update_statement_us_p50`` / ``raw_upsert_statement_us_p50``
+    The metered check's statement, the bare UPDATE and the check's upsert written
+    out without its function, as round trips on one connection (no Flask): the
+    database's share of the figures above.
+``feature_usage_updates`` / ``feature_usage_hot_updates``
+    Updates of feature_usage rows in the run, and how many of them were HOT.
 ``consume_race_exact`` / ``consume_race_granted``
     32 threads race one key at a limit through consume_feature_usage: exactly the
     limit is granted.
@@ -23,18 +31,15 @@ Prints one JSON object:
     The same race with check-then-increment (SELECT, then UPDATE): how many uses
     were granted beyond the limit.
 
-Without ``--database-url`` a throwaway PostgreSQL is started (and migrated).
+Without ``--database-url`` a private durable PostgreSQL is started; either way the
+measurements run in a fresh migrated database of their own.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -45,8 +50,12 @@ from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import feature_required
 from feature_gates.migrate import MigrationSettings
-from feature_gates.migrate import migrate
-from feature_gates.pgserver import LocalPostgres
+from feature_gates.testing import DatabaseFactory
+from feature_gates.usage import store
+from feature_gates.usage.tracker import month_start
+from feature_gates.usage.tracker import utc_now
+
+from . import harness
 
 LIMIT = 2**40  # never reached: the benchmark measures allowed calls
 RAW_UPDATE = (
@@ -54,9 +63,26 @@ RAW_UPDATE = (
     "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
     "RETURNING usage_count"
 )
+#: The metered check's upsert written out, without the function around it: what
+#: consume_feature_usage runs once its checks pass.
+RAW_UPSERT = """
+INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
+VALUES (%s, %s, %s, %s)
+ON CONFLICT (user_id, feature, period_start) DO UPDATE
+    SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count, updated_at = now()
+    WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
+RETURNING fu.usage_count
+"""
 RACE_THREADS = 32
 RACE_LIMIT = 100
 RACE_ATTEMPTS_PER_THREAD = 10
+#: Calls of each view: blocks x calls per block (after a warm-up of each).
+SIZES = {
+    "full": {"blocks": 100, "per_block": 50, "warmup": 300},
+    "quick": {"blocks": 30, "per_block": 50, "warmup": 200},
+    "smoke": {"blocks": 2, "per_block": 10, "warmup": 5},
+}
+PATHS = {"plain": "/plain", "required": "/required", "metered": "/metered", "raw": "/raw"}
 
 
 def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
@@ -94,20 +120,65 @@ def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
     return app, gates
 
 
-def interleaved_overhead(call: Callable[[str], None], path: str, iterations: int) -> float:
-    """Median of (gated - plain) over pairs of calls, in microseconds."""
-    for _ in range(min(iterations, 200)):  # warm-up: pools, prepared statements, caches
-        call("/plain")
-        call(path)
-    plain, gated = [], []
-    for i in range(iterations):
-        order = ("/plain", path) if i % 2 == 0 else (path, "/plain")
-        for which in order:
-            started = time.perf_counter_ns()
-            call(which)
-            elapsed = (time.perf_counter_ns() - started) / 1000
-            (plain if which == "/plain" else gated).append(elapsed)
-    return statistics.median(gated) - statistics.median(plain)
+def view_latencies(call: Callable[[str], None], sizes: dict[str, int]) -> dict[str, list[float]]:
+    """Microseconds of each call of each view, the views taking turns."""
+    sides = {name: (lambda path=path: call(path)) for name, path in PATHS.items()}
+    return harness.alternate(
+        sides, blocks=sizes["blocks"], per_block=sizes["per_block"], warmup=sizes["warmup"]
+    )
+
+
+def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
+    """The metered check's statement against a bare conditional UPDATE and against
+    its own upsert written out, round trips on one connection, taking turns: how
+    much of the metered figure is the database's and how much is Python's."""
+    period = month_start(utc_now())
+    consume = {"user_id": 4, "feature": "sql", "amount": 1, "limit": LIMIT, "period": period}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
+            "VALUES (5, 'raw', %s, 0)",
+            (period,),
+        )
+
+        def send(query: str, params: Any) -> Callable[[], object]:
+            return lambda: conn.execute(query, params, prepare=True).fetchone()
+
+        times = harness.alternate(
+            {
+                "consume": send(store.CONSUME_OR_USAGE, consume),
+                "raw_update": send(RAW_UPDATE, (1, 5, "raw", 1, LIMIT)),
+                "raw_upsert": send(RAW_UPSERT, (6, "upsert", period, 1, LIMIT)),
+            },
+            blocks=sizes["blocks"],
+            per_block=sizes["per_block"],
+            warmup=sizes["warmup"],
+        )
+    median = {name: round(harness.p50(values), 1) for name, values in times.items()}
+    return {
+        "consume_statement_us_p50": median["consume"],
+        "raw_update_statement_us_p50": median["raw_update"],
+        "raw_upsert_statement_us_p50": median["raw_upsert"],
+        "consume_vs_raw_update_statement": harness.ratio(median["consume"], median["raw_update"]),
+    }
+
+
+def hot_updates(url: str) -> dict[str, Any]:
+    """How many of the updates of feature_usage rows were HOT (no new index entries,
+    dead versions pruned in place), counted by the server's statistics."""
+    time.sleep(1.5)  # sessions report their counts when they end or within a second
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd, pg_relation_size(relid) "
+            "FROM pg_stat_user_tables WHERE relname = 'feature_usage'"
+        ).fetchone()
+    assert row is not None
+    updates, hot, size = row
+    return {
+        "feature_usage_updates": updates,
+        "feature_usage_hot_updates": hot,
+        "feature_usage_table_kb": size // 1024,
+    }
 
 
 def race(url: str, attempt: Callable[[psycopg.Connection[Any], int], bool], feature: str) -> int:
@@ -145,54 +216,65 @@ def naive_attempt(conn: psycopg.Connection[Any], limit: int) -> bool:
     return True
 
 
-def run(database_url: str | None, iterations: int) -> dict[str, Any]:
-    with ExitStack() as stack:
-        if database_url is None:
-            server = stack.enter_context(LocalPostgres())
-            database_url = server.url()
-            migrate(database_url, MigrationSettings())
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
-                "VALUES (2, 'raw', date_trunc('month', now())::date, 0)"
-            )
-        app, gates = make_app(database_url)
-        stack.callback(app.extensions["feature_gates"].close)
-        client = app.test_client()
+def run(server_url: str | None = None, *, scale: harness.Scale = "full") -> dict[str, Any]:
+    """Run every measurement and return the figures (what ``main`` prints)."""
+    sizes = SIZES[scale]
+    with harness.server(server_url) as url:
+        databases = DatabaseFactory(url)
+        try:
+            database_url = databases.create(MigrationSettings())
+            return _run(database_url, sizes)
+        finally:
+            databases.close()
 
-        def call(path: str) -> None:
-            client.post(path).close()
 
-        results: dict[str, Any] = {
-            "iterations": iterations,
-            "gate_overhead_us_p50": round(interleaved_overhead(call, "/required", iterations), 1),
-            "metered_limit_us_p50": round(interleaved_overhead(call, "/metered", iterations), 1),
-            "raw_conditional_update_us_p50": round(
-                interleaved_overhead(call, "/raw", iterations), 1
-            ),
-        }
-        granted = race(database_url, atomic_attempt, "race_atomic")
-        naive = race(database_url, naive_attempt, "race_naive")
-        results.update(
-            {
-                "race_threads": RACE_THREADS,
-                "race_limit": RACE_LIMIT,
-                "race_attempts": RACE_THREADS * RACE_ATTEMPTS_PER_THREAD,
-                "consume_race_granted": granted,
-                "consume_race_exact": granted == RACE_LIMIT,
-                "naive_race_granted": naive,
-                "naive_race_over_limit": max(naive - RACE_LIMIT, 0),
-            }
+def _run(database_url: str, sizes: dict[str, int]) -> dict[str, Any]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
+            "VALUES (2, 'raw', date_trunc('month', now())::date, 0)"
         )
-        return results
+    app, _ = make_app(database_url)
+    client = app.test_client()
+
+    def call(path: str) -> None:
+        client.post(path).close()
+
+    try:
+        times = view_latencies(call, sizes)
+    finally:
+        app.extensions["feature_gates"].close()
+    results_sql = statement_latencies(database_url, sizes)
+    median = {name: harness.p50(values) for name, values in times.items()}
+    added = {name: round(median[name] - median["plain"], 1) for name in PATHS}
+    results: dict[str, Any] = {
+        "calls_per_view": len(times["plain"]),
+        "plain_view_us_p50": round(median["plain"], 1),
+        "gate_overhead_us_p50": added["required"],
+        "metered_limit_us_p50": added["metered"],
+        "raw_conditional_update_us_p50": added["raw"],
+        "metered_vs_raw_conditional_update": harness.ratio(added["metered"], added["raw"]),
+        **results_sql,
+    }
+    granted = race(database_url, atomic_attempt, "race_atomic")
+    naive = race(database_url, naive_attempt, "race_naive")
+    results.update(hot_updates(database_url))
+    results.update(
+        {
+            "race_threads": RACE_THREADS,
+            "race_limit": RACE_LIMIT,
+            "race_attempts": RACE_THREADS * RACE_ATTEMPTS_PER_THREAD,
+            "consume_race_granted": granted,
+            "consume_race_exact": granted == RACE_LIMIT,
+            "naive_race_granted": naive,
+            "naive_race_over_limit": max(naive - RACE_LIMIT, 0),
+        }
+    )
+    return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gates", description=__doc__)
-    parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--database-url", help="a migrated database (default: a throwaway one)")
-    args = parser.parse_args()
-    print(json.dumps(run(args.database_url, args.iterations), indent=2))
+def main(argv: list[str] | None = None) -> None:
+    harness.cli("python -m benchmarks.gates", __doc__, run, argv)
 
 
 if __name__ == "__main__":

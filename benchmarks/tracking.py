@@ -1,6 +1,6 @@
 """Usage tracking throughput, side by side in one run, into a durable PostgreSQL.
 
-    python -m benchmarks.tracking [--quick] [--database-url URL] [--json-out FILE]
+    python -m benchmarks.tracking [--quick | --smoke] [--database-url URL] [--json PATH]
 
 Prints one JSON object. Without ``--database-url`` it starts a private server with
 PostgreSQL's default (durable) settings: fsync and synchronous commit on. With it,
@@ -15,6 +15,7 @@ What is measured, on the same events (many keys, several threads):
   default settings); ``tracker_sum_exact`` says every key's count matched.
 * ``sync_upsert_events_per_s``: the same events written one
   ``increment_feature_usage_safe`` call per event (a sample of them: it is slow).
+  The tracker and the per-event calls take turns, ``repeats`` times; medians.
 * ``tracker_flush_rows_per_s``: the tracker's write path alone (rows per second of
   a flush of the coalesced keys), against ``raw_batched_rows_per_s``: a hand-written
   ``unnest`` upsert of the same rows, in batches of the same size
@@ -26,13 +27,8 @@ What is measured, on the same events (many keys, several threads):
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import random
 import statistics
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,12 +42,13 @@ from flask import Flask
 
 from feature_gates import FeatureGates
 from feature_gates.migrate import MigrationSettings
-from feature_gates.pgserver import LocalPostgres
 from feature_gates.pool import LazyPool
 from feature_gates.testing import DatabaseFactory
 from feature_gates.usage import store
 from feature_gates.usage.tracker import month_start
 from feature_gates.usage.tracker import utc_now
+
+from . import harness
 
 __all__ = ["main", "run"]
 
@@ -78,8 +75,29 @@ FROM unnest(%s::feature_usage_user_id[], %s::text[], %s::integer[], %s::date[])
 ORDER BY u.ord
 """
 
-QUICK = {"events": 40_000, "users": 800, "sync_sample": 3_000, "enqueue_calls": 20_000}
-FULL = {"events": 400_000, "users": 8_000, "sync_sample": 20_000, "enqueue_calls": 200_000}
+SIZES: dict[str, dict[str, int]] = {
+    "full": {
+        "events": 400_000,
+        "users": 8_000,
+        "sync_sample": 20_000,
+        "enqueue_calls": 200_000,
+        "repeats": 3,
+    },
+    "quick": {
+        "events": 40_000,
+        "users": 800,
+        "sync_sample": 3_000,
+        "enqueue_calls": 20_000,
+        "repeats": 2,
+    },
+    "smoke": {
+        "events": 2_000,
+        "users": 100,
+        "sync_sample": 200,
+        "enqueue_calls": 500,
+        "repeats": 1,
+    },
+}
 
 
 def make_events(count: int, users: int, seed: int = 7) -> list[Key]:
@@ -88,17 +106,6 @@ def make_events(count: int, users: int, seed: int = 7) -> list[Key]:
     weights = [1.0 / (rank + 1) ** 0.6 for rank in range(users)]
     user_ids = rng.choices(range(1, users + 1), weights=weights, k=count)
     return [(user_id, rng.choice(FEATURES)) for user_id in user_ids]
-
-
-def _in_threads(target: Callable[[int], None], threads: int) -> float:
-    """Run ``target(index)`` in ``threads`` threads; the wall time in seconds."""
-    workers = [threading.Thread(target=target, args=(n,)) for n in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return time.perf_counter() - started
 
 
 def _counts(url: str) -> dict[Key, int]:
@@ -153,7 +160,7 @@ def measure_tracker(url: str, events: list[Key], threads: int) -> dict[str, Any]
                     track(user_id, feature)
 
         started = time.perf_counter()
-        _in_threads(work, threads)
+        harness.in_threads(work, threads)
         with app.app_context():
             gates.flush(timeout=600)
             stats = gates.tracking_stats()
@@ -180,7 +187,7 @@ def measure_sync_upserts(url: str, events: list[Key], threads: int) -> dict[str,
                 with pool.get().connection() as conn:
                     conn.execute(store.INCREMENT, (user_id, feature, 1, period))
 
-        elapsed = _in_threads(work, threads)
+        elapsed = harness.in_threads(work, threads)
     finally:
         pool.close()
     return {
@@ -283,87 +290,79 @@ def measure_write_paths(
 
 
 def run(
-    database_url: str | None = None,
+    server_url: str | None = None,
     *,
-    quick: bool = False,
+    scale: harness.Scale = "full",
     threads: int = 4,
     repeats: int | None = None,
 ) -> dict[str, Any]:
     """Run every measurement and return the figures (what ``main`` prints)."""
-    sizes = QUICK if quick else FULL
-    repeats = repeats or (1 if quick else 3)
-    server = None
-    if database_url is None:
-        server = LocalPostgres(settings={}).start()  # {}: PostgreSQL's durable defaults
-        database_url = server.url()
-    databases = DatabaseFactory(database_url)
-    try:
-        with psycopg.connect(database_url) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-            durable = conn.execute(
-                "SELECT current_setting('fsync'), current_setting('synchronous_commit')"
-            ).fetchone()
-        events = make_events(sizes["events"], sizes["users"])
-        settings = MigrationSettings()
+    sizes = SIZES[scale]
+    repeats = repeats or sizes["repeats"]
+    with harness.server(server_url) as url:
+        databases = DatabaseFactory(url)
+        try:
+            return _run(databases, sizes, threads, repeats)
+        finally:
+            databases.close()
 
-        def fresh(measure: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-            url = databases.create(settings)
-            try:
-                return measure(url)
-            finally:
-                databases.drop(url)
 
-        figures: dict[str, Any] = {
-            "events": len(events),
-            "distinct_keys": len(set(events)),
-            "threads": threads,
-        }
-        figures.update(fresh(lambda url: measure_enqueue(url, events, sizes["enqueue_calls"])))
-        figures.update(fresh(lambda url: measure_tracker(url, events, threads)))
-        sample = events[: sizes["sync_sample"]]
-        figures.update(fresh(lambda url: measure_sync_upserts(url, sample, threads)))
-        figures.update(measure_write_paths(databases, events, 1000, repeats))
-        figures["tracker_vs_sync_upsert"] = round(
-            figures["tracker_events_per_s"] / figures["sync_upsert_events_per_s"], 1
-        )
-        figures["tracker_flush_vs_raw_batched"] = round(
-            figures["tracker_flush_rows_per_s"] / figures["raw_batched_rows_per_s"], 2
-        )
-        figures["tracker_vs_raw_batched_events"] = round(
-            figures["tracker_events_per_s"] / figures["raw_batched_events_per_s"], 2
-        )
-        figures["scalar_function_vs_raw_batched"] = round(
-            figures["scalar_function_batched_rows_per_s"] / figures["raw_batched_rows_per_s"], 2
-        )
-        figures["environment"] = {
-            "postgresql": version[0] if version else None,
-            "fsync": durable[0] if durable else None,
-            "synchronous_commit": durable[1] if durable else None,
-            "python": platform.python_version(),
-            "quick": quick,
-            "repeats": repeats,
-        }
-        return figures
-    finally:
-        databases.close()
-        if server is not None:
-            server.stop()
+def _run(
+    databases: DatabaseFactory, sizes: dict[str, int], threads: int, repeats: int
+) -> dict[str, Any]:
+    events = make_events(sizes["events"], sizes["users"])
+    settings = MigrationSettings()
+
+    def fresh(measure: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+        url = databases.create(settings)
+        try:
+            return measure(url)
+        finally:
+            databases.drop(url)
+
+    figures: dict[str, Any] = {
+        "events": len(events),
+        "distinct_keys": len(set(events)),
+        "threads": threads,
+        "repeats": repeats,
+    }
+    figures.update(fresh(lambda url: measure_enqueue(url, events, sizes["enqueue_calls"])))
+    # The tracker and the per-event calls take turns: drift hits both alike.
+    sample = events[: sizes["sync_sample"]]
+    tracker_runs, sync_runs = [], []
+    for _ in range(repeats):
+        tracker_runs.append(fresh(lambda url: measure_tracker(url, events, threads)))
+        sync_runs.append(fresh(lambda url: measure_sync_upserts(url, sample, threads)))
+    figures.update(_median_run(tracker_runs, "tracker_events_per_s"))
+    figures["tracker_events_per_s_runs"] = [r["tracker_events_per_s"] for r in tracker_runs]
+    figures["tracker_sum_exact"] = all(r["tracker_sum_exact"] for r in tracker_runs)
+    figures.update(_median_run(sync_runs, "sync_upsert_events_per_s"))
+    figures["sync_upsert_events_per_s_runs"] = [r["sync_upsert_events_per_s"] for r in sync_runs]
+    figures["sync_upsert_sum_exact"] = all(r["sync_upsert_sum_exact"] for r in sync_runs)
+    figures.update(measure_write_paths(databases, events, 1000, repeats))
+    figures["tracker_vs_sync_upsert"] = harness.ratio(
+        figures["tracker_events_per_s"], figures["sync_upsert_events_per_s"], 1
+    )
+    figures["tracker_flush_vs_raw_batched"] = harness.ratio(
+        figures["tracker_flush_rows_per_s"], figures["raw_batched_rows_per_s"]
+    )
+    figures["tracker_vs_raw_batched_events"] = harness.ratio(
+        figures["tracker_events_per_s"], figures["raw_batched_events_per_s"]
+    )
+    figures["scalar_function_vs_raw_batched"] = harness.ratio(
+        figures["scalar_function_batched_rows_per_s"], figures["raw_batched_rows_per_s"]
+    )
+    return figures
+
+
+def _median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose ``key`` is the median (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    return dict(ordered[(len(ordered) - 1) // 2])
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tracking", description=__doc__)
-    parser.add_argument("--database-url", help="a server to use (its role needs CREATEDB)")
-    parser.add_argument("--quick", action="store_true", help="a small run, a few seconds")
-    parser.add_argument("--threads", type=int, default=4, help="threads tracking (default 4)")
-    parser.add_argument("--repeats", type=int, help="turns of the write-path comparison")
-    parser.add_argument("--json-out", help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    figures = run(args.database_url, quick=args.quick, threads=args.threads, repeats=args.repeats)
-    text = json.dumps(figures, indent=2)
-    sys.stdout.write(text + "\n")
-    if args.json_out:
-        with open(args.json_out, "w") as out:
-            out.write(text + "\n")
+    harness.cli("python -m benchmarks.tracking", __doc__, run, argv)
 
 
 if __name__ == "__main__":

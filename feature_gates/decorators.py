@@ -14,10 +14,12 @@ does). Put them under the route decorator:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import ParamSpec
 from typing import TypeVar
 
+from flask import Flask
 from flask import current_app
 from flask import request
 
@@ -123,14 +125,21 @@ def _check_name(name: str, hint: str = "") -> None:
 
 def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        # Flask's ensure_sync wraps a coroutine function and returns any other view
+        # as it is: decided once here rather than inspected on every request.
+        asynchronous = inspect.iscoroutinefunction(view)
+
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            app = current_app
-            call = app.ensure_sync(view)
+            # The real objects: every use of a proxy (current_app, request) costs a
+            # lookup, a noticeable share of a gate's few microseconds.
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            method: str = request._get_current_object().method  # type: ignore[attr-defined]
+            call = app.ensure_sync(view) if asynchronous else view
             # CORS preflights carry no credentials: never gated, never counted.
-            if request.method == "OPTIONS" or not gate.gates_enabled():
-                return call(*args, **kwargs)  # type: ignore[no-any-return]
-            grant = gate.admit(_state(), rule, kwargs)
+            if method == "OPTIONS" or not gate.gates_enabled(app):
+                return call(*args, **kwargs)
+            grant = gate.admit(_state(app), rule, kwargs)
             try:
                 result = call(*args, **kwargs)
             except BaseException:
@@ -138,7 +147,7 @@ def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 raise
             # Settled by the response's status, in after_request.
             gate.hold(grant)
-            return result  # type: ignore[no-any-return]
+            return result
 
         setattr(wrapper, gate.GATES_ATTRIBUTE, (rule, *gate.gates_of(view)))
         return wrapper
@@ -146,8 +155,8 @@ def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorator
 
 
-def _state() -> GatesState:
-    state: GatesState | None = current_app.extensions.get(EXTENSION_KEY)
+def _state(app: Flask) -> GatesState:
+    state: GatesState | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError(
             "a feature gate ran on an application without FeatureGates: "

@@ -33,10 +33,12 @@ from typing import NoReturn
 from typing import TypeVar
 
 import psycopg
+from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import g
 from flask import has_request_context
+from flask.ctx import _AppCtxGlobals
 
 from .config import ConfigError
 from .config import FailMode
@@ -240,17 +242,25 @@ def validate(gate: Gate, state: GatesState) -> None:
 # -- the request ---------------------------------------------------------------------
 
 
-def gates_enabled() -> bool:
-    """``FEATURE_GATES_ENABLED`` of the current app, read on every request."""
-    value = current_app.config.get("FEATURE_GATES_ENABLED", True)
+def gates_enabled(app: Flask | None = None) -> bool:
+    """``FEATURE_GATES_ENABLED`` of ``app`` (the current one by default), read on
+    every request."""
+    value = (app or current_app).config.get("FEATURE_GATES_ENABLED", True)
     return value is True or _boolean("FEATURE_GATES_ENABLED", value)
 
 
+def _namespace() -> _AppCtxGlobals:
+    """The real ``flask.g`` of the current context: each use of the ``g`` proxy costs a
+    lookup, and a request through a gate uses it several times."""
+    return g._get_current_object()  # type: ignore[no-any-return]
+
+
 def _request_gates() -> _RequestGates:
-    current: _RequestGates | None = g.get(_REQUEST_KEY)
+    namespace = _namespace()
+    current: _RequestGates | None = namespace.get(_REQUEST_KEY)
     if current is None:
         current = _RequestGates()
-        setattr(g, _REQUEST_KEY, current)
+        setattr(namespace, _REQUEST_KEY, current)
     return current
 
 
@@ -578,7 +588,7 @@ def _refund(grant: Grant) -> None:
 
 def finish_response(response: Response) -> Response:
     """``after_request``: settle the request's grants by status; add the limit headers."""
-    current: _RequestGates | None = g.get(_REQUEST_KEY)
+    current: _RequestGates | None = _namespace().get(_REQUEST_KEY)
     if current is None or not current.grants:
         return response
     grants, current.grants = current.grants, []
@@ -600,7 +610,7 @@ def finish_response(response: Response) -> Response:
 
 def end_request(error: BaseException | None = None) -> None:
     """``teardown_request``: a grant still held means the response never got out: refund."""
-    current: _RequestGates | None = g.pop(_REQUEST_KEY, None)
+    current: _RequestGates | None = _namespace().pop(_REQUEST_KEY, None)
     if current is not None:
         for grant in current.grants:
             settle(grant, succeeded=False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from flask import abort
+from flask import request
 from gates_sample import PLANS
 from gates_sample import headers
 
@@ -110,6 +112,39 @@ def test_an_inner_denial_refunds_the_outer_consumption(make_app, db):
     assert response.status_code == 403
     with app.app_context():
         assert gates.get_usage(7, "chat_messages_monthly") == 0
+
+
+def test_an_async_view_under_stacked_gates_runs_once_and_settles_by_its_outcome(make_app):
+    # Each gate decides once, when it decorates, whether it wraps a coroutine
+    # function: only the innermost one does here.
+    app = make_app()
+    runs = []
+
+    @app.post("/async-stacked")
+    @feature_required("can_export_pdf")
+    @feature_limit("chat_messages_monthly")
+    async def async_stacked():
+        runs.append(request.args.get("outcome", "ok"))
+        if request.args.get("outcome") == "abort":
+            abort(503)
+        if request.args.get("outcome") == "raise":
+            raise LookupError("the view failed")
+        return {"sent": "async"}
+
+    gates = app.extensions["feature_gates"].extension
+    client = app.test_client()
+    assert client.post("/async-stacked", headers=headers(7, "pro")).get_json() == {"sent": "async"}
+    response = client.post("/async-stacked?outcome=abort", headers=headers(7, "pro"))
+    assert response.status_code == 503
+    with pytest.raises(LookupError):
+        client.post("/async-stacked?outcome=raise", headers=headers(7, "pro"))
+    assert client.options("/async-stacked", headers=headers(7, "free")).status_code == 200
+    assert runs == ["ok", "abort", "raise"]
+    with app.app_context():
+        # The failed calls gave their uses back and recorded nothing.
+        assert gates.get_usage(7, "chat_messages_monthly") == 1
+        assert gates.get_usage(7, "can_export_pdf") == 1
+        assert gates.tracking_stats().tracked == 1
 
 
 def test_decorators_keep_the_view_and_mark_it():

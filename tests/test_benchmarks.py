@@ -1,0 +1,81 @@
+"""The benchmark run works end to end: every figure is there, of a sane type.
+
+Timings are never asserted (they belong to the benchmarks themselves); the run
+uses its smallest sizes, on the session's test server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.__main__ import GOALS
+from benchmarks.__main__ import KEYS
+from benchmarks.__main__ import missing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_run_writes_every_figure(feature_gates_server_url, tmp_path):
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--smoke",
+            "--database-url",
+            feature_gates_server_url,
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+
+    assert missing(figures) == []
+    for key in KEYS:
+        assert key in done.stdout  # the printed table names every figure
+    numbers = [k for k, kind in KEYS.items() if kind is not bool]
+    assert all(figures[k] >= 0 for k in numbers)
+    # Correctness, unlike speed, holds at any size.
+    assert figures["tracker_sum_exact"] is True
+    assert figures["consume_race_exact"] is True
+    assert figures["counters_exact_after_writes"] is True
+    assert figures["verify_problems"] == []
+    assert set(figures["goals"]) == {goal.name for goal in GOALS}
+    assert all(isinstance(g["met"], bool) for g in figures["goals"].values())
+
+    record = figures["machine"]
+    assert record["cores"] >= 1
+    assert record["scale"] == "smoke"
+    assert record["fsync"] in ("on", "off")
+    assert record["synchronous_commit"]
+    assert record["postgresql"][0].isdigit()
+    assert len(record["load_average_start"]) == len(record["load_average_end"]) == 3
+    assert record["psycopg"] and record["python"]
+
+
+def test_missing_names_absent_and_mistyped_figures():
+    figures = {key: (True if kind is bool else 1.0) for key, kind in KEYS.items()}
+    figures["tracker_events_per_s"] = 10  # ints where ints belong
+    figures["naive_race_over_limit"] = 3
+    figures["sync_upsert_events_per_s"] = 5
+    figures["raw_batched_rows_per_s"] = 7
+    assert missing(figures) == []
+    del figures["jsonb_len_us_p50"]
+    figures["consume_race_exact"] = 1
+    figures["gate_overhead_us_p50"] = True
+    figures["migrate_1m_messages_s"] = "8.7"
+    assert missing(figures) == [
+        "gate_overhead_us_p50",
+        "consume_race_exact",
+        "jsonb_len_us_p50",
+        "migrate_1m_messages_s",
+    ]
