@@ -52,6 +52,7 @@ __all__ = ["main", "measure_reads", "measure_writes", "run"]
 
 # The original system's checks, measured against the managers' reads; only here.
 COUNT_STAR = "SELECT count(*) FROM chat_messages WHERE thread_id = %s"
+THREAD_OWNER = "SELECT user_id FROM chat_threads WHERE id = %s"
 JSONB_LENGTH = (
     "SELECT jsonb_array_length(data -> 'waypoints') FROM travel_itineraries "
     "WHERE id = %s AND user_id = %s"
@@ -92,6 +93,8 @@ def measure_reads(url: str, sizes: dict[str, int]) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE chat_messages, chat_threads, travel_itineraries")
         thread_id, messages, itinerary_id, owner, waypoints, data_bytes = _biggest(conn)
+        thread_owner = conn.execute(THREAD_OWNER, (thread_id,)).fetchone()
+        assert thread_owner is not None
         # Both answer the same question; a wrong answer would void the comparison.
         count = conn.execute(COUNT_STAR, (thread_id,)).fetchone()
         length = conn.execute(JSONB_LENGTH, (itinerary_id, owner)).fetchone()
@@ -106,7 +109,7 @@ def measure_reads(url: str, sizes: dict[str, int]) -> dict[str, Any]:
         times = harness.alternate(
             {
                 "count_star": read(COUNT_STAR, (thread_id,)),
-                "counter_column": read(threads.THREAD_EXISTS, (thread_id,)),
+                "counter_column": read(threads.OWNED_THREAD_COUNT, (thread_id, thread_owner[0])),
                 "jsonb_len": read(JSONB_LENGTH, (itinerary_id, owner)),
                 "destinations_column": read(itineraries.DESTINATIONS_COUNT, (itinerary_id, owner)),
             },
@@ -169,7 +172,8 @@ def measure_writes(databases: DatabaseFactory, sizes: dict[str, int]) -> dict[st
             pools.append(pool)
         bare_pool, counted_pool = pools
         bare_threads = itertools.cycle(_threads(bare_pool, _user(bare_pool)))
-        counted_ids = _threads(counted_pool, _user(counted_pool))
+        counted_user = _user(counted_pool)
+        counted_ids = _threads(counted_pool, counted_user)
         trigger_threads = itertools.cycle(counted_ids)
         manager_threads = itertools.cycle(counted_ids)
         manager = ThreadManager(counted_pool)
@@ -185,7 +189,7 @@ def measure_writes(databases: DatabaseFactory, sizes: dict[str, int]) -> dict[st
         times = harness.alternate(
             {
                 "add_messages": lambda: manager.add_messages(
-                    next(manager_threads), MESSAGES, limit
+                    next(manager_threads), MESSAGES, limit, user_id=counted_user
                 ),
                 "bare_insert": insert(bare_pool, bare_threads),
                 "trigger_insert": insert(counted_pool, trigger_threads),
