@@ -34,7 +34,10 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_feature_usage_user_feature_pe
     ON feature_usage (user_id, feature, period_start);
 
 -- Per-period reports (top features, users near a limit) and the archive job.
--- Partial: rows whose usage was fully refunded record nothing.
+-- Not partial: a predicate on usage_count would make every counter update a
+-- non-HOT update (new entries in every index), and a "recent periods" predicate
+-- cannot be written (an index predicate must be immutable); retention keeps the
+-- table to recent periods instead. Only never-updated columns are indexed, so the
+-- upserts that move usage_count stay HOT.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_feature_usage_period_start
-    ON feature_usage (period_start)
-    WHERE usage_count > 0;
+    ON feature_usage (period_start);
