@@ -223,6 +223,7 @@ class FeatureGates:
             max_backoff=settings.flush_max_backoff,
             clock=self.clock,
             emit=partial(_tracker_event, state),
+            listening=lambda name: bool(_signals.signal(name).receivers),
         )
         state.check_views()
         app.extensions[EXTENSION_KEY] = state

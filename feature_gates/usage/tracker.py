@@ -217,6 +217,8 @@ class UsageTracker:
     :param clock: returns the current time; the period of an increment is fixed
         by it when ``track`` is called.
     :param emit: receives signal names and data (see :mod:`feature_gates.signals`).
+    :param listening: says whether a signal has receivers; ``usage-recorded`` (one
+        per key written) is only built when it does.
     """
 
     def __init__(
@@ -230,6 +232,7 @@ class UsageTracker:
         max_backoff: float = 30.0,
         clock: Clock = utc_now,
         emit: EventSink | None = None,
+        listening: Callable[[str], bool] | None = None,
     ) -> None:
         self.pool = pool
         self.mode = mode
@@ -239,6 +242,9 @@ class UsageTracker:
         self.max_backoff = max_backoff
         self.clock = clock
         self._emit = emit
+        # Whether a signal has receivers: a batch of a thousand keys need not build
+        # a thousand usage-recorded payloads for nobody.
+        self._listening = listening or (lambda name: emit is not None)
         self._closed = False
         self._known_features: set[str] = set()
         #: The current month: (first second, first second of the next, its date).
@@ -585,6 +591,8 @@ class UsageTracker:
         self._written += written
         self._batches += 1
         self._last_flush_at = utc_now()
+        if not self._listening("usage-recorded"):
+            return
         for user_id, feature, period_start, amount, count in rows:
             signals.append(
                 (
