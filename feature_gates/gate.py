@@ -204,8 +204,8 @@ class StorageHealth:
             self._next_probe = now + self._backoff
         if first:
             logger.warning(
-                "the database is unreachable; metered limits apply their fail mode "
-                "until it answers again: %s",
+                "the database of FEATURE_GATES_DATABASE_URL is unreachable; metered "
+                "limits apply their fail mode until it answers again: %s",
                 one_line(error),
             )
             self._emit("storage-unavailable", error=error)
