@@ -28,6 +28,7 @@ from . import usage_views
 from .accounts import Accounts
 from .database import DEFAULT_DATA_DIR
 from .database import MIGRATION_FOLDER
+from .database import Pool
 from .database import start_embedded
 from .itineraries import ItineraryManager
 from .state import Sentinel
@@ -86,7 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         for migration in applied:
             logger.info("applied migration %s", migration.label)
 
-    pool: ConnectionPool[Any] = ConnectionPool(
+    pool: Pool = ConnectionPool(
         url, min_size=1, max_size=10, kwargs={"autocommit": True}, name="sentinel", open=False
     )
     pool.open()

@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
+
+from .database import Pool
 
 __all__ = ["Accounts", "HoldingLimitReached", "SavedSearch", "Token", "User", "new_token"]
 
@@ -140,7 +142,7 @@ def digest(token: str) -> bytes:
 class Accounts:
     """Reads and writes users and what belongs to them directly."""
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
     def _count(self, query: str, user_id: int) -> int:
@@ -180,7 +182,7 @@ class Accounts:
     @contextmanager
     def _holding(
         self, user_id: int, count_query: str, what: str, limit: int | None
-    ) -> Iterator[psycopg.Connection[Any]]:
+    ) -> Iterator[psycopg.Connection[TupleRow]]:
         """A transaction in which ``user_id`` holds fewer than ``limit`` of something."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute(LOCK_USER, (user_id,))

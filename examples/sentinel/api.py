@@ -33,9 +33,11 @@ import csv
 import io
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone
 from typing import Any
+from typing import TypeVar
 
 from flask import Blueprint
 from flask import Response
@@ -44,7 +46,9 @@ from flask import g
 from flask import jsonify
 from flask import request
 from flask import url_for
+from flask.typing import ResponseReturnValue
 from werkzeug.routing import IntegerConverter
+from werkzeug.routing import Map
 
 from feature_gates import Subject
 from feature_gates import feature_limit
@@ -79,6 +83,8 @@ __all__ = ["IdConverter", "bp"]
 
 bp = Blueprint("api", __name__)
 
+T = TypeVar("T")
+
 MAX_MESSAGES_PER_REQUEST = 50
 MAX_MESSAGE_LENGTH = 4000
 MAX_WAYPOINTS_PER_REQUEST = 100
@@ -91,7 +97,7 @@ class IdConverter(IntegerConverter):
     A larger number matches no route (404) instead of failing in the database.
     """
 
-    def __init__(self, map: Any) -> None:
+    def __init__(self, map: Map) -> None:
         super().__init__(map, min=1, max=2**63 - 1)
 
 
@@ -132,7 +138,7 @@ def destinations_count(itinerary_id: int) -> int:
             raise not_found("itinerary", itinerary_id)
         return count
 
-    return _cached(f"sentinel_destinations_{itinerary_id}", read)  # type: ignore[no-any-return]
+    return _cached(f"sentinel_destinations_{itinerary_id}", read)
 
 
 def plan_limit(feature: str) -> int | None:
@@ -147,11 +153,12 @@ def plan_limit(feature: str) -> int | None:
 # -- request bodies -----------------------------------------------------------------
 
 
-def _cached(name: str, parse: Any) -> Any:
+def _cached(name: str, parse: Callable[[], T]) -> T:
     """Compute once per request: the gate's cost and the view both need the body."""
     if name not in g:
         setattr(g, name, parse())
-    return getattr(g, name)
+    value: T = getattr(g, name)
+    return value
 
 
 def messages_in_body() -> list[dict[str, str]]:
@@ -169,7 +176,7 @@ def messages_in_body() -> list[dict[str, str]]:
             messages.append({"role": role, "content": content})
         return messages
 
-    return _cached("sentinel_messages", parse)  # type: ignore[no-any-return]
+    return _cached("sentinel_messages", parse)
 
 
 def waypoint(item: Any, field: str) -> dict[str, Any]:
@@ -245,7 +252,7 @@ def new_itinerary_body() -> tuple[dict[str, Any], dict[str, Any] | None]:
         body = read_json()
         return itinerary_data(obj(body, "data", required=True) or {}), alerts_config(body)
 
-    return _cached("sentinel_new_itinerary", parse)  # type: ignore[no-any-return]
+    return _cached("sentinel_new_itinerary", parse)
 
 
 def itinerary_patch() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -257,7 +264,7 @@ def itinerary_patch() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
             raise InvalidInput("send 'data', 'alerts_config' or both")
         return (itinerary_data(data) if data is not None else None), config
 
-    return _cached("sentinel_itinerary_patch", parse)  # type: ignore[no-any-return]
+    return _cached("sentinel_itinerary_patch", parse)
 
 
 def waypoints_in_body() -> list[dict[str, Any]]:
@@ -266,7 +273,7 @@ def waypoints_in_body() -> list[dict[str, Any]]:
         items(body, "waypoints", max_items=MAX_WAYPOINTS_PER_REQUEST)
         return waypoints_of(body["waypoints"], "waypoints")
 
-    return _cached("sentinel_waypoints", parse)  # type: ignore[no-any-return]
+    return _cached("sentinel_waypoints", parse)
 
 
 def added_by_patch(itinerary_id: int) -> int:
@@ -281,7 +288,7 @@ def added_by_patch(itinerary_id: int) -> int:
 
 
 @bp.get("/healthz")
-def healthz() -> Any:
+def healthz() -> ResponseReturnValue:
     """200 when the app and its database answer; 503 otherwise."""
     try:
         with sentinel().pool.connection(timeout=2) as conn:
@@ -294,13 +301,13 @@ def healthz() -> Any:
 
 
 @bp.get("/")
-def index() -> Any:
+def index() -> ResponseReturnValue:
     """What this API offers, for a first look."""
     return jsonify(
         name="Sentinel",
         docs="docs/example.md",
         endpoints=sorted(
-            f"{' '.join(sorted(rule.methods - {'HEAD', 'OPTIONS'}))} {rule.rule}"  # type: ignore[operator]
+            f"{' '.join(sorted((rule.methods or set()) - {'HEAD', 'OPTIONS'}))} {rule.rule}"
             for rule in current_app.url_map.iter_rules()
             if rule.endpoint != "static"
         ),
@@ -309,7 +316,7 @@ def index() -> Any:
 
 @bp.get("/me")
 @login_required()
-def me() -> Any:
+def me() -> ResponseReturnValue:
     user = current_user()
     entitlements = gates.entitlements()
     # A stock limit counts what the user holds now, which feature_usage (this
@@ -330,13 +337,13 @@ def me() -> Any:
 
 @bp.get("/threads")
 @login_required()
-def list_threads() -> Any:
+def list_threads() -> ResponseReturnValue:
     return jsonify(threads=[t.to_json() for t in thread_manager.list_threads(current_user().id)])
 
 
 @bp.post("/threads")
 @login_required()
-def create_thread() -> Any:
+def create_thread() -> ResponseReturnValue:
     title = text(read_json(), "title", max_length=200)
     assert title is not None
     thread = thread_manager.create_thread(current_user().id, title)
@@ -345,7 +352,7 @@ def create_thread() -> Any:
 
 @bp.get("/threads/<id:thread_id>")
 @login_required()
-def get_thread(thread_id: int) -> Any:
+def get_thread(thread_id: int) -> ResponseReturnValue:
     thread = owned_thread(thread_id)
     messages = thread_manager.list_messages(thread_id, current_user().id)
     return jsonify(thread=thread.to_json(), messages=[m.to_json() for m in messages])
@@ -354,7 +361,7 @@ def get_thread(thread_id: int) -> Any:
 @bp.post("/threads/<id:thread_id>/messages")
 @login_required()
 @feature_limit("chat_messages_monthly", cost=lambda thread_id: len(messages_in_body()))
-def post_messages(thread_id: int) -> Any:
+def post_messages(thread_id: int) -> ResponseReturnValue:
     messages = messages_in_body()
     limit = current_app.config["SENTINEL_THREAD_MESSAGE_LIMIT"]
     try:
@@ -377,7 +384,7 @@ def post_messages(thread_id: int) -> Any:
 @bp.get("/threads/<id:thread_id>/export.pdf")
 @login_required()
 @feature_required("can_export_pdf")
-def export_thread(thread_id: int) -> Any:
+def export_thread(thread_id: int) -> ResponseReturnValue:
     thread = owned_thread(thread_id)
     doc = PdfDocument(
         thread.title, f"Sentinel conversation · {thread.thread_messages_count} messages"
@@ -401,7 +408,7 @@ def pdf_response(doc: PdfDocument, filename: str) -> Response:
 
 @bp.get("/itineraries")
 @login_required()
-def list_itineraries() -> Any:
+def list_itineraries() -> ResponseReturnValue:
     mine = itinerary_manager.list_itineraries(current_user().id)
     return jsonify(itineraries=[i.to_json() for i in mine])
 
@@ -413,7 +420,7 @@ def list_itineraries() -> Any:
     usage_getter=lambda: 0,  # a new itinerary has no destinations yet
     cost=lambda: len(new_itinerary_body()[0]["waypoints"]),
 )
-def create_itinerary() -> Any:
+def create_itinerary() -> ResponseReturnValue:
     data, config = new_itinerary_body()
     itinerary = itinerary_manager.create_itinerary(current_user().id, data, config)
     location = url_for(".get_itinerary", itinerary_id=itinerary.id)
@@ -422,14 +429,14 @@ def create_itinerary() -> Any:
 
 @bp.get("/itineraries/<id:itinerary_id>")
 @login_required()
-def get_itinerary(itinerary_id: int) -> Any:
+def get_itinerary(itinerary_id: int) -> ResponseReturnValue:
     return jsonify(owned_itinerary(itinerary_id).to_json())
 
 
 @bp.patch("/itineraries/<id:itinerary_id>")
 @login_required()
 @feature_limit("itinerary_destinations", usage_getter=destinations_count, cost=added_by_patch)
-def update_itinerary(itinerary_id: int) -> Any:
+def update_itinerary(itinerary_id: int) -> ResponseReturnValue:
     data, config = itinerary_patch()
     limit = plan_limit("itinerary_destinations") if data is not None else None
     try:
@@ -462,7 +469,7 @@ def destination_limit(reached: DestinationLimitReached) -> Problem:
     usage_getter=destinations_count,
     cost=lambda itinerary_id: len(waypoints_in_body()),
 )
-def add_destinations(itinerary_id: int) -> Any:
+def add_destinations(itinerary_id: int) -> ResponseReturnValue:
     waypoints = waypoints_in_body()
     limit = plan_limit("itinerary_destinations")
     try:
@@ -479,7 +486,7 @@ def add_destinations(itinerary_id: int) -> Any:
 @bp.get("/itineraries/<id:itinerary_id>/export.pdf")
 @login_required()
 @feature_required("can_export_pdf")
-def export_itinerary(itinerary_id: int) -> Any:
+def export_itinerary(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)
     route = intel.route_analysis(itinerary.waypoints)
     doc = PdfDocument(
@@ -502,14 +509,14 @@ def export_itinerary(itinerary_id: int) -> Any:
 @bp.post("/itineraries/<id:itinerary_id>/route-analysis")
 @login_required()
 @feature_limit("route_analysis")
-def route_analysis(itinerary_id: int) -> Any:
+def route_analysis(itinerary_id: int) -> ResponseReturnValue:
     return jsonify(intel.route_analysis(owned_itinerary(itinerary_id).waypoints))
 
 
 @bp.post("/itineraries/<id:itinerary_id>/briefing")
 @login_required()
 @feature_limit("briefing_package")
-def briefing_package(itinerary_id: int) -> Any:
+def briefing_package(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)
     return jsonify(intel.briefing(itinerary.title, itinerary.waypoints, itinerary.alerts_config))
 
@@ -517,7 +524,7 @@ def briefing_package(itinerary_id: int) -> Any:
 @bp.get("/itineraries/<id:itinerary_id>/safe-zones")
 @login_required()
 @feature_required("safe_zones")
-def safe_zones(itinerary_id: int) -> Any:
+def safe_zones(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)
     return jsonify(
         stops=[
@@ -530,7 +537,7 @@ def safe_zones(itinerary_id: int) -> Any:
 @bp.get("/itineraries/<id:itinerary_id>/alerts.csv")
 @login_required()
 @feature_required("alerts_export")
-def alerts_export(itinerary_id: int) -> Any:
+def alerts_export(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)
     threshold = itinerary.alerts_config.get("min_level", 2)
     out = io.StringIO()
@@ -562,7 +569,7 @@ def alerts_export(itinerary_id: int) -> Any:
 @bp.get("/briefings/monthly")
 @login_required()
 @feature_required("monthly_briefing")
-def monthly_briefing() -> Any:
+def monthly_briefing() -> ResponseReturnValue:
     user = current_user()
     mine = itinerary_manager.list_itineraries(user.id)
     codes = sorted({str(w.get("country")) for i in mine for w in i.waypoints if w.get("country")})
@@ -583,7 +590,7 @@ REPORT_KINDS = ("destinations_by_country", "destinations_by_risk", "messages_by_
 @bp.post("/reports")
 @login_required()
 @feature_limit("custom_reports")
-def custom_report() -> Any:
+def custom_report() -> ResponseReturnValue:
     kind = text(read_json(), "kind", max_length=64)
     if kind not in REPORT_KINDS:
         raise InvalidInput(f"'kind' must be one of {', '.join(REPORT_KINDS)}", "kind")
@@ -606,7 +613,7 @@ def custom_report() -> Any:
 @bp.get("/intel")
 @login_required()
 @feature_tier("pro", feature="analyst_intelligence")
-def analyst_intelligence() -> Any:
+def analyst_intelligence() -> ResponseReturnValue:
     country = request.args.get("country")
     if country is not None:
         codes = [country]
@@ -621,14 +628,14 @@ def analyst_intelligence() -> Any:
 
 @bp.get("/team/invites")
 @login_required()
-def list_invites() -> Any:
+def list_invites() -> ResponseReturnValue:
     return jsonify(invites=accounts.list_invites(current_user().id))
 
 
 @bp.post("/team/invites")
 @login_required()
 @feature_limit("team_invite")
-def invite() -> Any:
+def invite() -> ResponseReturnValue:
     email = text(read_json(), "email", max_length=254)
     if email is None or not EMAIL.match(email):
         raise InvalidInput("'email' must be an email address", "email")
@@ -640,14 +647,14 @@ def invite() -> Any:
 
 @bp.get("/tokens")
 @login_required()
-def list_tokens() -> Any:
+def list_tokens() -> ResponseReturnValue:
     return jsonify(tokens=[t.to_json() for t in accounts.list_tokens(current_user().id)])
 
 
 @bp.post("/tokens")
 @login_required()
 @feature_limit("api_access_tokens", usage_getter=lambda: accounts.count_tokens(current_user().id))
-def create_token() -> Any:
+def create_token() -> ResponseReturnValue:
     name = text(read_json(), "name", max_length=100)
     assert name is not None
     user = current_user()
@@ -673,7 +680,7 @@ def holding_limit(feature: str, reached: HoldingLimitReached) -> Problem:
 
 @bp.delete("/tokens/<id:token_id>")
 @login_required()
-def delete_token(token_id: int) -> Any:
+def delete_token(token_id: int) -> ResponseReturnValue:
     if not accounts.delete_token(token_id, current_user().id):
         raise not_found("token", token_id)
     return "", 204
@@ -681,14 +688,14 @@ def delete_token(token_id: int) -> Any:
 
 @bp.get("/searches")
 @login_required()
-def list_searches() -> Any:
+def list_searches() -> ResponseReturnValue:
     return jsonify(searches=[s.to_json() for s in accounts.list_searches(current_user().id)])
 
 
 @bp.post("/searches")
 @login_required()
 @feature_limit("saved_searches", usage_getter=lambda: accounts.count_searches(current_user().id))
-def save_search() -> Any:
+def save_search() -> ResponseReturnValue:
     body = read_json()
     name = text(body, "name", max_length=100)
     query = text(body, "query", max_length=500)
@@ -704,7 +711,7 @@ def save_search() -> Any:
 
 @bp.delete("/searches/<id:search_id>")
 @login_required()
-def delete_search(search_id: int) -> Any:
+def delete_search(search_id: int) -> ResponseReturnValue:
     if not accounts.delete_search(search_id, current_user().id):
         raise not_found("saved search", search_id)
     return "", 204

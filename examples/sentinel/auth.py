@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import ParamSpec
 from typing import TypeVar
 
 from flask import current_app
@@ -19,6 +19,7 @@ from flask import request
 
 from .accounts import User
 from .problems import Problem
+from .state import sentinel
 
 __all__ = [
     "COOKIE",
@@ -31,7 +32,8 @@ __all__ = [
 
 COOKIE = "sentinel_token"
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _bearer() -> str | None:
@@ -46,10 +48,10 @@ def load_user(*, allow_cookie: bool = False) -> User | None:
     """The user the request's token belongs to (cached on ``g`` for the request)."""
     if "sentinel_user" not in g:
         token = _bearer() or (request.cookies.get(COOKIE) if allow_cookie else None)
-        user = None
+        found = None
         if token and len(token) <= 200:
-            user = current_app.extensions["sentinel"].accounts.user_for_token(token)
-        g.sentinel_user = user
+            found = sentinel().accounts.user_for_token(token)
+        g.sentinel_user = found
     user: User | None = g.sentinel_user
     return user
 
@@ -80,31 +82,41 @@ def _unauthorized() -> Problem:
     )
 
 
-def login_required(*, allow_cookie: bool = False) -> Callable[[F], F]:
+def _sync(view: Callable[P, R]) -> Callable[P, R]:
+    """The view as Flask calls it (``ensure_sync``: an async view is run to completion).
+
+    Flask types the result as ``Callable[..., Any]``; it takes the view's arguments
+    and returns what a plain view returns.
+    """
+    call: Callable[P, R] = current_app.ensure_sync(view)
+    return call
+
+
+def login_required(*, allow_cookie: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """The view needs a valid token; 401 problem+json otherwise."""
 
-    def decorator(view: F) -> F:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if load_user(allow_cookie=allow_cookie) is None:
                 raise _unauthorized()
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return _sync(view)(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorator
 
 
-def admin_required(view: F) -> F:
+def admin_required(view: Callable[P, R]) -> Callable[P, R]:
     """The view needs an admin's token (header or cookie); 401 or 403 otherwise."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         user = load_user(allow_cookie=True)
         if user is None:
             raise _unauthorized()
         if not user.is_admin:
             raise Problem(403, "Forbidden", "this page is for administrators")
-        return current_app.ensure_sync(view)(*args, **kwargs)
+        return _sync(view)(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -35,7 +35,8 @@ def _nice_max(value: float) -> float:
     """A round axis maximum at or above ``value`` (1, 2, 2.5, 5 times a power of ten)."""
     if value <= 0:
         return 1
-    magnitude = 10 ** (len(str(int(value))) - 1)
+    # An int: the exponent is never negative (mypy types int ** int as Any).
+    magnitude: int = 10 ** (len(str(int(value))) - 1)
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * magnitude:
             return step * magnitude

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TypeAlias
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
 
 from feature_gates.pgserver import LocalPostgres
 from feature_gates.pgserver import PostgresNotFound
@@ -24,6 +27,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "MIGRATION_FOLDER",
     "DatabaseError",
+    "Pool",
     "start_embedded",
 ]
 
@@ -35,6 +39,10 @@ MIGRATION_FOLDER = HERE / "migrations"
 #: Where the embedded server keeps its data between runs (git-ignored).
 DEFAULT_DATA_DIR = HERE / ".pgdata"
 DATABASE_NAME = "sentinel"
+
+#: The app's connection pool: plain psycopg connections, rows as tuples unless a
+#: cursor asks for another row factory (the managers use ``class_row``).
+Pool: TypeAlias = ConnectionPool[psycopg.Connection[TupleRow]]
 
 
 class DatabaseError(RuntimeError):

@@ -312,20 +312,19 @@ def nearest_safe_zones(waypoint: dict[str, Any], count: int = 2) -> list[dict[st
     ]
 
 
-def briefing(title: str, waypoints: list[dict[str, Any]], alerts: dict[str, Any]) -> dict:
+def briefing(title: str, waypoints: list[dict[str, Any]], alerts: dict[str, Any]) -> dict[str, Any]:
     """A pre-departure briefing package for one itinerary."""
     threshold = alerts.get("min_level", 2)
-    stops = []
-    for waypoint in waypoints:
-        info = advisory(waypoint.get("country"))
-        stops.append(
-            {
-                "name": waypoint.get("name"),
-                "advisory": info,
-                "alert": bool(info and isinstance(threshold, int) and info["level"] >= threshold),
-                "safe_zones": nearest_safe_zones(waypoint, 1),
-            }
-        )
+    advisories = [advisory(w.get("country")) for w in waypoints]
+    stops = [
+        {
+            "name": waypoint.get("name"),
+            "advisory": info,
+            "alert": bool(info and isinstance(threshold, int) and info["level"] >= threshold),
+            "safe_zones": nearest_safe_zones(waypoint, 1),
+        }
+        for waypoint, info in zip(waypoints, advisories, strict=True)
+    ]
     countries = Counter(str(w.get("country") or "").upper() for w in waypoints)
     notes = [COUNTRIES[c].analyst_note for c in countries if c in COUNTRIES]
     return {
@@ -339,7 +338,7 @@ def briefing(title: str, waypoints: list[dict[str, Any]], alerts: dict[str, Any]
         ]
         + (
             ["Arrange a security escort for level 3 stops"]
-            if any(s["advisory"] and s["advisory"]["level"] >= 3 for s in stops)
+            if any(info and info["level"] >= 3 for info in advisories)
             else []
         ),
         "watch": notes,

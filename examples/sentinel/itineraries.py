@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.abc import Params
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+
+from .database import Pool
 
 __all__ = ["DestinationLimitReached", "Itinerary", "ItineraryManager"]
 
@@ -128,10 +130,10 @@ def _jsonb(value: dict[str, Any] | list[Any] | None) -> Jsonb | None:
 class ItineraryManager:
     """Creates and changes itineraries of one owner at a time."""
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
-    def _one(self, query: str, params: Any) -> Itinerary | None:
+    def _one(self, query: str, params: Params) -> Itinerary | None:
         with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(Itinerary))
             return cur.execute(query, params).fetchone()

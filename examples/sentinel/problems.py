@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from typing import TYPE_CHECKING
 from typing import Any
 
 import psycopg
@@ -20,6 +21,11 @@ from flask import request
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request as BaseRequest
+from werkzeug.wrappers import Response as BaseResponse
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["InvalidInput", "Problem", "problem", "read_json", "register"]
 
@@ -60,7 +66,11 @@ class Problem(HTTPException):
         self.headers = headers or {}
         self.extra = extra
 
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+    def get_response(
+        self,
+        environ: WSGIEnvironment | BaseRequest | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> Response:
         response = problem(self.code or 500, self.title, self.description or "", **self.extra)
         response.headers.update(self.headers)
         return response
@@ -70,8 +80,9 @@ class InvalidInput(Problem):
     """The request body is not what the endpoint takes (400)."""
 
     def __init__(self, detail: str, field: str | None = None) -> None:
-        extra = {"field": field} if field else {}
-        super().__init__(400, "Invalid input", detail, **extra)
+        super().__init__(400, "Invalid input", detail)
+        if field:
+            self.extra["field"] = field
 
 
 def _reject_constant(name: str) -> float:
@@ -175,7 +186,7 @@ def register(app: Flask) -> None:
             raise RequestEntityTooLarge()
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
+    def http_error(error: HTTPException) -> BaseResponse:
         response = error.get_response()
         if response.mimetype == "application/problem+json":
             return response  # feature-gates' denials and our own Problems

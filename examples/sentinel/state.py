@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
-from typing import Any
 from typing import cast
 
 from flask import current_app
-from psycopg_pool import ConnectionPool
 from werkzeug.local import LocalProxy
 
 from feature_gates import FeatureGates
@@ -21,6 +19,7 @@ from feature_gates.pgserver import LocalPostgres
 from feature_gates.reports import GatedRoute
 
 from .accounts import Accounts
+from .database import Pool
 from .itineraries import ItineraryManager
 from .threads import ThreadManager
 
@@ -34,7 +33,7 @@ gates = FeatureGates()
 class Sentinel:
     """What the views need, kept in ``app.extensions["sentinel"]``."""
 
-    pool: ConnectionPool[Any]
+    pool: Pool
     accounts: Accounts
     thread_manager: ThreadManager
     itinerary_manager: ItineraryManager

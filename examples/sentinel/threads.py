@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
+
+from .database import Pool
 
 __all__ = ["Message", "Thread", "ThreadFull", "ThreadManager", "ThreadNotFound"]
 
@@ -132,7 +133,7 @@ class ThreadNotFound(LookupError):
 class ThreadManager:
     """Creates threads and adds messages to them, keeping both counters exact."""
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
     def create_thread(self, user_id: int, title: str) -> Thread:

@@ -20,6 +20,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from feature_gates import Subject
 from feature_gates.migrate import MigrationSettings
@@ -149,7 +150,7 @@ def _wants_html() -> bool:
 
 @bp.get("/me/usage")
 @login_required(allow_cookie=True)
-def my_usage() -> Any:
+def my_usage() -> ResponseReturnValue:
     user = current_user()
     rows = usage_of(user)
     if not _wants_html():
@@ -193,7 +194,7 @@ def dashboard_data() -> dict[str, Any]:
     users = {u.id: u for u in accounts.list_users()}
     with sentinel().pool.connection() as conn:
         trend_rows = conn.execute(TREND, (since,)).fetchall()
-        active = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
+        active: dict[date, int] = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
 
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
@@ -231,7 +232,7 @@ def dashboard_data() -> dict[str, Any]:
 
 @bp.get("/admin/usage")
 @admin_required
-def admin_usage() -> Any:
+def admin_usage() -> ResponseReturnValue:
     data = dashboard_data()
     if not _wants_html():
         return jsonify(
@@ -273,12 +274,12 @@ def admin_usage() -> Any:
 
 
 @bp.get("/login")
-def login_form() -> Any:
+def login_form() -> ResponseReturnValue:
     return render_template("login.html", error=None, next=request.args.get("next", ""))
 
 
 @bp.post("/login")
-def login() -> Any:
+def login() -> ResponseReturnValue:
     token = (request.form.get("token") or "").strip()
     user = accounts.user_for_token(token) if token and len(token) <= 200 else None
     if user is None:
@@ -290,7 +291,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
-def logout() -> Any:
+def logout() -> ResponseReturnValue:
     response = redirect(url_for("usage.login_form"), code=303)
     response.delete_cookie(COOKIE)
     return response
