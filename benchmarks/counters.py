@@ -34,10 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from examples.sentinel import itineraries
 from examples.sentinel import threads
+from examples.sentinel.database import Pool
 from examples.sentinel.threads import ThreadManager
 from feature_gates.migrate import migrate
 from feature_gates.testing import DatabaseFactory
@@ -73,7 +75,7 @@ ROLES = [m["role"] for m in MESSAGES]
 CONTENTS = [m["content"] for m in MESSAGES]
 
 
-def _biggest(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int, int, int]:
+def _biggest(conn: psycopg.Connection[TupleRow]) -> tuple[int, int, int, int, int, int]:
     """(thread id, its messages, itinerary id, its owner, its waypoints, its bytes) of
     the largest thread and of an itinerary with the most waypoints."""
     thread = conn.execute(
@@ -138,7 +140,7 @@ def measure_reads(url: str, sizes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _threads(pool: ConnectionPool[Any], user_id: int) -> list[int]:
+def _threads(pool: Pool, user_id: int) -> list[int]:
     with pool.connection() as conn:
         rows = conn.execute(
             "INSERT INTO chat_threads (user_id, title) "
@@ -148,7 +150,7 @@ def _threads(pool: ConnectionPool[Any], user_id: int) -> list[int]:
     return [row[0] for row in rows]
 
 
-def _user(pool: ConnectionPool[Any]) -> int:
+def _user(pool: Pool) -> int:
     with pool.connection() as conn:
         row = conn.execute(
             "INSERT INTO users (email, name, plan) VALUES ('writer@example.com', 'Writer', 'pro') "
@@ -162,10 +164,10 @@ def measure_writes(databases: DatabaseFactory, sizes: dict[str, int]) -> dict[st
     """add_messages with the counters against a bare insert, in fresh databases."""
     bare_url = databases.create(BASE)
     counted_url = databases.create(COUNTED)
-    pools: list[ConnectionPool[Any]] = []
+    pools: list[Pool] = []
     try:
         for url in (bare_url, counted_url):
-            pool: ConnectionPool[Any] = ConnectionPool(
+            pool: Pool = ConnectionPool(
                 url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
             )
             pool.open(wait=True)
@@ -179,7 +181,7 @@ def measure_writes(databases: DatabaseFactory, sizes: dict[str, int]) -> dict[st
         manager = ThreadManager(counted_pool)
         limit = 2**31 - 1
 
-        def insert(pool: ConnectionPool[Any], ids: itertools.cycle[int]) -> Callable[[], object]:
+        def insert(pool: Pool, ids: itertools.cycle[int]) -> Callable[[], object]:
             def call() -> None:
                 with pool.connection() as conn:
                     conn.execute(BARE_INSERT, (next(ids), ROLES, CONTENTS)).fetchall()

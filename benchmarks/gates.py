@@ -44,6 +44,8 @@ from typing import Any
 
 import psycopg
 from flask import Flask
+from psycopg.abc import Params
+from psycopg.rows import TupleRow
 
 from feature_gates import FeatureGates
 from feature_gates import Subject
@@ -122,9 +124,15 @@ def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
 
 def view_latencies(call: Callable[[str], None], sizes: dict[str, int]) -> dict[str, list[float]]:
     """Microseconds of each call of each view, the views taking turns."""
-    sides = {name: (lambda path=path: call(path)) for name, path in PATHS.items()}
+
+    def side(path: str) -> Callable[[], object]:
+        return lambda: call(path)
+
     return harness.alternate(
-        sides, blocks=sizes["blocks"], per_block=sizes["per_block"], warmup=sizes["warmup"]
+        {name: side(path) for name, path in PATHS.items()},
+        blocks=sizes["blocks"],
+        per_block=sizes["per_block"],
+        warmup=sizes["warmup"],
     )
 
 
@@ -141,7 +149,7 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
             (period,),
         )
 
-        def send(query: str, params: Any) -> Callable[[], object]:
+        def send(query: str, params: Params) -> Callable[[], object]:
             return lambda: conn.execute(query, params, prepare=True).fetchone()
 
         times = harness.alternate(
@@ -181,7 +189,9 @@ def hot_updates(url: str) -> dict[str, Any]:
     }
 
 
-def race(url: str, attempt: Callable[[psycopg.Connection[Any], int], bool], feature: str) -> int:
+def race(
+    url: str, attempt: Callable[[psycopg.Connection[TupleRow], int], bool], feature: str
+) -> int:
     """Uses granted when RACE_THREADS threads race one key."""
     granted = 0
     lock = threading.Lock()
@@ -203,12 +213,12 @@ def race(url: str, attempt: Callable[[psycopg.Connection[Any], int], bool], feat
     return granted
 
 
-def atomic_attempt(conn: psycopg.Connection[Any], limit: int) -> bool:
+def atomic_attempt(conn: psycopg.Connection[TupleRow], limit: int) -> bool:
     row = conn.execute("SELECT consume_feature_usage(3, 'race_atomic', 1, %s)", (limit,)).fetchone()
     return row is not None and row[0] is not None
 
 
-def naive_attempt(conn: psycopg.Connection[Any], limit: int) -> bool:
+def naive_attempt(conn: psycopg.Connection[TupleRow], limit: int) -> bool:
     row = conn.execute("SELECT get_feature_usage(3, 'race_naive')").fetchone()
     if row is None or row[0] + 1 > limit:
         return False

@@ -200,13 +200,11 @@ def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
         raise writer.error
     problems = verify(url, settings)
     with psycopg.connect(url) as conn:
-        sizes = dict(
-            conn.execute(
-                "SELECT relname, round(pg_total_relation_size(oid) / 1048576.0) "
-                "FROM pg_class WHERE relname IN "
-                "('chat_threads', 'chat_messages', 'travel_itineraries')"
-            ).fetchall()
-        )
+        sizes = conn.execute(
+            "SELECT relname, round(pg_total_relation_size(oid) / 1048576.0) "
+            "FROM pg_class WHERE relname IN "
+            "('chat_threads', 'chat_messages', 'travel_itineraries')"
+        ).fetchall()
     steps = {
         a.label: a.execution_ms
         for a in applied_migrations(url, settings)
@@ -226,7 +224,7 @@ def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
         "migrate_messages": data.messages,
         "migrate_itineraries": data.itineraries,
         "batch_size": batch_size,
-        "table_mb": {str(k): int(v) for k, v in sizes.items()},
+        "table_mb": {str(name): int(mb) for name, mb in sizes},
     }
 
 

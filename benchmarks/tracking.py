@@ -53,6 +53,8 @@ from . import harness
 __all__ = ["main", "run"]
 
 Key = tuple[int, str]
+#: A batch of rows as columns: user ids, features, periods, amounts.
+Batch = tuple[list[int], list[str], list[date], list[int]]
 
 FEATURES = ("chat_messages", "pdf_exports", "route_analysis", "api_calls", "itineraries")
 
@@ -197,9 +199,9 @@ def measure_sync_upserts(url: str, events: list[Key], threads: int) -> dict[str,
     }
 
 
-def _batches(rows: dict[Key, int], size: int, period: date) -> list[tuple[list[Any], ...]]:
+def _batches(rows: dict[Key, int], size: int, period: date) -> list[Batch]:
     keys = sorted(rows)
-    batches: list[tuple[list[Any], ...]] = []
+    batches: list[Batch] = []
     for start in range(0, len(keys), size):
         chunk = keys[start : start + size]
         batches.append(
@@ -213,13 +215,13 @@ def _batches(rows: dict[Key, int], size: int, period: date) -> list[tuple[list[A
     return batches
 
 
-def _raw_batched(url: str, batches: list[tuple[list[Any], ...]]) -> None:
+def _raw_batched(url: str, batches: list[Batch]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for user_ids, features, periods, amounts in batches:
             conn.execute(RAW_BATCHED_UPSERT, (user_ids, features, periods, amounts))
 
 
-def _scalar_batched(url: str, batches: list[tuple[list[Any], ...]]) -> None:
+def _scalar_batched(url: str, batches: list[Batch]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for user_ids, features, periods, amounts in batches:
             conn.execute(SCALAR_FUNCTION_BATCHED, (user_ids, features, amounts, periods))
@@ -263,7 +265,7 @@ def measure_write_paths(
         finally:
             databases.drop(url)
 
-    def clock(function: Callable[[str, Any], None]) -> Callable[[str], float]:
+    def clock(function: Callable[[str, list[Batch]], None]) -> Callable[[str], float]:
         def write(url: str) -> float:
             started = time.perf_counter()
             function(url, batches)
