@@ -42,7 +42,10 @@ def test_smoke_run_writes_every_figure(feature_gates_server_url, tmp_path):
     assert missing(figures) == []
     for key in KEYS:
         assert key in done.stdout  # the printed table names every figure
-    numbers = [k for k, kind in KEYS.items() if kind is not bool]
+    # Durations and rates cannot be negative; an added latency (a difference of two
+    # medians) can, in a run this small on a busy machine, so it is not checked.
+    differences = {"gate_overhead_us_p50"}
+    numbers = [k for k, kind in KEYS.items() if kind is not bool and k not in differences]
     assert all(figures[k] >= 0 for k in numbers)
     # Correctness, unlike speed, holds at any size.
     assert figures["tracker_sum_exact"] is True
