@@ -7,6 +7,7 @@ stops ``init_app`` with a :class:`ConfigError` that names the key.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ def _number(minimum: float, *, integer: bool = False) -> Callable[[str, Any], An
         kind = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float) if not integer else int):
             raise ConfigError(f"{key} must be {kind}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if value < minimum:
             raise ConfigError(f"{key} must be at least {minimum}, got {value!r}")
         return value
@@ -123,6 +126,14 @@ def _log_level(key: str, value: Any) -> int:
     raise ConfigError(f"{key} must be a logging level such as 'INFO' or 'DEBUG', got {value!r}")
 
 
+def _statement_timeout(key: str, value: Any) -> float:
+    # PostgreSQL's statement_timeout is an int of milliseconds.
+    seconds = _number(0)(key, value)
+    if seconds > 2_147_483.647:
+        raise ConfigError(f"{key} must be a number of seconds up to 2147483.647, got {value!r}")
+    return float(seconds)
+
+
 def _option(default: Any, parse: Callable[[str, Any], Any]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
@@ -147,8 +158,8 @@ class Settings:
     #: mode applies.
     db_timeout: float = _option(0.25, _number(0.001))
     #: Seconds after which the server cancels a statement of the extension's pool
-    #: (0: no limit); a cancelled metered check follows the fail mode.
-    statement_timeout: float = _option(5.0, _number(0))
+    #: (0: the server's own setting); a cancelled metered check follows the fail mode.
+    statement_timeout: float = _option(5.0, _statement_timeout)
     #: What a metered check does when the database is unreachable.
     fail_mode: FailMode = _option("open", _choice("open", "closed"))
     #: Status of a limit denial: 429 (default), 402 or 403.

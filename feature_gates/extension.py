@@ -73,6 +73,20 @@ class Override:
         )
 
 
+def _is_bigint(value: Any) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _is_uuid(value: Any) -> bool:
+    if isinstance(value, uuid.UUID):
+        return True
+    try:
+        uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
 @dataclass
 class GatesState:
     """What one application's feature-gates needs at run time."""
@@ -93,8 +107,8 @@ class GatesState:
 
     def __post_init__(self) -> None:
         self.storage = gate.StorageHealth(self.emit)
-        self._user_id_types: tuple[type, ...] = (
-            (int,) if self.settings.migration.user_id_type == "bigint" else (uuid.UUID, str)
+        self._valid_user_id = (
+            _is_bigint if self.settings.migration.user_id_type == "bigint" else _is_uuid
         )
         self.user_ids = UserIdCache(self.settings.user_cache_ttl)
 
@@ -112,11 +126,12 @@ class GatesState:
                 f"the subject loader must return a feature_gates.Subject or None, "
                 f"got {type(subject).__name__}"
             )
-        if subject is not None and not isinstance(subject.user_id, self._user_id_types):
+        if subject is not None and not self._valid_user_id(subject.user_id):
+            kind = self.settings.migration.user_id_type
             raise TypeError(
                 f"the subject loader returned user_id {subject.user_id!r}; user ids are "
-                f"{self.settings.migration.user_id_type} here (FEATURE_GATES_USER_ID_TYPE): "
-                f"return {'an int' if self._user_id_types == (int,) else 'a uuid.UUID or str'}"
+                f"{kind} here (FEATURE_GATES_USER_ID_TYPE): return "
+                + ("an int that fits a bigint" if kind == "bigint" else "a uuid.UUID or its text")
             )
         return subject if self.override is None else self.override.apply(subject)
 
@@ -326,7 +341,16 @@ class FeatureGates:
         """Uses of ``feature`` left to the current subject this period; None if unlimited.
 
         A template global: ``{{ feature_remaining("chat_messages_monthly") }} left``.
+        For a metered feature only: a stock limit's count is the application's, so
+        ``check(feature, used=count)`` answers for it.
         """
+        state = self._state()
+        state.check_views()
+        if feature in state.stock_features:
+            raise ValueError(
+                f"{feature!r} is gated as a stock limit: its count is the application's; "
+                f"use gates.check({feature!r}, used=<count>).remaining"
+            )
         return self.check(feature).remaining
 
     def resolve_user_id(self, email: str) -> Any:

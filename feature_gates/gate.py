@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,8 @@ _REQUEST_KEY = "_feature_gates"
 
 #: The most uses one consume takes (the SQL functions' amounts are integers).
 MAX_AMOUNT = 2**31 - 1
+#: The largest usage count (feature_usage.usage_count is a bigint).
+MAX_COUNT = 2**63 - 1
 
 #: Errors that mean "the database cannot be reached now" (PoolTimeout included),
 #: as opposed to a bad argument, which is a bug and is raised.
@@ -324,6 +327,9 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
         limit = _resolve(gate.limit, kwargs)
         if limit is not None:
             limit = _amount(limit, "limit", gate)
+            if limit >= MAX_COUNT:
+                # A count is a bigint: it can never reach this limit.
+                limit = None
     else:
         limit = catalogue.entitlement(subject.plan, gate.feature).limit
     if limit == 0:
@@ -416,7 +422,10 @@ def _consume(
         "period": period,
     }
     try:
-        (row,) = _execute(state, store.CONSUME_OR_USAGE, params)
+        (row,) = _execute(state, store.CONSUME_OR_USAGE, params, idempotent=False)
+    except psycopg.errors.QueryCanceled as exc:
+        _timed_out(state, f"the metered check of {feature!r}", exc)
+        return None
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None
@@ -433,26 +442,60 @@ def _consume(
     return row[0], row[1]
 
 
-def _execute(state: GatesState, query: Any, params: Any) -> list[tuple[Any, ...]]:
+class _ClosedByServer(Exception):
+    """A pooled connection the server closed while it sat idle (a restart)."""
+
+
+def _closed_by_server(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+    """Whether the server has written to an idle connection: it only does so to end
+    it (a restart's "terminating connection", or the socket's end). A poll of the
+    socket, no round trip."""
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _execute(
+    state: GatesState, query: Any, params: Any, *, idempotent: bool
+) -> list[tuple[Any, ...]]:
     """The rows of ``query`` on a pooled connection.
 
-    A restart of the database closes every connection the pool keeps, and each
-    would fail its next statement, which the server never received: the gates
-    would take a database that is back for one that is away. So when the
-    connection turns out closed, the pool's idle connections are checked (the
-    closed ones replaced) and the statement is sent once more.
+    A restart of the database closes every connection the pool keeps. A connection
+    the server closed while idle is noticed before the statement is sent (see
+    :func:`_closed_by_server`): the pool's connections are checked and another is
+    taken, so a database that is back is not taken for one that is away. A
+    connection that breaks under the statement is retried only for a read
+    (``idempotent``): a consume or a refund may have committed before its reply
+    was lost, and sending it again would count it twice.
     """
     pool = state.pool.get()
     for last in (False, True):
         conn: psycopg.Connection[tuple[Any, ...]] | None = None
         try:
             with pool.connection(timeout=state.settings.db_timeout) as conn:
+                if not last and _closed_by_server(conn):
+                    conn.close()  # the pool drops a closed connection
+                    raise _ClosedByServer
                 return conn.execute(query, params).fetchall()
+        except _ClosedByServer:
+            pool.check()
         except UNREACHABLE:
-            if last or conn is None or not conn.broken:
+            if conn is None or not conn.broken:
                 raise
             pool.check()
+            if last or not idempotent:
+                raise
     raise AssertionError("unreachable")
+
+
+def _timed_out(state: GatesState, what: str, exc: BaseException) -> None:
+    """A statement ran past FEATURE_GATES_STATEMENT_TIMEOUT: this request follows the
+    fail mode; the database answers, so it is not an outage."""
+    logger.warning(
+        "%s took longer than FEATURE_GATES_STATEMENT_TIMEOUT (%g s) and was cancelled: %s",
+        what,
+        state.settings.statement_timeout,
+        one_line(exc),
+    )
 
 
 def _limit_denial(
@@ -572,9 +615,11 @@ def _refund(grant: Grant) -> None:
             state,
             store.REFUND,
             (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
+            idempotent=False,
         )
     except UNREACHABLE as exc:
-        state.storage.failed(exc)
+        if not isinstance(exc, psycopg.errors.QueryCanceled):
+            state.storage.failed(exc)
         logger.warning(
             "%d uses of %r by %r not refunded: %s",
             grant.consumed,
@@ -708,7 +753,10 @@ def _read(
     if not state.storage.should_try():
         return None
     try:
-        rows = _execute(state, query, params)
+        rows = _execute(state, query, params, idempotent=True)
+    except psycopg.errors.QueryCanceled as exc:
+        _timed_out(state, "a usage read", exc)
+        return None
     except UNREACHABLE as exc:
         state.storage.failed(exc)
         return None

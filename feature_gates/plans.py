@@ -231,4 +231,9 @@ def _limit(where: str, value: Any) -> int | None:
         )
     if value < 0:
         raise ConfigError(f"{where}: a limit must be zero or more, got {value}")
+    if value >= 2**63 - 1:
+        raise ConfigError(
+            f"{where}: a limit must be below {2**63 - 1} (counts are bigints), got {value}; "
+            "write None or 'unlimited' for no limit"
+        )
     return value

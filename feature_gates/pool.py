@@ -37,8 +37,9 @@ class LazyPool:
     :param name: the pool's name, in psycopg_pool's log records.
     :param schema: the schema holding the feature-gates objects, put first on each
         connection's search_path.
-    :param statement_timeout: seconds after which the server cancels a statement
-        (0 for no limit), so a request never hangs on a stuck query or lock.
+    :param statement_timeout: seconds after which the server cancels a statement, so
+        a request never hangs on a stuck query or lock; 0 leaves the server's setting
+        (the role's or the database's ``statement_timeout``).
     """
 
     def __init__(
@@ -96,8 +97,8 @@ class LazyPool:
             return self._pool
 
     def _configure(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        timeout_ms = str(round(self.statement_timeout * 1000))
-        conn.execute(store.CONFIGURE_SESSION, (self.schema, timeout_ms))
+        timeout_ms = round(self.statement_timeout * 1000)
+        conn.execute(store.CONFIGURE_SESSION, {"schema": self.schema, "timeout_ms": timeout_ms})
 
     @property
     def opened(self) -> bool:

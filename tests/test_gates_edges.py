@@ -145,3 +145,47 @@ def test_a_user_id_of_the_wrong_type_is_named_before_the_view_runs(make_app):
     gates.subject_loader(lambda: Subject(user_id="seven", plan="pro"))
     with pytest.raises(TypeError, match="user ids are bigint here"):
         app.test_client().post("/messages")
+
+
+def test_a_timed_out_check_follows_the_fail_mode_for_that_request_alone(
+    make_app, feature_gates_database_url
+):
+    app = make_app(FEATURE_GATES_STATEMENT_TIMEOUT=0.3, FEATURE_GATES_FAIL_MODE="closed")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/messages", headers=headers(8, "free")).status_code == 201
+    assert client.post("/messages", headers=headers(7, "free")).status_code == 201
+    with psycopg.connect(feature_gates_database_url) as holder:
+        holder.execute("SELECT * FROM feature_usage WHERE user_id = 7 FOR UPDATE")
+        assert client.post("/messages", headers=headers(7, "free")).status_code == 503
+        # Another user's check is not swept into an "outage": it still meets its limit.
+        assert client.post("/messages", headers=headers(8, "free")).status_code == 429
+        holder.rollback()
+    assert app.extensions["feature_gates"].storage.down_since is None
+
+
+@pytest.mark.parametrize(
+    ("user_id", "user_id_type"),
+    [(True, "bigint"), (2**63, "bigint"), ("alice", "uuid")],
+)
+def test_user_ids_the_database_cannot_take_are_named(make_app, user_id, user_id_type):
+    app = make_app(PROPAGATE_EXCEPTIONS=True, FEATURE_GATES_USER_ID_TYPE=user_id_type)
+    gates = app.extensions["feature_gates"].extension
+    gates.subject_loader(lambda: Subject(user_id=user_id, plan="pro"))
+    with pytest.raises(TypeError, match=f"user ids are {user_id_type} here"):
+        app.test_client().post("/messages")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 3e6, -1])
+def test_a_statement_timeout_postgresql_cannot_take_is_refused(value):
+    app = Flask(__name__)
+    app.config.update(FEATURE_GATES_TRACKING="off", FEATURE_GATES_STATEMENT_TIMEOUT=value)
+    with pytest.raises(ConfigError, match="FEATURE_GATES_STATEMENT_TIMEOUT"):
+        FeatureGates(app)
+
+
+def test_feature_remaining_refuses_to_guess_a_stock_count(app, gates):
+    with app.test_request_context(headers=headers(1, "free")):
+        assert gates.feature_remaining("chat_messages_monthly") == 3
+        with pytest.raises(ValueError, match="stock limit"):
+            gates.feature_remaining("itinerary_destinations")

@@ -19,8 +19,11 @@ from collections import Counter
 import psycopg
 import pytest
 from flask import Flask
+from gates_sample import create_app
+from gates_sample import headers
 
 from feature_gates import FeatureGates
+from feature_gates.gate import StorageHealth
 from feature_gates.migrate import MigrationSettings
 from feature_gates.pgserver import LocalPostgres
 from feature_gates.pool import LazyPool
@@ -184,8 +187,9 @@ class CuttingProxy:
     """Forwards PostgreSQL connections from a unix socket of its own to the server's.
 
     Armed with :meth:`cut_next_batch`, it cuts the connection that sends the next
-    batch, either before the server gets it or after the server has answered
-    (committed) and before the answer is passed on.
+    batch (or the next statement naming ``marker``), either before the server gets
+    it or after the server has answered (committed) and before the answer is passed
+    on.
     """
 
     def __init__(self, server_url):
@@ -197,6 +201,7 @@ class CuttingProxy:
         self.listener.listen()
         self.sockets = []
         self.mode = None
+        self.marker = b""
         self.cuts = 0
         self.lock = threading.Lock()
         self.accepting = threading.Thread(target=self._accept, daemon=True)
@@ -205,8 +210,9 @@ class CuttingProxy:
     def url(self, dbname):
         return f"postgresql://postgres@/{dbname}?host={self.dir}"
 
-    def cut_next_batch(self, when):
+    def cut_next_batch(self, when, marker=b"write_feature_usage_batch"):
         assert when in ("before-server", "after-commit")
+        self.marker = marker
         self.mode = when
 
     def _accept(self):
@@ -235,7 +241,7 @@ class CuttingProxy:
             if not data:
                 self._close(source, sink)
                 return
-            if to_server and self.mode and b"write_feature_usage_batch" in data:
+            if to_server and self.mode and self.marker in data:
                 if self.mode == "before-server":
                     self._cut(source, sink)
                     return
@@ -309,3 +315,26 @@ def test_a_batch_whose_reply_was_lost_is_counted_once(proxy, url, when, caplog):
     finally:
         tracker.close(timeout=30)
         tracker.pool.close()
+
+
+def test_a_refund_whose_reply_was_lost_is_not_sent_again(proxy, url):
+    """A refund that committed and lost its reply must not be given twice: the user
+    would get a use beyond the limit."""
+    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    app = create_app(proxy.url(dbname), FEATURE_GATES_TRACKING="off")
+    client = app.test_client()
+    try:
+        statuses = [client.post("/messages", headers=headers(7, "free")).status_code]
+        statuses.append(client.post("/messages", headers=headers(7, "free")).status_code)
+        proxy.cut_next_batch("after-commit", marker=b"refund_feature_usage")
+        statuses.append(client.post("/messages?status=500", headers=headers(7, "free")).status_code)
+        assert proxy.cuts == 1
+        # The lost reply looked like an outage: let the gate's first probe come due.
+        time.sleep(StorageHealth.first_backoff * 2)
+        statuses += [
+            client.post("/messages", headers=headers(7, "free")).status_code for _ in range(2)
+        ]
+        assert statuses == [201, 201, 500, 201, 429]
+        assert count_of(url, 7, "chat_messages_monthly") == 3
+    finally:
+        app.extensions["feature_gates"].close()

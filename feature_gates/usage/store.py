@@ -7,10 +7,11 @@ validation and the locking rules live in the database, next to the data.
 from __future__ import annotations
 
 #: Run once on each new pooled connection: the feature-gates schema first on the
-#: search path, and a statement timeout (milliseconds, '0' for none).
+#: search path, and a statement timeout in milliseconds (0 leaves the server's).
 CONFIGURE_SESSION = """
-SELECT set_config('search_path', quote_ident(%s) || ', public', false),
-       set_config('statement_timeout', %s, false)
+SELECT set_config('search_path', quote_ident(%(schema)s) || ', public', false),
+       CASE WHEN %(timeout_ms)s::integer > 0
+            THEN set_config('statement_timeout', %(timeout_ms)s::text, false) END
 """
 
 #: Gives back consumed usage (never below 0); returns the new count.
