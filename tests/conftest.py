@@ -16,6 +16,9 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings
 
+from feature_gates.pgserver import LocalPostgres
+from feature_gates.testing import DatabaseFactory
+
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures.
 pytest_plugins = ["pytester", "gates_sample"]
 
@@ -60,3 +63,19 @@ def empty_url(feature_gates_databases):
     url = feature_gates_databases.create(None)
     yield url
     feature_gates_databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """A PostgreSQL of the test module's own: its tests may halt and start it."""
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def own_databases(own_server):
+    """Fresh databases on :func:`own_server`."""
+    factory = DatabaseFactory(own_server.url())
+    yield factory
+    own_server.start()  # a failed test may have left it halted
+    factory.close()

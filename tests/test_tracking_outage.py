@@ -25,12 +25,10 @@ from gates_sample import headers
 from feature_gates import FeatureGates
 from feature_gates.gate import StorageHealth
 from feature_gates.migrate import MigrationSettings
-from feature_gates.pgserver import LocalPostgres
 from feature_gates.pool import LazyPool
 from feature_gates.signals import storage_recovered
 from feature_gates.signals import storage_unavailable
 from feature_gates.signals import tracking_failed
-from feature_gates.testing import DatabaseFactory
 from feature_gates.usage.tracker import FlushTimeout
 from feature_gates.usage.tracker import UsageTracker
 
@@ -38,25 +36,11 @@ SOCKET_NAME = ".s.PGSQL.5432"
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05I"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LocalPostgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def databases(server):
-    factory = DatabaseFactory(server.url())
-    yield factory
-    server.start()  # a failed test may have left it stopped
-    factory.close()
-
-
 @pytest.fixture
-def url(databases):
-    url = databases.create(MigrationSettings())
+def url(own_databases):
+    url = own_databases.create(MigrationSettings())
     yield url
-    databases.drop(url)
+    own_databases.drop(url)
 
 
 def count_of(url, user_id, feature):
@@ -76,7 +60,9 @@ def wait_until(condition, seconds=60.0):
         time.sleep(0.02)
 
 
-def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(server, url, caplog):
+def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(
+    own_server, url, caplog
+):
     app = Flask(__name__)
     app.config.update(
         FEATURE_GATES_DATABASE_URL=url,
@@ -127,11 +113,11 @@ def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(ser
             for thread in clients:
                 thread.start()
             wait_until(lambda: state.tracker.stats().written > 200)
-            server.halt()
+            own_server.halt()
             wait_until(lambda: state.tracker.stats().retries >= 3)
             during = sum(statuses.values())
             wait_until(lambda: sum(statuses.values()) > during + 200)
-            server.start()
+            own_server.start()
             wait_until(lambda: events["recovered"] == 1)
             time.sleep(0.2)
             stop.set()
@@ -162,19 +148,19 @@ def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(ser
     assert "usage writes failed" in warnings[0] and "succeed again" in warnings[1]
 
 
-def test_flush_raises_with_the_pending_count_while_the_database_is_down(server, url):
+def test_flush_raises_with_the_pending_count_while_the_database_is_down(own_server, url):
     tracker = UsageTracker(LazyPool(url, timeout=1), flush_interval=3600)
     try:
         tracker.track(1, "exports", 4)
         tracker.track(2, "exports", 3)
-        server.halt()
+        own_server.halt()
         try:
             with pytest.raises(FlushTimeout, match="7 uses of 2 keys still pending") as raised:
                 tracker.flush(timeout=1.5)
             assert (raised.value.pending, raised.value.pending_keys) == (7, 2)
             assert tracker.stats().unavailable_since is not None
         finally:
-            server.start()
+            own_server.start()
         tracker.flush(timeout=60)
         assert (count_of(url, 1, "exports"), count_of(url, 2, "exports")) == (4, 3)
         assert tracker.stats().unavailable_since is None
@@ -280,8 +266,8 @@ class CuttingProxy:
 
 
 @pytest.fixture
-def proxy(server):
-    proxy = CuttingProxy(server.url())
+def proxy(own_server):
+    proxy = CuttingProxy(own_server.url())
     yield proxy
     proxy.close()
 

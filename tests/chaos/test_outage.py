@@ -36,9 +36,7 @@ from feature_gates import feature_limit
 from feature_gates import feature_required
 from feature_gates import feature_tier
 from feature_gates.migrate import MigrationSettings
-from feature_gates.pgserver import LocalPostgres
 from feature_gates.signals import storage_unavailable
-from feature_gates.testing import DatabaseFactory
 from feature_gates.testing import fire_concurrently
 from feature_gates.testing import serve
 
@@ -53,20 +51,6 @@ PLANS = {
 CALLS = [("/report", "GET", "reports", 2), ("/intel", "GET", "intel", 2),
          ("/messages", "POST", "messages", 6)]  # fmt: skip
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LocalPostgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def databases(server):
-    factory = DatabaseFactory(server.url())
-    yield factory
-    server.start()  # a failed test may have left it stopped
-    factory.close()
 
 
 def gated_app(url: str, fail_mode: str) -> tuple[Flask, FeatureGates]:
@@ -154,7 +138,7 @@ def client(http: Http, user: int, plan: str, seed: int, stop: threading.Event, t
             timeline.answers.append(answer)
 
 
-def run_through_outages(base_url, users, server, budget, recovered) -> Timeline:
+def run_through_outages(base_url, users, own_server, budget, recovered) -> Timeline:
     """Clients call until the database went away ``budget.outages`` times, came
     back each time and ``recovered()`` says the app noticed; then a little longer."""
     timeline = Timeline()
@@ -170,11 +154,11 @@ def run_through_outages(base_url, users, server, budget, recovered) -> Timeline:
         for _ in range(budget.outages):
             time.sleep(budget.outage_seconds)
             halting = time.monotonic()
-            server.halt()
+            own_server.halt()
             down = time.monotonic()
             time.sleep(budget.outage_seconds)
             starting = time.monotonic()
-            server.start()
+            own_server.start()
             started = time.monotonic()
             deadline = started + 60
             while not recovered():
@@ -203,9 +187,9 @@ def expected_statuses(answer: Answer, fail_mode: str) -> set[int]:
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
 def test_gates_answer_through_an_outage_and_count_every_use_once(
-    server, databases, fail_mode, budget, quiet_server_log, report
+    own_server, own_databases, fail_mode, budget, quiet_server_log, report
 ):
-    url = databases.create(MigrationSettings())
+    url = own_databases.create(MigrationSettings())
     app, gates = gated_app(url, fail_mode)
     state = app.extensions["feature_gates"]
     users = [(n, plan) for n, plan in enumerate(["free", "pro", "enterprise"] * 2, start=1)]
@@ -218,7 +202,7 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
 
     try:
         with serve(app) as base_url:
-            timeline = run_through_outages(base_url, users, server, budget, recovered)
+            timeline = run_through_outages(base_url, users, own_server, budget, recovered)
         with app.app_context():
             gates.flush(timeout=60)
         stats = state.tracker.stats()
@@ -275,12 +259,12 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
 
 
 def test_sentinel_answers_503_while_its_database_is_away_and_recovers(
-    server, databases, make_sentinel, budget, quiet_server_log, report, caplog
+    own_server, own_databases, make_sentinel, budget, quiet_server_log, report, caplog
 ):
     """Every Sentinel call needs its database (the token is looked up there): while
     it is away, calls wait for it or answer 503 problem+json, never 500, and once
     it is back the counters are exact and every use is counted once."""
-    url = databases.create(SENTINEL_SETTINGS)
+    url = own_databases.create(SENTINEL_SETTINGS)
     app = make_sentinel(url, SENTINEL_DEMO_DATA=True)
     users = soak_users(app, 1)
     seconds = budget.outage_seconds * 2 * (budget.outages + 1)
@@ -295,11 +279,11 @@ def test_sentinel_answers_503_while_its_database_is_away_and_recovers(
         try:
             for _ in range(budget.outages):
                 time.sleep(budget.outage_seconds)
-                server.halt()
+                own_server.halt()
                 time.sleep(budget.outage_seconds)
-                server.start()
+                own_server.start()
         finally:
-            server.start()
+            own_server.start()
             clients.join()
     with app.app_context():
         sentinel_gates.flush(timeout=60)
@@ -329,10 +313,10 @@ def test_sentinel_answers_503_while_its_database_is_away_and_recovers(
     )
 
 
-def test_a_restart_between_requests_is_not_an_outage(server, databases, quiet_server_log):
+def test_a_restart_between_requests_is_not_an_outage(own_server, own_databases, quiet_server_log):
     """A restart closes every connection the pool keeps: the next checks must get
     new ones, not take the closed ones for a database that is away."""
-    url = databases.create(MigrationSettings())
+    url = own_databases.create(MigrationSettings())
     app, gates = gated_app(url, "closed")
     state = app.extensions["feature_gates"]
     outages = []
@@ -343,8 +327,8 @@ def test_a_restart_between_requests_is_not_an_outage(server, databases, quiet_se
             # Enough at once that the pool keeps several connections.
             assert fire_concurrently(base_url, "POST", "/messages", n=16, headers=headers).allowed
             assert state.pool.get().get_stats()["pool_size"] > 1
-            server.halt()
-            server.start()
+            own_server.halt()
+            own_server.start()
             # The usage writer is first to meet the closed connections.
             assert Http(base_url).call("GET", "/report", headers=headers).status == 200
             with app.app_context():
