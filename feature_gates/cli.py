@@ -36,6 +36,8 @@ from .errors import one_line
 from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
+from .migrate.maintenance import MAX_KEEP_DAYS
+from .migrate.maintenance import MAX_KEEP_MONTHS
 
 __all__ = ["cli", "main"]
 
@@ -308,7 +310,7 @@ def repair_counters(obj: CommandContext, dry_run: bool) -> None:
 @cli.command()
 @click.option(
     "--keep-months",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_KEEP_MONTHS),
     default=6,
     show_default=True,
     help="Months kept in feature_usage besides the current one.",
@@ -331,6 +333,22 @@ def refresh(obj: CommandContext) -> None:
     with obj.errors():
         rows = runner.refresh(obj.require_url(), obj.settings)
     click.echo(f"refreshed feature_usage_summary: {rows} rows")
+
+
+@cli.command()
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1, max=MAX_KEEP_DAYS),
+    default=30,
+    show_default=True,
+    help="Days an idempotency key counts once.",
+)
+@_command_options
+def prune(obj: CommandContext, keep_days: int) -> None:
+    """Delete old idempotency keys and batch records (for cron)."""
+    with obj.errors():
+        rows = runner.prune(obj.require_url(), obj.settings, keep_days=keep_days)
+    click.echo(f"pruned {rows} idempotency keys and batch records older than {keep_days} days")
 
 
 def main() -> None:

@@ -171,6 +171,21 @@ def test_archive_and_refresh_for_cron(run, feature_gates_database_url):
     assert result.exit_code == 0
     assert result.output.startswith("archived 1 rows of periods before ")
     assert run("--database-url", url, "archive", "--keep-months", "-1").exit_code == 2
+    assert run("--database-url", url, "archive", "--keep-months", "12001").exit_code == 2
+
+
+def test_prune_for_cron(run, feature_gates_database_url):
+    url = feature_gates_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO feature_usage_idempotency (user_id, feature, idempotency_key, "
+            "recorded_at) VALUES (1, 'emails', 'old', now() - interval '8 days'), "
+            "(1, 'emails', 'new', now())"
+        )
+    result = run("--database-url", url, "prune", "--keep-days", "7")
+    assert result.output == "pruned 1 idempotency keys and batch records older than 7 days\n"
+    assert run("--database-url", url, "prune").output.startswith("pruned 0 ")
+    assert run("--database-url", url, "prune", "--keep-days", "0").exit_code == 2
 
 
 def test_errors_are_one_clear_line(run, empty_url):

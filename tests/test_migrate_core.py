@@ -222,11 +222,18 @@ def test_archive_merges_a_late_write_into_the_archived_row(db):
     assert scalar(db, "SELECT count(*) FROM feature_usage") == 0
 
 
-def test_archive_rejects_negative_months(db):
-    with pytest.raises(errors.InvalidParameterValue, match="keep_months must be zero or more"):
-        db.execute("SELECT archive_old_feature_usage(-1)")
-    with pytest.raises(MigrationError):
-        archive("postgresql:///unused", CORE, keep_months=-1)
+@pytest.mark.parametrize("months", [-1, 12_001, 2**31 - 1])
+def test_archive_rejects_months_outside_the_calendar(db, months):
+    with pytest.raises(errors.InvalidParameterValue, match="keep_months must be between 0 and"):
+        db.execute("SELECT archive_old_feature_usage(%s::integer)", (months,))
+    with pytest.raises(MigrationError, match="keep months must be between 0 and 12000"):
+        archive("postgresql:///unused", CORE, keep_months=months)
+
+
+def test_archive_keeps_a_thousand_years(db):
+    db.execute("SELECT increment_feature_usage_safe(1, 'api', 3, '1200-01-01')")
+    assert scalar(db, "SELECT archive_old_feature_usage(12000)") == 0
+    assert scalar(db, "SELECT archive_old_feature_usage(0)") == 1
 
 
 def test_summary_counts_uses_users_and_refreshes_concurrently(db, feature_gates_database_url):

@@ -144,8 +144,9 @@ def test_prune_deletes_only_what_is_older_than_the_retention(db):
     ]
     # A pruned key counts again.
     assert bulk(db, [(1, "emails", 1, NOV)], ["old"]) == [(1, "emails", NOV, 1, 3)]
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="keep_days"):
-        db.execute("SELECT prune_feature_usage_idempotency(0)")
+    for days in (0, 365_001, None):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="keep_days must be"):
+            db.execute("SELECT prune_feature_usage_idempotency(%s::integer)", (days,))
 
 
 def test_the_migrations_roll_back_and_apply_again(db):

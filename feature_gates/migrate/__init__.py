@@ -7,6 +7,7 @@ from .audit import repair_counters as repair_counters
 from .audit import verify as verify
 from .maintenance import ArchiveResult as ArchiveResult
 from .maintenance import archive as archive
+from .maintenance import prune as prune
 from .maintenance import refresh as refresh
 from .runner import AppliedMigration as AppliedMigration
 from .runner import MigrationStatus as MigrationStatus
@@ -36,6 +37,7 @@ __all__ = [
     "migrate",
     "migration_script",
     "pending_migrations",
+    "prune",
     "refresh",
     "refuse_changed",
     "repair_counters",

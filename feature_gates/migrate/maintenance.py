@@ -1,4 +1,4 @@
-"""The maintenance jobs of the core set, for cron: archive and refresh."""
+"""The maintenance jobs of the core set, for cron: archive, refresh and prune."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from .session import Session
 from .settings import MigrationSettings
 from .sources import MigrationError
 
-__all__ = ["ArchiveResult", "archive", "refresh"]
+__all__ = ["ArchiveResult", "archive", "prune", "refresh"]
+
+#: The most months archive keeps (1,000 years: further back has no calendar).
+MAX_KEEP_MONTHS = 12_000
+#: The most days prune keeps (about 1,000 years).
+MAX_KEEP_DAYS = 365_000
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,7 @@ def archive(
 ) -> ArchiveResult:
     """Move the usage rows of periods older than ``keep_months`` months into
     ``feature_usage_archive`` (one transaction); see ``archive_old_feature_usage``."""
-    if isinstance(keep_months, bool) or not isinstance(keep_months, int) or keep_months < 0:
-        raise MigrationError(f"keep months must be 0 or more, not {keep_months!r}")
+    _check_count("keep months", keep_months, 0, MAX_KEEP_MONTHS)
     with Session(conninfo, settings or MigrationSettings()) as session:
         row = session.conn.execute(store.ARCHIVE, {"keep": keep_months}).fetchone()
     assert row is not None
@@ -41,3 +45,17 @@ def refresh(conninfo: str, settings: MigrationSettings | None = None) -> int:
         session.conn.execute(store.REFRESH)
         row = session.conn.execute(store.SUMMARY_ROWS).fetchone()
     return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
+def prune(conninfo: str, settings: MigrationSettings | None = None, *, keep_days: int = 30) -> int:
+    """Delete idempotency keys and batch records older than ``keep_days`` days and
+    return how many rows went; see ``prune_feature_usage_idempotency``."""
+    _check_count("keep days", keep_days, 1, MAX_KEEP_DAYS)
+    with Session(conninfo, settings or MigrationSettings()) as session:
+        row = session.conn.execute(store.PRUNE, {"keep": keep_days}).fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
+def _check_count(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MigrationError(f"{name} must be between {low} and {high}, not {value!r}")

@@ -145,6 +145,7 @@ SELECT archive_old_feature_usage(%(keep)s),
        (feature_usage_current_period() - make_interval(months => %(keep)s))::date
 """
 REFRESH = "SELECT refresh_feature_usage_summary()"
+PRUNE = "SELECT prune_feature_usage_idempotency(%(keep)s)"
 SUMMARY_ROWS = "SELECT count(*) FROM feature_usage_summary"
 
 # -- the psql script of `migrate --sql` -----------------------------------------

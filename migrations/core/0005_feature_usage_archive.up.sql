@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS feature_usage_archive (
 -- p_keep_months months before the current UTC month, in one transaction, and
 -- returns how many rows moved. With the default 6, during November 2026 the
 -- rows from May 2026 onward stay. A late write for an archived period is
--- added to its archived row on the next run.
+-- added to its archived row on the next run. At most 12,000 months (1,000
+-- years) are kept: far more and the cutoff would fall before the calendar.
 CREATE OR REPLACE FUNCTION archive_old_feature_usage(p_keep_months integer DEFAULT 6)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -26,8 +27,8 @@ DECLARE
     v_cutoff date;
     v_moved integer;
 BEGIN
-    IF p_keep_months IS NULL OR p_keep_months < 0 THEN
-        RAISE EXCEPTION 'keep_months must be zero or more, got %',
+    IF p_keep_months IS NULL OR p_keep_months NOT BETWEEN 0 AND 12000 THEN
+        RAISE EXCEPTION 'keep_months must be between 0 and 12000, got %',
             coalesce(p_keep_months::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -56,8 +56,8 @@ $$;
 
 -- Deletes idempotency keys and batch records older than p_keep_days days and
 -- returns how many rows went. Within that time a key is counted once; after
--- it, the same key counts again. Run it daily, for example from cron:
---   psql "$DATABASE_URL" -c 'SELECT prune_feature_usage_idempotency(30)'
+-- it, the same key counts again. Run it daily, for example from cron with
+-- `feature-gates prune --keep-days 30`.
 CREATE OR REPLACE FUNCTION prune_feature_usage_idempotency(p_keep_days integer DEFAULT 30)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -68,8 +68,8 @@ DECLARE
     v_keys bigint;
     v_batches bigint;
 BEGIN
-    IF p_keep_days IS NULL OR p_keep_days < 1 THEN
-        RAISE EXCEPTION 'keep_days must be at least 1, got %', coalesce(p_keep_days::text, 'NULL')
+    IF p_keep_days IS NULL OR p_keep_days NOT BETWEEN 1 AND 365000 THEN
+        RAISE EXCEPTION 'keep_days must be between 1 and 365000, got %', coalesce(p_keep_days::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_cutoff := now() - make_interval(days => p_keep_days);
