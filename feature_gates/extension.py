@@ -247,6 +247,7 @@ class FeatureGates:
         app.teardown_request(gate.end_request)
         app.add_template_global(self.has_feature, "has_feature")
         app.add_template_global(self.feature_remaining, "feature_remaining")
+        app.add_template_global(self.has_tier, "has_tier")
         if settings.command_name:
             app.cli.add_command(cli, settings.command_name)
         atexit.register(state.close_at_exit)
@@ -336,6 +337,19 @@ class FeatureGates:
         if subject is None:
             return False
         return state.catalogue.entitlement(subject.plan, feature).granted
+
+    def has_tier(self, min_tier: str) -> bool:
+        """Whether the current subject's plan ranks at least ``min_tier``. No database read.
+
+        A template global: ``{% if has_tier("pro") %}``.
+        """
+        state = self._state()
+        required = state.catalogue.require_tier(min_tier)
+        subject = gate.current_subject(state)
+        if subject is None:
+            return False
+        rank = state.catalogue.rank(subject.plan)
+        return rank is not None and rank >= required
 
     def feature_remaining(self, feature: str) -> int | None:
         """Uses of ``feature`` left to the current subject this period; None if unlimited.

@@ -9,6 +9,7 @@ from gates_sample import headers
 
 from feature_gates import Decision
 from feature_gates import Subject
+from feature_gates import UnknownFeature
 
 
 def test_check_reads_without_consuming(app, gates, db):
@@ -46,15 +47,23 @@ def test_template_globals(app):
     @app.get("/page")
     def page():
         return render_template_string(
-            "{{ has_feature('can_export_pdf') }} {{ feature_remaining('chat_messages_monthly') }}"
+            "{{ has_feature('can_export_pdf') }} {{ feature_remaining('chat_messages_monthly') }} "
+            "{{ has_tier('pro') }}"
         )
 
     client = app.test_client()
     client.post("/messages", headers=headers(7, "pro"))
-    assert client.get("/page", headers=headers(7, "pro")).text == "True 9"
-    assert client.get("/page", headers=headers(8, "free")).text == "False 3"
-    assert client.get("/page", headers=headers(7, "enterprise")).text == "True None"
-    assert client.get("/page").text == "False 0"
+    assert client.get("/page", headers=headers(7, "pro")).text == "True 9 True"
+    assert client.get("/page", headers=headers(8, "free")).text == "False 3 False"
+    assert client.get("/page", headers=headers(7, "enterprise")).text == "True None True"
+    assert client.get("/page").text == "False 0 False"
+
+
+def test_has_tier_names_an_unknown_tier(app, gates):
+    with app.test_request_context(headers=headers(7, "pro")):
+        assert gates.has_tier("free") and not gates.has_tier("enterprise")
+        with pytest.raises(UnknownFeature, match="tier 'gold' is not a plan"):
+            gates.has_tier("gold")
 
 
 def test_resolve_user_id_caches_answers(make_app, db):
