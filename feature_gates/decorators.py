@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import ParamSpec
+from typing import Protocol
 from typing import TypeVar
+from typing import overload
 
 from flask import Flask
 from flask import current_app
@@ -29,15 +32,24 @@ from .extension import EXTENSION_KEY
 from .extension import GatesState
 from .plans import FEATURE_NAME
 
-__all__ = ["feature_limit", "feature_required", "feature_tier"]
+__all__ = ["GateDecorator", "feature_limit", "feature_required", "feature_tier"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def feature_required(
-    feature: str, *, track_usage: bool = True
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+class GateDecorator(Protocol):
+    """What the decorators return. The gated view keeps its parameters; an async
+    view's wrapper runs it through ``current_app.ensure_sync`` (as Flask would) and
+    returns what it returned."""
+
+    @overload
+    def __call__(self, view: Callable[P, Awaitable[R]]) -> Callable[P, R]: ...
+    @overload
+    def __call__(self, view: Callable[P, R]) -> Callable[P, R]: ...
+
+
+def feature_required(feature: str, *, track_usage: bool = True) -> GateDecorator:
     """The caller's plan must include ``feature`` (``True``, or a limit other than 0).
 
     :param feature: a feature of ``FEATURE_GATES_PLANS``.
@@ -49,7 +61,7 @@ def feature_required(
 
 def feature_tier(
     min_tier: str, *, feature: str | None = None, track_usage: bool = True
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+) -> GateDecorator:
     """The caller's plan must rank at least ``min_tier`` in the tier order.
 
     :param min_tier: a plan name; plans rank in ``FEATURE_GATES_TIERS`` order, else in
@@ -65,7 +77,7 @@ def feature_tier(
         rule = gate.Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
         return _gated(rule)(view)
 
-    return decorator
+    return decorator  # type: ignore[return-value]
 
 
 def feature_limit(
@@ -76,7 +88,7 @@ def feature_limit(
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
 
     Without ``usage_getter`` the limit is **metered**: it counts uses per calendar
@@ -123,7 +135,7 @@ def _check_name(name: str, hint: str = "") -> None:
         )
 
 
-def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def _gated(rule: gate.Gate) -> GateDecorator:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         # Flask's ensure_sync wraps a coroutine function and returns any other view
         # as it is: decided once here rather than inspected on every request.
@@ -152,7 +164,7 @@ def _gated(rule: gate.Gate) -> Callable[[Callable[P, R]], Callable[P, R]]:
         setattr(wrapper, gate.GATES_ATTRIBUTE, (rule, *gate.gates_of(view)))
         return wrapper
 
-    return decorator
+    return decorator  # type: ignore[return-value]
 
 
 def _state(app: Flask) -> GatesState:
