@@ -450,8 +450,18 @@ def _closed_by_server(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
     """Whether the server has written to an idle connection: it only does so to end
     it (a restart's "terminating connection", or the socket's end). A poll of the
     socket, no round trip."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    fd = conn.fileno()
+    if _POLL:
+        # poll, not select: select() refuses descriptors of 1024 and above, which
+        # a busy server reaches.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # Windows: no poll, no such limit
     return bool(readable)
+
+
+_POLL = hasattr(select, "poll")
 
 
 def _execute(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
+from types import SimpleNamespace
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -13,6 +18,7 @@ from feature_gates import ConfigError
 from feature_gates import FeatureGates
 from feature_gates import Subject
 from feature_gates import feature_required
+from feature_gates import gate
 from feature_gates.cli import cli
 from feature_gates.errors import one_line
 
@@ -189,3 +195,22 @@ def test_feature_remaining_refuses_to_guess_a_stock_count(app, gates):
         assert gates.feature_remaining("chat_messages_monthly") == 3
         with pytest.raises(ValueError, match="stock limit"):
             gates.feature_remaining("itinerary_destinations")
+
+
+def test_a_pooled_connection_above_descriptor_1023_is_checked():
+    # select() refuses descriptors of 1024 and more; a busy server's sockets have them.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = min(4000, hard - 1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, high + 1), hard))
+    ours, server = socket.socketpair()
+    try:
+        os.dup2(ours.fileno(), high)
+        conn = SimpleNamespace(fileno=lambda: high)
+        assert not gate._closed_by_server(conn)
+        server.sendall(b"E")  # what a restart's "terminating connection" starts with
+        assert gate._closed_by_server(conn)
+    finally:
+        os.close(high)
+        ours.close()
+        server.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -50,6 +50,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.routing import IntegerConverter
 from werkzeug.routing import Map
 
+from feature_gates import FeatureLimitExceeded
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import feature_required
@@ -235,15 +236,13 @@ def alerts_config(body: dict[str, Any]) -> dict[str, Any] | None:
     config = obj(body, "alerts_config")
     if config is None:
         return None
-    level = config.get("min_level")
-    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
-        raise InvalidInput(
-            "'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config"
-        )
-    if level is not None and not 1 <= level <= 4:
-        raise InvalidInput(
-            "'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config"
-        )
+    if "min_level" in config:
+        # null too is refused: the alerts export compares levels with it.
+        level = config["min_level"]
+        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 4:
+            raise InvalidInput(
+                "'alerts_config.min_level' must be an integer from 1 to 4", "alerts_config"
+            )
     return config
 
 
@@ -450,15 +449,32 @@ def update_itinerary(itinerary_id: int) -> ResponseReturnValue:
     return jsonify(itinerary.to_json())
 
 
-def destination_limit(reached: DestinationLimitReached) -> Problem:
+def destination_limit(reached: DestinationLimitReached) -> FeatureLimitExceeded:
     # Reached only when another request added destinations between the gate's
     # check and this write: the database refused, so the limit still holds.
-    return Problem(
-        429,
-        "Feature limit exceeded",
+    return limit_reached(
+        "itinerary_destinations",
+        reached.held,
+        reached.count - reached.held,
+        reached.limit,
         f"this itinerary would have {reached.count} destinations; your plan allows {reached.limit}",
-        feature="itinerary_destinations",
-        limit=reached.limit,
+    )
+
+
+def limit_reached(
+    feature: str, held: int, cost: int, limit: int, detail: str
+) -> FeatureLimitExceeded:
+    """The gates' own limit denial, for a stock limit the database refused under its
+    row lock (another request took the last place after the gate checked)."""
+    return FeatureLimitExceeded.for_status(
+        current_app.config.get("FEATURE_GATES_LIMIT_STATUS", 429),
+        feature=feature,
+        subject=gates.current_subject(),
+        limit=limit,
+        used=held,
+        cost=cost,
+        reset_at=None,
+        detail=detail,
     )
 
 
@@ -667,14 +683,13 @@ def create_token() -> ResponseReturnValue:
     return jsonify({**record.to_json(), "token": token}), 201
 
 
-def holding_limit(feature: str, reached: HoldingLimitReached) -> Problem:
-    return Problem(
-        429,
-        "Feature limit exceeded",
+def holding_limit(feature: str, reached: HoldingLimitReached) -> FeatureLimitExceeded:
+    return limit_reached(
+        feature,
+        reached.held,
+        1,
+        reached.limit,
         f"you hold {reached.held}; your plan allows {reached.limit}",
-        feature=feature,
-        limit=reached.limit,
-        used=reached.held,
     )
 
 

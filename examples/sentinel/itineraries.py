@@ -49,8 +49,10 @@ SET data = coalesce(%(data)s, data),
                          ELSE alerts_config || %(alerts_config)s END,
     updated_at = now()
 WHERE id = %(id)s AND user_id = %(user_id)s
+  -- Above the limit only if it does not grow: after a downgrade, the itinerary
+  -- can still be edited and trimmed.
   AND (%(data)s::jsonb IS NULL OR %(max)s::integer IS NULL
-       OR waypoint_count(%(data)s) <= %(max)s)
+       OR waypoint_count(%(data)s) <= greatest(%(max)s, destinations_count))
 RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
@@ -114,11 +116,13 @@ class Itinerary:
 class DestinationLimitReached(Exception):
     """The change would give an itinerary more destinations than allowed; nothing changed."""
 
-    def __init__(self, itinerary_id: int, count: int, limit: int) -> None:
+    def __init__(self, itinerary_id: int, held: int, count: int, limit: int) -> None:
         super().__init__(
-            f"itinerary {itinerary_id} has {count} destinations; at most {limit} are allowed"
+            f"itinerary {itinerary_id} would have {count} destinations (it has {held}); "
+            f"at most {limit} are allowed"
         )
         self.itinerary_id = itinerary_id
+        self.held = held
         self.count = count
         self.limit = limit
 
@@ -187,7 +191,7 @@ class ItineraryManager:
 
         Returns None when the itinerary is not ``user_id``'s. Raises
         :class:`DestinationLimitReached` when ``data`` has more than
-        ``max_destinations`` waypoints.
+        ``max_destinations`` waypoints and more than the itinerary holds now.
         """
         params = {
             "id": itinerary_id,
@@ -198,9 +202,10 @@ class ItineraryManager:
         }
         itinerary = self._one(UPDATE_ITINERARY, params)
         if itinerary is None and data is not None and max_destinations is not None:
-            if self.destinations_count(itinerary_id, user_id) is not None:
+            held = self.destinations_count(itinerary_id, user_id)
+            if held is not None:
                 count = len(data.get("waypoints") or [])
-                raise DestinationLimitReached(itinerary_id, count, max_destinations)
+                raise DestinationLimitReached(itinerary_id, held, count, max_destinations)
         return itinerary
 
     def add_destinations(
@@ -224,5 +229,5 @@ class ItineraryManager:
         if itinerary is None and limit is not None:
             count = self.destinations_count(itinerary_id, user_id)
             if count is not None:
-                raise DestinationLimitReached(itinerary_id, count + len(waypoints), limit)
+                raise DestinationLimitReached(itinerary_id, count, count + len(waypoints), limit)
         return itinerary

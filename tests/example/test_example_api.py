@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from examples.sentinel.state import gates
+from examples.sentinel.state import itinerary_manager
 
 PLANS = ("free", "pro", "enterprise")
 TRIP = {
@@ -167,6 +168,23 @@ def test_destinations_stock_limit_counts_what_the_itinerary_holds(world, sentine
     assert patch.status_code == 429
     fewer = caller.patch(f"/itineraries/{caller.itinerary}", json={"data": {"waypoints": []}})
     assert fewer.status_code == 200 and fewer.get_json()["destinations_count"] == 0
+
+
+def test_an_itinerary_over_the_limit_can_be_edited_and_trimmed(world, sentinel_app):
+    # Eight destinations kept from a larger plan; free allows 5.
+    caller = world["free"]
+    eight = [{"name": f"stop {n}"} for n in range(8)]
+    with sentinel_app.app_context():
+        itinerary_manager.update_itinerary(caller.itinerary, caller.user.id, {"waypoints": eight})
+    path = f"/itineraries/{caller.itinerary}"
+    renamed = caller.patch(path, json={"data": {"title": "Renamed", "waypoints": eight}})
+    assert renamed.status_code == 200, renamed.get_json()
+    trimmed = caller.patch(path, json={"data": {"waypoints": eight[:7]}})
+    assert trimmed.status_code == 200 and trimmed.get_json()["destinations_count"] == 7
+    grown = caller.patch(path, json={"data": {"waypoints": eight}})
+    assert grown.status_code == 429
+    assert grown.get_json()["title"] == "Feature limit reached"
+    assert (grown.get_json()["limit"], grown.get_json()["used"]) == (5, 7)
 
 
 def test_saved_searches_and_tokens_are_limited_by_what_is_held(world):

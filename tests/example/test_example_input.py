@@ -57,6 +57,7 @@ BAD_ITINERARIES = [
     {"data": {"title": 5}},
     {"data": {}, "alerts_config": [1]},
     {"data": {}, "alerts_config": {"min_level": 9}},
+    {"data": {}, "alerts_config": {"min_level": None}},
 ]
 
 
@@ -74,6 +75,7 @@ def test_bad_itineraries_are_400(caller, body):
         ("post", "/threads", {"title": "x" * 201}),
         ("patch", "/itineraries/{i}", {}),
         ("patch", "/itineraries/{i}", {"data": {"waypoints": {"a": 1}}}),
+        ("patch", "/itineraries/{i}", {"alerts_config": {"min_level": None}}),
         ("post", "/itineraries/{i}/destinations", {"waypoints": []}),
         ("post", "/itineraries/{i}/destinations", {"waypoints": [{"name": "x"}] * 101}),
         ("post", "/reports", {"kind": "everything"}),

@@ -202,6 +202,28 @@ def test_update_itinerary_refuses_data_over_the_limit(itineraries, user_id, db):
     assert stored(db, created.id)[:2] == (2, 2)
 
 
+def test_update_itinerary_above_the_limit_may_keep_or_trim_but_not_grow(itineraries, user_id):
+    six = [{"name": f"stop {n}"} for n in range(6)]
+    created = itineraries.create_itinerary(user_id, {"waypoints": six})  # a larger plan's
+    kept = itineraries.update_itinerary(
+        created.id, user_id, data={"title": "renamed", "waypoints": six}, max_destinations=5
+    )
+    assert kept is not None and kept.destinations_count == 6
+    with pytest.raises(DestinationLimitReached) as refused:
+        itineraries.update_itinerary(
+            created.id, user_id, data={"waypoints": [*six, {"name": "x"}]}, max_destinations=5
+        )
+    assert (refused.value.held, refused.value.count, refused.value.limit) == (6, 7, 5)
+    trimmed = itineraries.update_itinerary(
+        created.id, user_id, data={"waypoints": six[:4]}, max_destinations=5
+    )
+    assert trimmed is not None and trimmed.destinations_count == 4
+    with pytest.raises(DestinationLimitReached):
+        itineraries.update_itinerary(
+            created.id, user_id, data={"waypoints": six}, max_destinations=5
+        )
+
+
 def test_add_destinations_appends_up_to_the_limit(itineraries, user_id, db):
     created = itineraries.create_itinerary(user_id, {"title": "Kenya", "waypoints": WAYPOINTS})
     more = [{"name": "Kisumu", "country": "KE"}, {"name": "Lamu", "country": "KE"}]
