@@ -407,6 +407,18 @@ def test_a_legacy_table_is_upgraded_in_place_with_its_rows_kept(legacy_url, capl
         assert scalar(conn, increment, (1, 5)) == 15
         assert scalar(conn, increment, (3, 1)) == 1
         assert scalar(conn, "SELECT consume_feature_usage(9, 'api_calls', 2, 3)") == 2
+        # The functions that return rows too, the background writer's among them.
+        rows = conn.execute(
+            "SELECT feature, usage_count FROM get_user_feature_usage(1, '2026-01-01')"
+        ).fetchall()
+        assert rows == [("api_calls", 15)]
+        written = conn.execute(
+            "SELECT user_id::text, feature, increment, usage_count FROM write_feature_usage_batch("
+            "gen_random_uuid(), '{}', ARRAY['1', '9']::feature_usage_user_id[], "
+            "ARRAY['api_calls', 'api_calls'], ARRAY[1, 4]::bigint[], "
+            "ARRAY['2026-01-01', '2026-01-01']::date[])"
+        ).fetchall()
+        assert sorted(written) == [("1", "api_calls", 1, 16), ("9", "api_calls", 4, 4)]
         # New rows are checked even though old ones are not validated yet.
         with pytest.raises(errors.CheckViolation):
             conn.execute(

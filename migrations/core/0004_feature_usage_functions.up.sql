@@ -192,8 +192,9 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
     PERFORM feature_usage_check_args(p_user_id, 'x', p_period_start);
+    -- Cast to the declared result: an adopted table keeps its own column types.
     RETURN QUERY
-        SELECT fu.feature, fu.usage_count::bigint, fu.updated_at
+        SELECT fu.feature::text, fu.usage_count::bigint, fu.updated_at::timestamptz
         FROM feature_usage fu
         WHERE fu.user_id = p_user_id AND fu.period_start = p_period_start
         ORDER BY fu.feature;

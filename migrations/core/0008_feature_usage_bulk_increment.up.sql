@@ -105,7 +105,10 @@ BEGIN
                 updated_at = now()
         RETURNING fu.user_id, fu.feature, fu.period_start, fu.usage_count::bigint AS usage_count
     )
-    SELECT w.user_id, w.feature, w.period_start, s.increment, w.usage_count
+    -- Cast to the declared result: an adopted table keeps its own column types
+    -- (an integer user_id, a varchar feature), which RETURN QUERY would refuse.
+    SELECT w.user_id::feature_usage_user_id, w.feature::text, w.period_start, s.increment,
+           w.usage_count
     FROM written w
     JOIN summed s USING (user_id, feature, period_start);
 END
