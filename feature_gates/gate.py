@@ -140,6 +140,8 @@ class Grant:
     gate: Gate
     subject: Subject
     track: int = 0
+    #: ``track`` holds uses a metered gate let through uncounted (fail open).
+    owed: bool = False
     consumed: int = 0
     period: date | None = None
     limit: int | None = None
@@ -392,7 +394,7 @@ def admit(state: GatesState, gate: Gate, kwargs: dict[str, Any]) -> Grant:
             )
         # Fail open: allowed, and recorded through the tracker, which keeps the
         # increment until the database is back, so the count stays right.
-        return Grant(state, gate, subject, track=cost)
+        return Grant(state, gate, subject, track=cost, owed=True)
     count, current = outcome
     if count is None:
         _deny(state, _limit_denial(state, gate, subject, limit, current, cost, reset_at), started)
@@ -604,7 +606,9 @@ def settle(grant: Grant, succeeded: bool) -> None:
     """Record a successful use through the tracker, or refund a failed one."""
     state = grant.state
     if succeeded:
-        if grant.track:
+        if grant.owed:
+            state.tracker.track_owed(grant.subject.user_id, grant.gate.feature, grant.track)
+        elif grant.track:
             state.tracker.track(grant.subject.user_id, grant.gate.feature, grant.track)
     elif grant.consumed:
         _refund(grant)

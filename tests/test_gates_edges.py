@@ -16,11 +16,13 @@ from gates_sample import headers
 
 from feature_gates import ConfigError
 from feature_gates import FeatureGates
+from feature_gates import FlushTimeout
 from feature_gates import Subject
 from feature_gates import feature_required
 from feature_gates import gate
 from feature_gates.cli import cli
 from feature_gates.errors import one_line
+from feature_gates.signals import storage_unavailable
 
 
 def test_a_subject_without_a_user_id_is_refused_before_the_view_runs():
@@ -214,3 +216,34 @@ def test_a_pooled_connection_above_descriptor_1023_is_checked():
         ours.close()
         server.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_tracker_write_timed_out_behind_a_row_lock_is_not_an_outage(
+    make_app, feature_gates_database_url
+):
+    app = make_app(
+        FEATURE_GATES_STATEMENT_TIMEOUT=0.3,
+        FEATURE_GATES_FAIL_MODE="closed",
+        FEATURE_GATES_TRACKING="background",
+    )
+    gates = app.extensions["feature_gates"].extension
+    unavailable = []
+    storage_unavailable.connect(lambda sender, **data: unavailable.append(data), app, weak=False)
+    with app.app_context():
+        gates.track(7, "can_export_pdf")
+        gates.flush(timeout=10)
+    client = app.test_client()
+    with psycopg.connect(feature_gates_database_url) as holder:
+        holder.execute("SELECT * FROM feature_usage WHERE user_id = 7 FOR UPDATE")
+        with app.app_context():
+            gates.track(7, "can_export_pdf")
+            with pytest.raises(FlushTimeout):
+                gates.flush(timeout=1)
+        # The metered gates still ask the database: a closed fail mode would answer 503.
+        assert client.post("/messages", headers=headers(8, "free")).status_code == 201
+        holder.rollback()
+    with app.app_context():
+        gates.flush(timeout=10)
+        assert gates.get_usage(7, "can_export_pdf") == 2
+    assert unavailable == []
+    assert app.extensions["feature_gates"].storage.down_since is None

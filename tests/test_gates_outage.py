@@ -95,6 +95,26 @@ def test_fail_open_allows_and_counts_later(server, make_app, caplog):
     del receivers
 
 
+def test_fail_open_with_tracking_off_reports_what_it_cannot_count(
+    server, stopped, make_app, caplog
+):
+    app = make_app(server.url(), FEATURE_GATES_TRACKING="off")
+    gates = app.extensions["feature_gates"].extension
+    sent, receivers = signals_of(app, "usage_dropped")
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger="feature_gates"):
+        for _ in range(2):
+            assert client.post("/messages", headers=headers(22, "free")).status_code == 201
+    with app.app_context():
+        assert gates.tracking_stats().dropped == 2
+    assert [(d["user_id"], d["amount"], d["reason"]) for _, d in sent] == [
+        (22, 1, "tracking-off"),
+        (22, 1, "tracking-off"),
+    ]
+    assert len([r for r in caplog.records if "are not recorded" in r.getMessage()]) == 1
+    del receivers
+
+
 def test_fail_closed_answers_503_problem_json(server, stopped, make_app):
     app = make_app(server.url(), FEATURE_GATES_FAIL_MODE="closed", FEATURE_GATES_TRACKING="off")
 

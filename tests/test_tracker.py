@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from datetime import date
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
+import psycopg
 import pytest
 
 from feature_gates.pool import LazyPool
@@ -38,7 +40,8 @@ def make_tracker(feature_gates_database_url):
     made = []
 
     def make(url=feature_gates_database_url, **options):
-        tracker = UsageTracker(LazyPool(url), **options)
+        pool = url if isinstance(url, LazyPool) else LazyPool(url)
+        tracker = UsageTracker(pool, **options)
         made.append(tracker)
         return tracker
 
@@ -170,6 +173,32 @@ def test_a_full_map_drops_new_keys_and_reports_them(make_tracker, db, caplog):
     assert any("7 uses were dropped" in r.getMessage() for r in caplog.records)
     tracker.track(4, "exports")
     assert tracker.stats().dropped == 7
+
+
+def test_the_bound_counts_keys_on_their_way_to_the_database(
+    make_tracker, db, feature_gates_database_url
+):
+    # Writes wait behind a table lock until the statement timeout, then fail and are
+    # merged back: keys in a batch on its way must count, or each retry lets in
+    # another map's worth.
+    tracker = make_tracker(
+        LazyPool(feature_gates_database_url, statement_timeout=0.3),
+        max_pending_keys=100,
+        flush_interval=0.05,
+    )
+    with psycopg.connect(feature_gates_database_url) as holder:
+        holder.execute("LOCK TABLE feature_usage IN ACCESS EXCLUSIVE MODE")
+        for wave in range(5):
+            for n in range(100):
+                tracker.track(wave * 100 + n + 1, "exports")
+            time.sleep(0.4)
+            assert tracker.stats().pending_keys <= 100
+        holder.rollback()
+    stats = tracker.stats()
+    assert (stats.tracked, stats.dropped) == (500, 400)
+    assert stats.retries > 0
+    tracker.flush(timeout=30)
+    assert sum(counts(db).values()) == 100 and len(counts(db)) == 100
 
 
 def test_idempotency_keys_count_once_per_user_and_feature(make_tracker, db):

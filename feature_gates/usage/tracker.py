@@ -264,6 +264,10 @@ class UsageTracker:
         self._pending: dict[Key, int] = {}
         self._once: dict[OnceKey, tuple[date, int]] = {}
         self._pending_amount = 0
+        # Keys taken out of the maps by the writer and not yet written, rejected or
+        # merged back: they count towards max_pending_keys, so the bound holds
+        # while a batch is on its way (and after it fails and is merged back).
+        self._in_flight = 0
         # Batches whose connection died before their outcome was known; settled
         # first by the next attempt. Their increments are in _pending meanwhile.
         self._in_doubt: list[_Batch] = []
@@ -272,6 +276,7 @@ class UsageTracker:
         self._tracked = self._written = self._batches = self._retries = 0
         self._dropped = self._rejected = self._duplicates = 0
         self._dropped_before_overflow: int | None = None
+        self._warned_off = False
         self._last_error: str | None = None
         self._last_flush_at: datetime | None = None
         self._failures = 0
@@ -326,7 +331,7 @@ class UsageTracker:
             self._tracked += amount
             pending = self._pending
             count = pending.get(key)
-            kept = count is not None or len(pending) + len(self._once) < self.max_pending_keys
+            kept = count is not None or self._keys() < self.max_pending_keys
             if kept:
                 pending[key] = amount if count is None else count + amount
                 self._pending_amount += amount
@@ -338,6 +343,37 @@ class UsageTracker:
         else:
             self._report_drop(user_id, feature, amount, period, dropped, first)
 
+    def track_owed(self, user_id: UserId, feature: str, amount: int) -> None:
+        """Record uses a metered gate allowed while it could not count them (fail open).
+
+        They are the limit's count, so unlike :meth:`track` they are not silently
+        ignored with tracking off: they are counted as dropped, logged once and
+        signalled (``reason="tracking-off"``).
+        """
+        if self.mode != "off":
+            self.track(user_id, feature, amount)
+            return
+        with self._lock:
+            self._tracked += amount
+            self._dropped += amount
+            total, first = self._dropped, not self._warned_off
+            self._warned_off = True
+        if first:
+            logger.error(
+                "uses allowed by a metered gate's fail open are not recorded, since "
+                "FEATURE_GATES_TRACKING is 'off'; they are counted in tracking_stats().dropped"
+            )
+        self._send(
+            "usage-dropped",
+            user_id=user_id,
+            feature=feature,
+            amount=amount,
+            period_start=self._period(),
+            dropped=total,
+            reason="tracking-off",
+            error=None,
+        )
+
     def _track_once(
         self, user_id: UserId, feature: str, amount: int, period: date, idempotency_key: str
     ) -> None:
@@ -348,7 +384,7 @@ class UsageTracker:
             if once in self._once:
                 self._duplicates += amount
                 return
-            kept = len(self._pending) + len(self._once) < self.max_pending_keys
+            kept = self._keys() < self.max_pending_keys
             if kept:
                 self._once[once] = (period, amount)
                 self._pending_amount += amount
@@ -359,6 +395,10 @@ class UsageTracker:
             self._tracked_one(size)
         else:
             self._report_drop(user_id, feature, amount, period, dropped, first)
+
+    def _keys(self) -> int:
+        """Keys held (under the lock): pending, and on their way to the database."""
+        return len(self._pending) + len(self._once) + self._in_flight
 
     def _overflow(self, amount: int) -> tuple[int, bool]:
         """Count ``amount`` as dropped (under the lock): the running total, and
@@ -497,6 +537,7 @@ class UsageTracker:
                     with self._lock:
                         counts, self._pending = self._pending, {}
                         once, self._once = self._once, {}
+                        self._in_flight += len(counts) + len(once)
                     todo.extend(self._cut(counts, once))
                     while todo:
                         self._write_batch(conn, todo, signals)
@@ -588,6 +629,7 @@ class UsageTracker:
         with self._lock:
             self._pending_amount -= batch.amount
             self._duplicates += batch.amount - written
+            self._in_flight -= batch.size
         self._written += written
         self._batches += 1
         self._last_flush_at = utc_now()
@@ -616,6 +658,7 @@ class UsageTracker:
         with self._lock:
             self._pending_amount -= amount
             self._rejected += amount
+            self._in_flight -= 1
         logger.error(
             "usage of %r by %r (%d) refused by the database and not recorded: %s",
             feature,
@@ -639,6 +682,7 @@ class UsageTracker:
     def _merge_back(self, batches: deque[_Batch]) -> None:
         with self._lock:
             for batch in batches:
+                self._in_flight -= batch.size
                 for key, amount in batch.counts.items():
                     self._pending[key] = self._pending.get(key, 0) + amount
                 for once, value in batch.once.items():
@@ -687,7 +731,7 @@ class UsageTracker:
             )
         else:
             logger.debug("usage writes still failing: %s", self._last_error)
-        if not self._storage_down and isinstance(error, (psycopg.OperationalError, OSError)):
+        if not self._storage_down and _unreachable(error):
             self._storage_down = True
             signals.append(("storage-unavailable", {"error": error}))
         signals.append(
@@ -708,13 +752,19 @@ class UsageTracker:
         if self._unavailable_since is not None:
             outage = time.monotonic() - self._unavailable_at
             self._unavailable_since = None
-            logger.warning("usage writes succeed again after %.1f s; nothing was lost", outage)
+            logger.warning(
+                "usage writes succeed again after %.1f s; %s",
+                outage,
+                "nothing was lost"
+                if self._dropped_before_overflow is None
+                else "uses of new keys were dropped meanwhile (see below)",
+            )
             if self._storage_down:
                 self._storage_down = False
                 signals.append(("storage-recovered", {"outage_seconds": outage}))
         with self._lock:
             dropped_before = self._dropped_before_overflow
-            room = len(self._pending) + len(self._once) < self.max_pending_keys
+            room = self._keys() < self.max_pending_keys
             if dropped_before is not None and room:
                 self._dropped_before_overflow = None
         if dropped_before is not None and room:
@@ -776,7 +826,7 @@ class UsageTracker:
     def stats(self) -> TrackingStats:
         with self._lock:
             pending = self._pending_amount
-            pending_keys = len(self._pending) + len(self._once)
+            pending_keys = len(self._pending) + len(self._once) + self._in_flight
             dropped = self._dropped
             tracked = self._tracked
             duplicates = self._duplicates
@@ -845,3 +895,12 @@ def _hint(error: BaseException) -> str:
     if isinstance(error, psycopg.Error) and error.sqlstate in ("42883", "42P01"):
         return " (run 'flask feature-gates migrate' to install the feature-gates functions)"
     return ""
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached (an outage for the gates
+    too), rather than a statement it cancelled: a write stuck behind a row lock
+    past the statement timeout is retried, but it is not everyone's outage."""
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return False
+    return isinstance(error, (psycopg.OperationalError, OSError))
