@@ -56,6 +56,7 @@ from .plans import UnknownFeature
 from .subject import Subject
 from .usage import store
 from .usage.tracker import month_start
+from .watchdog import watchdog
 
 if TYPE_CHECKING:
     from .extension import GatesState
@@ -84,6 +85,10 @@ _REQUEST_KEY = "_feature_gates"
 MAX_AMOUNT = 2**31 - 1
 #: The largest usage count (feature_usage.usage_count is a bigint).
 MAX_COUNT = 2**63 - 1
+
+#: Seconds past FEATURE_GATES_STATEMENT_TIMEOUT after which a statement the
+#: database has not answered (not even with its cancellation) is ended.
+WATCHDOG_GRACE = 1.0
 
 #: Errors that mean "the database cannot be reached now" (PoolTimeout included),
 #: as opposed to a bad argument, which is a bug and is raised.
@@ -478,19 +483,33 @@ def _execute(
     connection that breaks under the statement is retried only for a read
     (``idempotent``): a consume or a refund may have committed before its reply
     was lost, and sending it again would count it twice.
+
+    A database that stops answering altogether (a frozen host, a partition) cannot
+    cancel the statement itself: the :mod:`~feature_gates.watchdog` ends the
+    connection a second after FEATURE_GATES_STATEMENT_TIMEOUT, and the call fails
+    as unreachable.
     """
     pool = state.pool.get()
+    settings = state.settings
     for last in (False, True):
         conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        token = -1
         try:
-            with pool.connection(timeout=state.settings.db_timeout) as conn:
+            with pool.connection(timeout=settings.db_timeout) as conn:
                 if not last and _closed_by_server(conn):
                     conn.close()  # the pool drops a closed connection
                     raise _ClosedByServer
-                return conn.execute(query, params).fetchall()
+                limit = settings.statement_timeout + WATCHDOG_GRACE
+                with watchdog.guard(conn, limit if settings.statement_timeout else 0) as token:
+                    return conn.execute(query, params).fetchall()
         except _ClosedByServer:
             pool.check()
-        except UNREACHABLE:
+        except UNREACHABLE as exc:
+            if watchdog.severed(token):
+                # Checking the pool's other connections would wait on it too.
+                raise psycopg.OperationalError(
+                    f"the database did not answer within {limit:g} s; the connection was ended"
+                ) from exc
             if conn is None or not conn.broken:
                 raise
             pool.check()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 
+import psycopg
 import pytest
 from gates_sample import PLANS
 from gates_sample import headers
@@ -113,6 +117,71 @@ def test_fail_open_with_tracking_off_reports_what_it_cannot_count(
     ]
     assert len([r for r in caplog.records if "are not recorded" in r.getMessage()]) == 1
     del receivers
+
+
+def _server_processes(url):
+    """The pids of the server behind ``url``: its postmaster and every child."""
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = _parent(backend)
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == postmaster]
+    return [postmaster, *children]
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.fixture
+def frozen(server):
+    """Freezes the server (SIGSTOP: it answers nothing, as a frozen host); thaws it after.
+
+    Request it after ``make_app``: it is then thawed before the app closes, which
+    flushes its tracker into the server."""
+    processes = []
+
+    def thaw():
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def freeze():
+        processes.extend(_server_processes(server.url()))
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        return thaw
+
+    try:
+        yield freeze
+    finally:
+        thaw()
+
+
+def test_a_database_that_answers_nothing_fails_the_check_not_the_request(server, make_app, frozen):
+    app = make_app(
+        server.url(),
+        FEATURE_GATES_FAIL_MODE="closed",
+        FEATURE_GATES_STATEMENT_TIMEOUT=0.5,
+        FEATURE_GATES_TRACKING="background",
+    )
+    gates = app.extensions["feature_gates"].extension
+    client = app.test_client()
+    assert client.post("/messages", headers=headers(23, "pro")).status_code == 201
+    thaw = frozen()
+    started = time.monotonic()
+    response = client.post("/messages", headers=headers(23, "pro"))
+    waited = time.monotonic() - started
+    assert response.status_code == 503
+    assert waited < 5, waited  # the statement timeout, the watchdog's grace, no more
+    # Entitlements need no database.
+    assert client.get("/pdf", headers=headers(23, "pro")).status_code == 200
+    thaw()
+    wait_until_recovered(app, gates, Subject(23, "pro"))
+    assert client.post("/messages", headers=headers(23, "pro")).status_code == 201
 
 
 def test_fail_closed_answers_503_problem_json(server, stopped, make_app):

@@ -1,0 +1,104 @@
+"""Ends a statement the database never answers.
+
+``statement_timeout`` is enforced by the server: a server that is alive cancels a
+stuck statement and answers. One that stopped answering altogether (a frozen host
+or process, a network partition without a reset) answers nothing, and a request
+waiting for the reply would wait forever. The watchdog shuts down the socket of a
+connection whose statement outlived its deadline; the waiting call then fails at
+once with :class:`psycopg.OperationalError`, as it would on a lost connection, and
+the gate applies its fail mode.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+__all__ = ["Watchdog", "watchdog"]
+
+
+class Watchdog:
+    """Watches guarded statements from one daemon thread per process.
+
+    :param interval: seconds between two looks; a deadline is enforced within it.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._watched: dict[int, tuple[float, psycopg.Connection[Any]]] = {}
+        self._severed: set[int] = set()
+        self._next_token = 0
+        self._pid = 0
+
+    @contextmanager
+    def guard(self, conn: psycopg.Connection[Any], seconds: float) -> Iterator[int]:
+        """Shut ``conn`` down if the block has not ended after ``seconds``. Yields a
+        token for :meth:`severed`. ``seconds <= 0`` guards nothing."""
+        if seconds <= 0:
+            yield -1
+            return
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            if self._pid != os.getpid():
+                self._start()  # first use, or the first in a forked child
+            token = self._next_token
+            self._next_token += 1
+            self._watched[token] = (deadline, conn)
+        try:
+            yield token
+        finally:
+            with self._lock:
+                self._watched.pop(token, None)
+
+    def severed(self, token: int) -> bool:
+        """Whether the watchdog ended the guarded connection (once: the mark is cleared)."""
+        with self._lock:
+            if token in self._severed:
+                self._severed.discard(token)
+                return True
+            return False
+
+    def _start(self) -> None:
+        # Under the lock. A forked child has none of the parent's threads.
+        self._watched.clear()
+        self._severed.clear()
+        self._pid = os.getpid()
+        thread = threading.Thread(target=self._run, name="feature-gates-watchdog", daemon=True)
+        thread.start()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while self._pid == pid:
+            time.sleep(self.interval)
+            now = time.monotonic()
+            with self._lock:
+                # Shut down under the lock: a guard that ends meanwhile has not yet
+                # given its connection back to the pool, so no other request's
+                # statement can be on it.
+                for token, (deadline, conn) in list(self._watched.items()):
+                    if deadline <= now:
+                        del self._watched[token]
+                        self._severed.add(token)
+                        _shut_down(conn)
+
+
+def _shut_down(conn: psycopg.Connection[Any]) -> None:
+    try:
+        # A duplicate of the descriptor: shutdown() acts on the socket itself, and
+        # closing the duplicate leaves the connection's own descriptor to psycopg.
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # closed already
+
+
+#: The process's watchdog.
+watchdog = Watchdog()
