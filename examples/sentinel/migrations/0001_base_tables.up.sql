@@ -58,8 +58,16 @@ CREATE INDEX travel_itineraries_user_id ON travel_itineraries (user_id);
 -- The number of destinations in an itinerary's data: the length of
 -- data->'waypoints' when it is an array, 0 for anything else. The same rule as
 -- the `counters` backfill, so the audit agrees with what the app writes.
+--
+-- Its search_path is pinned, like every function of the migrations: to
+-- pg_catalog, all it needs, with pg_temp last, so that no object of another
+-- schema can stand in for what it calls. A SET clause keeps PostgreSQL from inlining the
+-- function, which costs nothing here: the app calls it once per written row, on
+-- a parameter (itineraries.py), and the `counters` trigger, backfill and audit
+-- use an expression of their own (feature_gates_destinations_count).
 CREATE FUNCTION waypoint_count(data jsonb) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN jsonb_typeof(data -> 'waypoints') = 'array'
             THEN jsonb_array_length(data -> 'waypoints') ELSE 0 END;
 
