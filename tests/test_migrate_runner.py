@@ -9,11 +9,13 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from app_schema import app_fingerprint
 from app_schema import create_app_tables
+from psycopg import sql
 
 from feature_gates.migrate import MigrationError
 from feature_gates.migrate import MigrationSettings
@@ -322,6 +324,48 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_ur
     assert verify(empty_url, settings) == []
 
 
+@contextmanager
+def idle_reader(url, table, seconds):
+    """An idle-in-transaction session that read ``table``: a concurrent index
+    build or drop on it waits until the session ends, ``seconds`` later."""
+    reading = threading.Event()
+
+    def read():
+        with psycopg.connect(url) as conn:
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            reading.set()
+            time.sleep(seconds)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reading.wait()
+    try:
+        yield
+    finally:
+        reader.join()
+
+
+def test_an_invalid_index_is_dropped_without_lock_timeout(empty_url):
+    """DROP INDEX CONCURRENTLY waits for every transaction that touched the
+    table, as the build does: under lock_timeout it would fail where the build
+    would wait."""
+    create_app_tables(empty_url)
+    settings = MigrationSettings(sets=("core", "counters"), lock_timeout=0.05, lock_retries=1)
+    migrate(empty_url, settings)
+    rollback(empty_url, settings, to="counters/0002")
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(
+                "CREATE INDEX CONCURRENTLY idx_chat_threads_messages_count "
+                "ON chat_threads ((1 / (thread_messages_count - 4)))"
+            )
+        with idle_reader(empty_url, "chat_threads", 2.0):
+            assert [m.label for m in migrate(empty_url, settings)] == [
+                "counters/0003_counter_indexes"
+            ]
+    assert verify(empty_url, settings) == []
+
+
 def test_a_schema_of_its_own_leaves_other_schemas_alone(empty_url, tmp_path):
     create_app_tables(empty_url)
     with psycopg.connect(empty_url, autocommit=True) as conn:
@@ -470,8 +514,10 @@ def test_the_sql_script_rebuilds_an_invalid_index(feature_gates_database_url, tm
                 "ON feature_usage ((1 / usage_count))"
             )
         path = tmp_path / "migrate.sql"
-        path.write_text(migration_script(url, CORE))
-        result = _psql(url, path)
+        # The drop waits for the idle reader, without lock_timeout, as the build does.
+        path.write_text(migration_script(url, MigrationSettings(lock_timeout=0.05)))
+        with idle_reader(url, "feature_usage", 2.0):
+            result = _psql(url, path)
         assert result.returncode == 0, result.stderr
         assert conn.execute(
             "SELECT indisvalid FROM pg_index "

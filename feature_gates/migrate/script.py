@@ -44,10 +44,12 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
             return text(store.SCRIPT_BATCHED.format(statement=sql.SQL(step.sql)))
         if step.kind != "concurrent":
             return _statement(step.sql)
-        out = ""
+        # The drop of an INVALID index waits for older transactions as the
+        # build does: both run without lock_timeout.
+        out = store.SCRIPT_NO_LOCK_TIMEOUT
         if step.index_name is not None:
             out += text(store.SCRIPT_DROP_INVALID_INDEX.format(index=sql.Literal(step.index_name)))
-        out += store.SCRIPT_NO_LOCK_TIMEOUT + _statement(step.sql)
+        out += _statement(step.sql)
         return out + text(store.SCRIPT_SET_LOCK_TIMEOUT.format(lock_timeout=lock_timeout))
 
     lock_keys = {
