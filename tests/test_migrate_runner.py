@@ -491,6 +491,38 @@ def test_the_sql_script_applies_cleanly_with_psql(empty_url, tmp_path):
         assert _psql(empty_url, path).returncode == 0
 
 
+def test_the_sql_script_run_again_after_a_failure_picks_up_where_it_stopped(empty_url, tmp_path):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        # An adopted table with a duplicated key: core/0001 adopts it, core/0002
+        # (no-transaction, concurrent builds) refuses to index it.
+        conn.execute(
+            "CREATE TABLE feature_usage (id serial PRIMARY KEY, user_id bigint, feature text, "
+            "period_start date, usage_count integer)"
+        )
+        conn.execute(
+            "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
+            "VALUES (1, 'api', '2026-01-01', 2), (1, 'api', '2026-01-01', 3)"
+        )
+        path = tmp_path / "migrate.sql"
+        path.write_text(migration_script(empty_url, CORE))
+        result = _psql(empty_url, path)
+        assert result.returncode != 0
+        assert "duplicated (user_id, feature, period_start) keys" in result.stderr
+        assert [r.state for r in status(empty_url, CORE)] == ["applied"] + ["pending"] * (
+            len(CORE_LABELS) - 1
+        )
+        conn.execute("DELETE FROM feature_usage WHERE usage_count = 3")
+        result = _psql(empty_url, path)
+        assert result.returncode == 0, result.stderr
+        assert [r.state for r in status(empty_url, CORE)] == ["applied"] * len(CORE_LABELS)
+        # Once more: everything is recorded, nothing runs.
+        assert _psql(empty_url, path).returncode == 0
+        assert conn.execute("SELECT count(*) FROM feature_gates_schema_history").fetchone() == (
+            len(CORE_LABELS),
+        )
+    assert verify(empty_url, CORE) == []
+
+
 def test_the_sql_script_stops_when_another_migration_holds_the_lock(empty_url, tmp_path):
     path = tmp_path / "migrate.sql"
     path.write_text(migration_script(empty_url, CORE))

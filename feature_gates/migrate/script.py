@@ -6,7 +6,9 @@ migration lock (failing at once when another runner holds it), runs each
 transactional migration in a transaction with its history row, runs
 no-transaction files statement by statement, drops an INVALID index left by a
 failed concurrent build before rebuilding it, and turns each batched backfill
-into a loop that commits after every batch.
+into a loop that commits after every batch. Each migration runs only while its
+history row is absent, so the script run again after a failure picks up where
+it stopped.
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
                 checksum=sql.Literal(migration.checksum),
             )
         )
+        parts.append(
+            text(
+                store.SCRIPT_IF_PENDING.format(
+                    set_name=sql.Literal(migration.set_name),
+                    version=sql.Literal(migration.version),
+                )
+            )
+        )
         if migration.transactional:
             parts.append("BEGIN;\n")
             parts.append(_statement(migration.up_sql))
@@ -100,6 +110,7 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
             for step in migration.up_steps:
                 parts.append(step_text(step))
             parts.append(record)
+        parts.append(store.SCRIPT_END_IF)
     parts.append("\n" + text(store.SCRIPT_UNLOCK.format(**lock_keys)))
     return "".join(parts)
 
