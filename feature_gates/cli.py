@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import psycopg
@@ -30,6 +31,7 @@ from flask import Flask
 from flask import current_app
 from flask.cli import NoAppException
 from flask.cli import ScriptInfo
+from psycopg.conninfo import conninfo_to_dict
 
 from . import migrate as runner
 from .errors import one_line
@@ -44,15 +46,30 @@ __all__ = ["cli", "main"]
 
 @dataclass
 class CommandContext:
-    """What every command needs: where the database is and which sets to work on."""
+    """What every command needs: where the database is and which sets to work on.
+
+    ``url_source`` names where the URL came from (``--database-url``,
+    ``DATABASE_URL``, ...), or where to set one when there is none.
+    """
 
     database_url: str | None
     settings: MigrationSettings
     url_source: str
 
     def require_url(self) -> str:
+        """The database URL, checked for its syntax before anything connects."""
         if not self.database_url:
             raise click.ClickException(f"no database: set {self.url_source} to your PostgreSQL URL")
+        try:
+            conninfo_to_dict(self.database_url)
+        except psycopg.ProgrammingError as exc:
+            # psycopg raises ProgrammingError for a conninfo it cannot parse: not
+            # the database's answer, the URL's fault.
+            reason = _without_password(one_line(exc), self.database_url)
+            raise click.ClickException(
+                f"{self.url_source} is not a valid PostgreSQL URL ({reason}); "
+                "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            ) from None
         return self.database_url
 
     @contextmanager
@@ -70,6 +87,16 @@ class CommandContext:
             message = exc.diag.message_primary or one_line(exc)
             hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
             raise click.ClickException(f"the database refused: {message}{hint}") from exc
+
+
+def _without_password(message: str, url: str) -> str:
+    """``message`` with the URL's password masked: libpq quotes the part of a URL
+    it cannot decode, which may be the password, and errors end up in CI logs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
 
 
 class _EchoHandler(logging.Handler):
@@ -119,9 +146,16 @@ def _context_from_flask(ctx: click.Context) -> CommandContext | None:
     url = config.get("FEATURE_GATES_DATABASE_URL")
     if url:
         return CommandContext(url, settings, "FEATURE_GATES_DATABASE_URL")
-    return CommandContext(
-        os.environ.get("DATABASE_URL"), settings, "FEATURE_GATES_DATABASE_URL or DATABASE_URL"
-    )
+    return _url_from_environment(settings, "FEATURE_GATES_DATABASE_URL")
+
+
+def _url_from_environment(settings: MigrationSettings, setting: str) -> CommandContext:
+    """The context with ``$DATABASE_URL``; without it, one that says to set
+    ``setting`` or DATABASE_URL."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return CommandContext(url, settings, "DATABASE_URL")
+    return CommandContext(None, settings, f"{setting} or DATABASE_URL")
 
 
 @click.group("feature-gates")
@@ -145,12 +179,8 @@ def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> 
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
     if command_context is None:
-        command_context = CommandContext(
-            database_url or os.environ.get("DATABASE_URL"),
-            MigrationSettings(),
-            "--database-url or DATABASE_URL",
-        )
-    elif database_url:
+        command_context = _url_from_environment(MigrationSettings(), "--database-url")
+    if database_url:
         command_context.database_url = database_url
         command_context.url_source = "--database-url"
     if sets:

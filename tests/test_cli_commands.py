@@ -209,6 +209,29 @@ def test_errors_are_one_clear_line(run, empty_url):
     assert "Error: FEATURE_GATES_MIGRATION_SETS: 'Bad!' is not a set name" in result.output
 
 
+def test_a_malformed_url_is_named_by_where_it_came_from(run):
+    result = run("--database-url", "garbage", "status")
+    assert result.exit_code == 1
+    assert result.output == (
+        'Error: --database-url is not a valid PostgreSQL URL (missing "=" after '
+        '"garbage" in connection info string); write it as '
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE\n"
+    )
+    result = run("migrate", env={"DATABASE_URL": "postgresql://u:p%zz@h/db"})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: DATABASE_URL is not a valid PostgreSQL URL")
+    # libpq quotes the token it could not decode: a password is not echoed.
+    assert "p%zz" not in result.output
+    assert len(result.output.splitlines()) == 1
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_DATABASE_URL"] = "host=db port"
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "status"])
+    assert result.output.startswith(
+        "Error: FEATURE_GATES_DATABASE_URL is not a valid PostgreSQL URL (missing"
+    )
+
+
 # -- inside a Flask application ------------------------------------------------------
 
 
