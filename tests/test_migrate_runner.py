@@ -152,6 +152,16 @@ def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
             MigrationSettings.from_config({key: value})
 
 
+def test_settings_from_config_keep_the_base_for_absent_keys(tmp_path):
+    base = MigrationSettings(sets=("app", "core"), folders={"app": tmp_path}, batch_size=5)
+    settings = MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": "gates"}, base=base)
+    assert settings == MigrationSettings(
+        sets=("app", "core"), folders={"app": tmp_path}, batch_size=5, schema="gates"
+    )
+    with pytest.raises(MigrationError, match="FEATURE_GATES_SCHEMA must be a schema name"):
+        MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": ""}, base=base)
+
+
 # -- history -------------------------------------------------------------------------
 
 
