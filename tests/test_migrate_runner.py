@@ -304,18 +304,24 @@ def test_a_step_waits_briefly_for_its_lock_and_retries(empty_url, caplog):
     )
 
 
-def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_url):
-    create_app_tables(empty_url)
-    settings = MigrationSettings(sets=("core", "counters"))
-    migrate(empty_url, settings)
-    rollback(empty_url, settings, to="counters/0002")
-    with psycopg.connect(empty_url, autocommit=True) as conn:
-        # A concurrent build that fails half-way leaves an INVALID index behind.
+def leave_an_invalid_counter_index(url, settings):
+    """Migrate core and counters, then undo counters/0003 and leave the INVALID
+    index a concurrent build that fails half-way leaves behind."""
+    create_app_tables(url)
+    migrate(url, settings)
+    rollback(url, settings, to="counters/0002")
+    with psycopg.connect(url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute(
                 "CREATE INDEX CONCURRENTLY idx_chat_threads_messages_count "
                 "ON chat_threads ((1 / (thread_messages_count - 4)))"
             )
+
+
+def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_url):
+    settings = MigrationSettings(sets=("core", "counters"))
+    leave_an_invalid_counter_index(empty_url, settings)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
         invalid = (
             "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
             "WHERE indexrelid = 'idx_chat_threads_messages_count'::regclass"
@@ -359,20 +365,10 @@ def test_an_invalid_index_is_dropped_without_lock_timeout(empty_url):
     """DROP INDEX CONCURRENTLY waits for every transaction that touched the
     table, as the build does: under lock_timeout it would fail where the build
     would wait."""
-    create_app_tables(empty_url)
     settings = MigrationSettings(sets=("core", "counters"), lock_timeout=0.05, lock_retries=1)
-    migrate(empty_url, settings)
-    rollback(empty_url, settings, to="counters/0002")
-    with psycopg.connect(empty_url, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            conn.execute(
-                "CREATE INDEX CONCURRENTLY idx_chat_threads_messages_count "
-                "ON chat_threads ((1 / (thread_messages_count - 4)))"
-            )
-        with idle_reader(empty_url, "chat_threads", 2.0):
-            assert [m.label for m in migrate(empty_url, settings)] == [
-                "counters/0003_counter_indexes"
-            ]
+    leave_an_invalid_counter_index(empty_url, settings)
+    with idle_reader(empty_url, "chat_threads", 2.0):
+        assert [m.label for m in migrate(empty_url, settings)] == ["counters/0003_counter_indexes"]
     assert verify(empty_url, settings) == []
 
 
