@@ -5,8 +5,10 @@ Two ways in, one group:
 * ``flask feature-gates ...`` in an application that uses the extension: the
   settings come from the application's ``FEATURE_GATES_*`` configuration.
 * the ``feature-gates`` console script, for deploy pipelines and cron: the
-  database comes from ``--database-url`` (or ``DATABASE_URL``) and the sets from
-  ``--set``.
+  database comes from ``--database-url`` (or ``DATABASE_URL``), the sets from
+  ``--set``, the schema and the user id type from ``--schema`` and
+  ``--user-id-type`` (or their ``FEATURE_GATES_*`` environment variables), an
+  application's folders from ``--migrations NAME=PATH``.
 
 Each command is a thin wrapper over a function of :mod:`feature_gates.migrate`.
 """
@@ -23,13 +25,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import psycopg
+from click.core import ParameterSource
 from flask import Flask
 from flask import current_app
 from flask.cli import NoAppException
 from flask.cli import ScriptInfo
+from psycopg.conninfo import conninfo_to_dict
 
 from . import migrate as runner
 from .errors import one_line
@@ -38,22 +43,52 @@ from .migrate import MigrationError
 from .migrate import MigrationSettings
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
+from .migrate.settings import USER_ID_TYPES
 
 __all__ = ["cli", "main"]
 
 
 @dataclass
 class CommandContext:
-    """What every command needs: where the database is and which sets to work on."""
+    """What every command needs: where the database is and which sets to work on.
+
+    ``url_source`` names where the URL came from (``--database-url``,
+    ``DATABASE_URL``, ...), or where to set one when there is none.
+    """
 
     database_url: str | None
     settings: MigrationSettings
     url_source: str
+    #: The console script, not told a user id type: ``migrate`` uses the one
+    #: the database recorded, if any.
+    follow_recorded_user_id_type: bool = False
 
     def require_url(self) -> str:
+        """The database URL, checked for its syntax before anything connects."""
         if not self.database_url:
             raise click.ClickException(f"no database: set {self.url_source} to your PostgreSQL URL")
+        try:
+            conninfo_to_dict(self.database_url)
+        except psycopg.ProgrammingError as exc:
+            # psycopg raises ProgrammingError for a conninfo it cannot parse: not
+            # the database's answer, the URL's fault.
+            reason = _without_password(one_line(exc), self.database_url)
+            raise click.ClickException(
+                f"{self.url_source} is not a valid PostgreSQL URL ({reason}); "
+                "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            ) from None
         return self.database_url
+
+    def migrate_settings(self, url: str) -> MigrationSettings:
+        """The settings for ``migrate``: with the user id type the database
+        recorded when :attr:`follow_recorded_user_id_type`."""
+        if self.follow_recorded_user_id_type:
+            recorded = runner.recorded_user_id_type(url, self.settings)
+            if recorded is not None:
+                return MigrationSettings.from_config(
+                    {"FEATURE_GATES_USER_ID_TYPE": recorded}, base=self.settings
+                )
+        return self.settings
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -70,6 +105,16 @@ class CommandContext:
             message = exc.diag.message_primary or one_line(exc)
             hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
             raise click.ClickException(f"the database refused: {message}{hint}") from exc
+
+
+def _without_password(message: str, url: str) -> str:
+    """``message`` with the URL's password masked: libpq quotes the part of a URL
+    it cannot decode, which may be the password, and errors end up in CI logs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
 
 
 class _EchoHandler(logging.Handler):
@@ -119,8 +164,40 @@ def _context_from_flask(ctx: click.Context) -> CommandContext | None:
     url = config.get("FEATURE_GATES_DATABASE_URL")
     if url:
         return CommandContext(url, settings, "FEATURE_GATES_DATABASE_URL")
-    return CommandContext(
-        os.environ.get("DATABASE_URL"), settings, "FEATURE_GATES_DATABASE_URL or DATABASE_URL"
+    return _url_from_environment(settings, "FEATURE_GATES_DATABASE_URL")
+
+
+def _url_from_environment(settings: MigrationSettings, setting: str) -> CommandContext:
+    """The context with ``$DATABASE_URL``; without it, one that says to set
+    ``setting`` or DATABASE_URL."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return CommandContext(url, settings, "DATABASE_URL")
+    return CommandContext(None, settings, f"{setting} or DATABASE_URL")
+
+
+def _folders(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``--migrations NAME=PATH`` options as FEATURE_GATES_MIGRATION_FOLDERS."""
+    folders = {}
+    for value in values:
+        name, equals, path = value.partition("=")
+        if not (name and equals and path):
+            raise click.BadParameter(f"{value!r} is not NAME=PATH (like app=migrations/app)")
+        folders[name] = path
+    return folders
+
+
+def _refuse_app_override(ctx: click.Context, field: str, value: str | None, app_value: str) -> None:
+    """Under flask, refuse a --schema or --user-id-type other than the app's: its
+    gates use that setting at run time, so migrate must install what they use."""
+    # The environment variables are the console script's; under flask the
+    # application's configuration (which may read them) is what counts.
+    if ctx.get_parameter_source(field) is not ParameterSource.COMMANDLINE or value == app_value:
+        return
+    option, key = "--" + field.replace("_", "-"), "FEATURE_GATES_" + field.upper()
+    raise click.ClickException(
+        f"{option} {value!r} differs from the application's {key} ({app_value!r}), "
+        f"which its gates use: change {key} in its configuration instead"
     )
 
 
@@ -137,25 +214,71 @@ def _context_from_flask(ctx: click.Context) -> CommandContext | None:
     help="A migration set to work on (repeatable). Default: FEATURE_GATES_MIGRATION_SETS, "
     "else core.",
 )
+@click.option(
+    "--schema",
+    metavar="NAME",
+    envvar="FEATURE_GATES_SCHEMA",
+    help="Schema of the feature-gates objects. Default: $FEATURE_GATES_SCHEMA, else public "
+    "(under flask: the app's FEATURE_GATES_SCHEMA).",
+)
+@click.option(
+    "--user-id-type",
+    type=click.Choice(USER_ID_TYPES),
+    envvar="FEATURE_GATES_USER_ID_TYPE",
+    help="Type of user ids. Default: $FEATURE_GATES_USER_ID_TYPE, else the type the database "
+    "recorded at its first migrate, else bigint (under flask: the app's "
+    "FEATURE_GATES_USER_ID_TYPE).",
+)
+@click.option(
+    "--migrations",
+    "folders",
+    multiple=True,
+    metavar="NAME=PATH",
+    callback=_folders,
+    help="An application's migration folder, as set NAME (repeatable); choose it with --set NAME.",
+)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, sets: tuple[str, ...]) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    sets: tuple[str, ...],
+    schema: str | None,
+    user_id_type: str | None,
+    folders: dict[str, str],
+) -> None:
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
         command_context = _context_from_flask(ctx)
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
+    # The options as FEATURE_GATES_* keys, read by the parser the extension uses.
+    config: dict[str, Any] = {}
     if command_context is None:
-        command_context = CommandContext(
-            database_url or os.environ.get("DATABASE_URL"),
-            MigrationSettings(),
-            "--database-url or DATABASE_URL",
-        )
-    elif database_url:
+        command_context = _url_from_environment(MigrationSettings(), "--database-url")
+        # Not told, follow what the database recorded: the type cannot change.
+        command_context.follow_recorded_user_id_type = user_id_type is None
+        if schema is not None:
+            config["FEATURE_GATES_SCHEMA"] = schema
+        if user_id_type is not None:
+            config["FEATURE_GATES_USER_ID_TYPE"] = user_id_type
+    else:
+        _refuse_app_override(ctx, "schema", schema, command_context.settings.schema)
+        app_type = command_context.settings.user_id_type
+        _refuse_app_override(ctx, "user_id_type", user_id_type, app_type)
+    if database_url:
         command_context.database_url = database_url
         command_context.url_source = "--database-url"
     if sets:
-        with command_context.errors():
-            command_context.settings = replace(command_context.settings, sets=sets)
+        config["FEATURE_GATES_MIGRATION_SETS"] = sets
+    if folders:
+        config["FEATURE_GATES_MIGRATION_FOLDERS"] = {
+            **(command_context.settings.folders or {}),
+            **folders,
+        }
+    with command_context.errors():
+        command_context.settings = MigrationSettings.from_config(
+            config, base=command_context.settings
+        )
     _show_progress()
     ctx.obj = command_context
 
@@ -201,17 +324,19 @@ def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
     if dry_run and as_sql:
         raise click.UsageError("give --dry-run or --sql, not both")
     with obj.errors():
+        url = obj.require_url()
+        settings = obj.migrate_settings(url)
         if as_sql:
-            click.echo(runner.migration_script(obj.require_url(), obj.settings), nl=False)
+            click.echo(runner.migration_script(url, settings), nl=False)
             return
         if dry_run:
-            pending = runner.pending_migrations(obj.require_url(), obj.settings)
+            pending = runner.pending_migrations(url, settings)
             for migration in pending:
                 click.echo(f"would apply {_describe(migration)}")
             if not pending:
                 click.echo("nothing to apply: the database is up to date")
             return
-        applied = runner.migrate(obj.require_url(), obj.settings)
+        applied = runner.migrate(url, settings)
     for migration in applied:
         click.echo(f"applied {migration.label}")
     if not applied:

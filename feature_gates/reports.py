@@ -136,19 +136,24 @@ def usage_report(
     top: int = 10,
     near_limit: float | None = None,
     period: date | None = None,
+    schema: str | None = None,
 ) -> UsageReport:
     """This month's most used features and, with ``near_limit`` (a percentage), the users
     at or above that share of their plan's limit.
 
     The near-limit part needs an application's ``state``: its plan catalogue, and
     ``FEATURE_GATES_USER_PLAN_SQL`` for the users' plans. Stock limits are left out
-    of it: their counts are the application's, not monthly counts.
+    of it: their counts are the application's, not monthly counts. ``schema`` holds
+    feature_usage: by default the application's FEATURE_GATES_SCHEMA, else public.
     """
     if near_limit is not None and state is None:
         raise ValueError("the near-limit report needs the application's plan catalogue")
     if period is None:
         period = month_start(state.extension.clock() if state is not None else utc_now())
+    if schema is None:
+        schema = state.migration_settings.schema if state is not None else "public"
     with psycopg.connect(conninfo, autocommit=True, application_name="feature-gates usage") as conn:
+        conn.execute(store.CONFIGURE_SESSION, {"schema": schema, "timeout_ms": 0})
         top_rows = conn.execute(store.TOP_FEATURES, (period, top)).fetchall()
         near: list[NearLimit] = []
         if near_limit is not None:
@@ -297,7 +302,13 @@ def usage_command(obj: CommandContext, top: int, near_limit: float | None, as_js
             "it as 'flask --app yourapp feature-gates usage --near-limit PCT'"
         )
     with obj.errors():
-        report = usage_report(obj.require_url(), state=state, top=top, near_limit=near_limit)
+        report = usage_report(
+            obj.require_url(),
+            state=state,
+            top=top,
+            near_limit=near_limit,
+            schema=obj.settings.schema,
+        )
     if as_json:
         data = {
             "period_start": report.period_start.isoformat(),

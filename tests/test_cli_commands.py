@@ -11,6 +11,7 @@ from flask import Flask
 from feature_gates.cli import cli
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
+from feature_gates.migrate import migrate
 
 CORE_COUNT = len(MigrationSettings(sets=("core",)).load())
 
@@ -71,6 +72,108 @@ def test_sets_are_chosen_with_set(run, app_url):
     assert len(result.output.splitlines()) == 3
     result = run("--database-url", app_url, "status", "--set", "nope")
     assert "Error: unknown migration set 'nope'" in result.output
+
+
+def user_id_type(url, schema="public"):
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT format_type(t.typbasetype, NULL) FROM pg_type t "
+            "JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE t.typname = 'feature_usage_user_id' AND n.nspname = %s",
+            (schema,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_the_console_script_follows_the_recorded_user_id_type(run, empty_url):
+    migrate(empty_url, MigrationSettings(user_id_type="uuid"))
+    result = run("--database-url", empty_url, "migrate")
+    assert result.exit_code == 0, result.output
+    assert "nothing to apply" in result.output
+    assert run("--database-url", empty_url, "status", "--check").exit_code == 0
+    # Told otherwise, it refuses, whether by option or environment.
+    result = run("--database-url", empty_url, "--user-id-type", "bigint", "migrate")
+    assert result.exit_code == 1
+    assert "user ids are uuid in this database" in result.output
+    assert "--user-id-type" in result.output
+    result = run(
+        "--database-url", empty_url, "migrate", env={"FEATURE_GATES_USER_ID_TYPE": "bigint"}
+    )
+    assert result.exit_code == 1
+    assert "cannot change that: set it to 'uuid'" in result.output
+    assert run("--database-url", empty_url, "--user-id-type", "uuid", "migrate").exit_code == 0
+    assert run("--database-url", empty_url, "--user-id-type", "int", "migrate").exit_code == 2
+    # A Flask application keeps refusing a type other than its configuration's.
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_DATABASE_URL"] = empty_url
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    assert result.exit_code == 1
+    assert "FEATURE_GATES_USER_ID_TYPE" in result.output
+
+
+def test_the_console_script_chooses_the_user_id_type_of_a_first_install(run, empty_url):
+    result = run("--database-url", empty_url, "migrate", env={"FEATURE_GATES_USER_ID_TYPE": "uuid"})
+    assert result.exit_code == 0, result.output
+    assert user_id_type(empty_url) == "uuid"
+    result = run("--database-url", empty_url, "--user-id-type", "bigint", "migrate", "--sql")
+    assert result.exit_code == 1
+
+
+def test_the_console_script_works_in_a_schema_of_its_own(run, empty_url):
+    env = {"FEATURE_GATES_SCHEMA": "gates"}
+    result = run("--database-url", empty_url, "migrate", env=env)
+    assert result.exit_code == 0, result.output
+    assert user_id_type(empty_url, "gates") == "bigint"
+    assert user_id_type(empty_url) is None
+    assert run("--database-url", empty_url, "status", "--check", env=env).exit_code == 0
+    assert run("--database-url", empty_url, "--schema", "gates", "status", "--check").exit_code == 0
+    assert run("--database-url", empty_url, "status", "--check").exit_code == 1
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute("SELECT gates.increment_feature_usage_safe(7, 'api', 3)")
+    result = run("--database-url", empty_url, "--schema", "gates", "usage")
+    assert result.exit_code == 0, result.output
+    assert "api" in result.output
+    result = run("--database-url", empty_url, "--schema", "gates", "refresh")
+    assert result.output == "refreshed feature_usage_summary: 1 rows\n"
+    assert run("--database-url", empty_url, "--schema", "", "status").exit_code == 1
+
+
+def test_the_console_script_applies_application_folders(run, empty_url, tmp_path):
+    (tmp_path / "0001_accounts.up.sql").write_text("CREATE TABLE accounts (id bigint);\n")
+    (tmp_path / "0001_accounts.down.sql").write_text("DROP TABLE accounts;\n")
+    args = ("--database-url", empty_url, "--migrations", f"app={tmp_path}", "--set", "app")
+    result = run(*args, "--set", "core", "migrate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "applied app/0001_accounts"
+    assert run(*args, "status", "--check").exit_code == 0
+    result = run("--database-url", empty_url, "--migrations", "app", "status")
+    assert result.exit_code == 2
+    assert "'app' is not NAME=PATH" in result.output
+    result = run("--database-url", empty_url, "--set", "app", "status")
+    assert "Error: unknown migration set 'app'" in result.output
+
+
+def test_flask_takes_schema_and_user_id_type_from_the_apps_config(app_url, tmp_path):
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_DATABASE_URL"] = app_url
+    app.cli.add_command(cli)
+    runner = app.test_cli_runner()
+    # The environment is the console script's: the application's config decides here.
+    result = runner.invoke(args=["feature-gates", "migrate"], env={"FEATURE_GATES_SCHEMA": "gates"})
+    assert result.exit_code == 0, result.output
+    assert user_id_type(app_url) == "bigint"
+    result = runner.invoke(args=["feature-gates", "--schema", "gates", "status"])
+    assert result.exit_code == 1
+    assert "--schema 'gates' differs from the application's FEATURE_GATES_SCHEMA" in result.output
+    result = runner.invoke(args=["feature-gates", "--user-id-type", "bigint", "status"])
+    assert result.exit_code == 0
+    (tmp_path / "0001_accounts.up.sql").write_text("CREATE TABLE accounts (id bigint);\n")
+    (tmp_path / "0001_accounts.down.sql").write_text("DROP TABLE accounts;\n")
+    result = runner.invoke(
+        args=["feature-gates", "--migrations", f"app={tmp_path}", "--set", "app", "migrate"]
+    )
+    assert result.stdout == "applied app/0001_accounts\n"
 
 
 def test_migrate_sql_prints_a_script_and_changes_nothing(run, empty_url):
@@ -207,6 +310,29 @@ def test_errors_are_one_clear_line(run, empty_url):
     assert "Error: the counters set is not installed" in result.output
     result = run("--database-url", empty_url, "--set", "Bad!", "status")
     assert "Error: FEATURE_GATES_MIGRATION_SETS: 'Bad!' is not a set name" in result.output
+
+
+def test_a_malformed_url_is_named_by_where_it_came_from(run):
+    result = run("--database-url", "garbage", "status")
+    assert result.exit_code == 1
+    assert result.output == (
+        'Error: --database-url is not a valid PostgreSQL URL (missing "=" after '
+        '"garbage" in connection info string); write it as '
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE\n"
+    )
+    result = run("migrate", env={"DATABASE_URL": "postgresql://u:p%zz@h/db"})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: DATABASE_URL is not a valid PostgreSQL URL")
+    # libpq quotes the token it could not decode: a password is not echoed.
+    assert "p%zz" not in result.output
+    assert len(result.output.splitlines()) == 1
+    app = Flask(__name__)
+    app.config["FEATURE_GATES_DATABASE_URL"] = "host=db port"
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "status"])
+    assert result.output.startswith(
+        "Error: FEATURE_GATES_DATABASE_URL is not a valid PostgreSQL URL (missing"
+    )
 
 
 # -- inside a Flask application ------------------------------------------------------

@@ -9,11 +9,13 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from app_schema import app_fingerprint
 from app_schema import create_app_tables
+from psycopg import sql
 
 from feature_gates.migrate import MigrationError
 from feature_gates.migrate import MigrationSettings
@@ -148,6 +150,16 @@ def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
     ]:
         with pytest.raises(MigrationError, match=key):
             MigrationSettings.from_config({key: value})
+
+
+def test_settings_from_config_keep_the_base_for_absent_keys(tmp_path):
+    base = MigrationSettings(sets=("app", "core"), folders={"app": tmp_path}, batch_size=5)
+    settings = MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": "gates"}, base=base)
+    assert settings == MigrationSettings(
+        sets=("app", "core"), folders={"app": tmp_path}, batch_size=5, schema="gates"
+    )
+    with pytest.raises(MigrationError, match="FEATURE_GATES_SCHEMA must be a schema name"):
+        MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": ""}, base=base)
 
 
 # -- history -------------------------------------------------------------------------
@@ -292,18 +304,24 @@ def test_a_step_waits_briefly_for_its_lock_and_retries(empty_url, caplog):
     )
 
 
-def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_url):
-    create_app_tables(empty_url)
-    settings = MigrationSettings(sets=("core", "counters"))
-    migrate(empty_url, settings)
-    rollback(empty_url, settings, to="counters/0002")
-    with psycopg.connect(empty_url, autocommit=True) as conn:
-        # A concurrent build that fails half-way leaves an INVALID index behind.
+def leave_an_invalid_counter_index(url, settings):
+    """Migrate core and counters, then undo counters/0003 and leave the INVALID
+    index a concurrent build that fails half-way leaves behind."""
+    create_app_tables(url)
+    migrate(url, settings)
+    rollback(url, settings, to="counters/0002")
+    with psycopg.connect(url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute(
                 "CREATE INDEX CONCURRENTLY idx_chat_threads_messages_count "
                 "ON chat_threads ((1 / (thread_messages_count - 4)))"
             )
+
+
+def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_url):
+    settings = MigrationSettings(sets=("core", "counters"))
+    leave_an_invalid_counter_index(empty_url, settings)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
         invalid = (
             "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
             "WHERE indexrelid = 'idx_chat_threads_messages_count'::regclass"
@@ -319,6 +337,38 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(empty_ur
     assert definition.endswith(
         "ON public.chat_threads USING btree (user_id, thread_messages_count)"
     )
+    assert verify(empty_url, settings) == []
+
+
+@contextmanager
+def idle_reader(url, table, seconds):
+    """An idle-in-transaction session that read ``table``: a concurrent index
+    build or drop on it waits until the session ends, ``seconds`` later."""
+    reading = threading.Event()
+
+    def read():
+        with psycopg.connect(url) as conn:
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            reading.set()
+            time.sleep(seconds)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reading.wait()
+    try:
+        yield
+    finally:
+        reader.join()
+
+
+def test_an_invalid_index_is_dropped_without_lock_timeout(empty_url):
+    """DROP INDEX CONCURRENTLY waits for every transaction that touched the
+    table, as the build does: under lock_timeout it would fail where the build
+    would wait."""
+    settings = MigrationSettings(sets=("core", "counters"), lock_timeout=0.05, lock_retries=1)
+    leave_an_invalid_counter_index(empty_url, settings)
+    with idle_reader(empty_url, "chat_threads", 2.0):
+        assert [m.label for m in migrate(empty_url, settings)] == ["counters/0003_counter_indexes"]
     assert verify(empty_url, settings) == []
 
 
@@ -447,6 +497,38 @@ def test_the_sql_script_applies_cleanly_with_psql(empty_url, tmp_path):
         assert _psql(empty_url, path).returncode == 0
 
 
+def test_the_sql_script_run_again_after_a_failure_picks_up_where_it_stopped(empty_url, tmp_path):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        # An adopted table with a duplicated key: core/0001 adopts it, core/0002
+        # (no-transaction, concurrent builds) refuses to index it.
+        conn.execute(
+            "CREATE TABLE feature_usage (id serial PRIMARY KEY, user_id bigint, feature text, "
+            "period_start date, usage_count integer)"
+        )
+        conn.execute(
+            "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
+            "VALUES (1, 'api', '2026-01-01', 2), (1, 'api', '2026-01-01', 3)"
+        )
+        path = tmp_path / "migrate.sql"
+        path.write_text(migration_script(empty_url, CORE))
+        result = _psql(empty_url, path)
+        assert result.returncode != 0
+        assert "duplicated (user_id, feature, period_start) keys" in result.stderr
+        assert [r.state for r in status(empty_url, CORE)] == ["applied"] + ["pending"] * (
+            len(CORE_LABELS) - 1
+        )
+        conn.execute("DELETE FROM feature_usage WHERE usage_count = 3")
+        result = _psql(empty_url, path)
+        assert result.returncode == 0, result.stderr
+        assert [r.state for r in status(empty_url, CORE)] == ["applied"] * len(CORE_LABELS)
+        # Once more: everything is recorded, nothing runs.
+        assert _psql(empty_url, path).returncode == 0
+        assert conn.execute("SELECT count(*) FROM feature_gates_schema_history").fetchone() == (
+            len(CORE_LABELS),
+        )
+    assert verify(empty_url, CORE) == []
+
+
 def test_the_sql_script_stops_when_another_migration_holds_the_lock(empty_url, tmp_path):
     path = tmp_path / "migrate.sql"
     path.write_text(migration_script(empty_url, CORE))
@@ -470,8 +552,10 @@ def test_the_sql_script_rebuilds_an_invalid_index(feature_gates_database_url, tm
                 "ON feature_usage ((1 / usage_count))"
             )
         path = tmp_path / "migrate.sql"
-        path.write_text(migration_script(url, CORE))
-        result = _psql(url, path)
+        # The drop waits for the idle reader, without lock_timeout, as the build does.
+        path.write_text(migration_script(url, MigrationSettings(lock_timeout=0.05)))
+        with idle_reader(url, "feature_usage", 2.0):
+            result = _psql(url, path)
         assert result.returncode == 0, result.stderr
         assert conn.execute(
             "SELECT indisvalid FROM pg_index "

@@ -14,6 +14,7 @@ from .runner import MigrationStatus as MigrationStatus
 from .runner import applied_migrations as applied_migrations
 from .runner import migrate as migrate
 from .runner import pending_migrations as pending_migrations
+from .runner import recorded_user_id_type as recorded_user_id_type
 from .runner import refuse_changed as refuse_changed
 from .runner import rollback as rollback
 from .runner import status as status
@@ -38,6 +39,7 @@ __all__ = [
     "migration_script",
     "pending_migrations",
     "prune",
+    "recorded_user_id_type",
     "refresh",
     "refuse_changed",
     "repair_counters",

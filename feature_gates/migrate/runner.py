@@ -30,6 +30,7 @@ __all__ = [
     "applied_migrations",
     "migrate",
     "pending_migrations",
+    "recorded_user_id_type",
     "rollback",
     "status",
 ]
@@ -124,9 +125,21 @@ def refuse_changed(rows: Sequence[MigrationStatus]) -> None:
             )
 
 
+def _recorded_user_id_type(conn: Connection, schema: str) -> str | None:
+    row = conn.execute(store.RECORDED_USER_ID_TYPE, (schema,)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def recorded_user_id_type(conninfo: str, settings: MigrationSettings | None = None) -> str | None:
+    """The user id type the first migrate fixed in ``settings.schema``, or None
+    before it (an existing feature_usage table not yet adopted records nothing)."""
+    settings = settings or MigrationSettings()
+    with Session(conninfo, settings) as session:
+        return _recorded_user_id_type(session.conn, settings.schema)
+
+
 def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:
-    row = conn.execute(store.RECORDED_USER_ID_TYPE, (settings.schema,)).fetchone()
-    recorded = str(row[0]) if row and row[0] else None
+    recorded = _recorded_user_id_type(conn, settings.schema)
     source = "fixed at the first migrate"
     if recorded is None:
         row = conn.execute(store.EXISTING_USER_ID_COLUMN, (settings.schema,)).fetchone()
@@ -138,7 +151,8 @@ def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:
         wanted = "uuid" if recorded == "uuid" else "bigint"
         raise MigrationError(
             f"feature_usage user ids are {recorded} in this database ({source}); "
-            f"FEATURE_GATES_USER_ID_TYPE={settings.user_id_type!r} cannot change that: "
+            f"the user id type {settings.user_id_type!r} (FEATURE_GATES_USER_ID_TYPE, or "
+            f"--user-id-type of the feature-gates script) cannot change that: "
             f"set it to {wanted!r}"
         )
 
@@ -177,10 +191,15 @@ def _failed(migration: Migration, exc: psycopg.Error) -> MigrationError:
 def pending_migrations(conninfo: str, settings: MigrationSettings | None = None) -> list[Migration]:
     """The migrations ``migrate`` would apply, in order; changes nothing.
 
-    Raises :class:`MigrationError` when an applied file has changed.
+    Raises :class:`MigrationError` where ``migrate`` would: when an applied file
+    has changed, or the user id type is not the database's.
     """
-    rows = status(conninfo, settings)
-    refuse_changed(rows)
+    settings = settings or MigrationSettings()
+    migrations = settings.load()
+    with Session(conninfo, settings) as session:
+        rows = _statuses(migrations, read_history(session.conn), settings.sets)
+        refuse_changed(rows)
+        _check_user_id_type(session.conn, settings)
     return [row.migration for row in rows if row.state == "pending" and row.migration]
 
 

@@ -6,7 +6,9 @@ migration lock (failing at once when another runner holds it), runs each
 transactional migration in a transaction with its history row, runs
 no-transaction files statement by statement, drops an INVALID index left by a
 failed concurrent build before rebuilding it, and turns each batched backfill
-into a loop that commits after every batch.
+into a loop that commits after every batch. Each migration runs only while its
+history row is absent, so the script run again after a failure picks up where
+it stopped.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
             return text(store.SCRIPT_BATCHED.format(statement=sql.SQL(step.sql)))
         if step.kind != "concurrent":
             return _statement(step.sql)
-        out = ""
+        # The drop of an INVALID index waits for older transactions as the
+        # build does: both run without lock_timeout.
+        out = store.SCRIPT_NO_LOCK_TIMEOUT
         if step.index_name is not None:
             out += text(store.SCRIPT_DROP_INVALID_INDEX.format(index=sql.Literal(step.index_name)))
-        out += store.SCRIPT_NO_LOCK_TIMEOUT + _statement(step.sql)
+        out += _statement(step.sql)
         return out + text(store.SCRIPT_SET_LOCK_TIMEOUT.format(lock_timeout=lock_timeout))
 
     lock_keys = {
@@ -89,6 +93,14 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
                 checksum=sql.Literal(migration.checksum),
             )
         )
+        parts.append(
+            text(
+                store.SCRIPT_IF_PENDING.format(
+                    set_name=sql.Literal(migration.set_name),
+                    version=sql.Literal(migration.version),
+                )
+            )
+        )
         if migration.transactional:
             parts.append("BEGIN;\n")
             parts.append(_statement(migration.up_sql))
@@ -98,6 +110,7 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
             for step in migration.up_steps:
                 parts.append(step_text(step))
             parts.append(record)
+        parts.append(store.SCRIPT_END_IF)
     parts.append("\n" + text(store.SCRIPT_UNLOCK.format(**lock_keys)))
     return "".join(parts)
 

@@ -189,16 +189,17 @@ class Session:
 
         It blocks no writes, so it runs without lock_timeout: its wait for older
         transactions counts as a lock wait and would fail the build. An INVALID
-        index of the same name, left by a build that failed, is dropped first:
-        ``IF NOT EXISTS`` would accept it silently.
+        index of the same name, left by a build that failed, is dropped first
+        (``IF NOT EXISTS`` would accept it silently), also without lock_timeout:
+        DROP INDEX CONCURRENTLY waits for the same transactions.
         """
 
         def attempt() -> None:
             index = step.index_name
-            if index is not None:
-                self.drop_invalid_index(index)
             self.conn.execute(store.SET_SESSION_LOCK_TIMEOUT, ("0",))
             try:
+                if index is not None:
+                    self.drop_invalid_index(index)
                 self.conn.execute(step.sql.encode())
             finally:
                 self.conn.execute(store.SET_SESSION_LOCK_TIMEOUT, (self.settings.lock_timeout_ms,))
@@ -206,6 +207,8 @@ class Session:
         self.with_retries(what, attempt)
 
     def drop_invalid_index(self, index: str) -> bool:
+        """Drop ``index`` if a failed build left it INVALID; True when it did.
+        Run it without lock_timeout, as :meth:`_concurrently` does."""
         row = self.conn.execute(store.INVALID_INDEX, (index,)).fetchone()
         if row is None:
             return False

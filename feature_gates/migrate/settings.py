@@ -88,16 +88,19 @@ class MigrationSettings:
             raise MigrationError("FEATURE_GATES_MIGRATION_LOCK_RETRIES must be 0 or more")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MigrationSettings:
-        """Settings from ``FEATURE_GATES_*`` keys (a Flask app's config); defaults
-        for the keys that are absent."""
-        defaults = cls()
+    def from_config(
+        cls, config: Mapping[str, Any], base: MigrationSettings | None = None
+    ) -> MigrationSettings:
+        """Settings from ``FEATURE_GATES_*`` keys (a Flask app's config, or the
+        console script's options); the keys that are absent keep their value in
+        ``base``, else their default."""
+        defaults = base or cls()
         sets = config.get("FEATURE_GATES_MIGRATION_SETS", defaults.sets)
         if isinstance(sets, str) or not isinstance(sets, (list, tuple)):
             raise MigrationError(
                 'FEATURE_GATES_MIGRATION_SETS must be a list of set names, like ["core"]'
             )
-        folders = config.get("FEATURE_GATES_MIGRATION_FOLDERS") or None
+        folders = config.get("FEATURE_GATES_MIGRATION_FOLDERS", defaults.folders) or None
         if folders is not None and not isinstance(folders, Mapping):
             raise MigrationError(
                 "FEATURE_GATES_MIGRATION_FOLDERS must map set names to folders, "

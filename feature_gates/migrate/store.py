@@ -197,6 +197,18 @@ END
 $feature_gates_batch$;
 """
 )
+#: Opens a psql ``\if`` around one migration, true while its history row is
+#: absent: run again after a failure, the script skips what it applied before.
+#: ``\if`` is psql's own, so the statements inside are sent as they would be
+#: outside it (a CONCURRENTLY statement still outside any transaction).
+SCRIPT_IF_PENDING = sql.SQL(
+    """SELECT NOT EXISTS (SELECT FROM feature_gates_schema_history
+                   WHERE set_name = {set_name} AND version = {version})
+       AS feature_gates_pending \\gset
+\\if :feature_gates_pending
+"""
+)
+SCRIPT_END_IF = "\\endif\n"
 SCRIPT_INSERT_HISTORY = sql.SQL(
     "INSERT INTO feature_gates_schema_history (set_name, version, name, checksum, execution_ms)\n"
     "VALUES ({set_name}, {version}, {name}, {checksum}, 0);\n"
