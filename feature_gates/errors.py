@@ -66,7 +66,10 @@ class FeatureDenied(HTTPException):
 
     Each denial also derives from werkzeug's exception for its status
     (:class:`~werkzeug.exceptions.Forbidden` for a 403, ...), because Flask finds a
-    handler registered with ``@app.errorhandler(403)`` through that class.
+    handler registered with ``@app.errorhandler(403)`` through that class. This
+    base and :class:`FeatureLimitExceeded` have no status of their own, so that a
+    handler registered for them (``@app.errorhandler(FeatureDenied)``) sees every
+    denial they cover, whatever its status.
 
     :param feature: the feature the gate checks.
     :param subject: the caller, None when anonymous.
@@ -83,7 +86,6 @@ class FeatureDenied(HTTPException):
     title: ClassVar[str] = "Feature denied"
     #: The anchor of this denial in docs/errors.md, ending the problem ``type``.
     slug: ClassVar[str] = "feature-denied"
-    code = 403
 
     def __init__(
         self,
@@ -173,18 +175,24 @@ class TierTooLow(FeatureDenied, Forbidden):
         return {"required_tier": self.required_tier}
 
 
-class FeatureLimitExceeded(FeatureDenied, TooManyRequests):
+class FeatureLimitExceeded(FeatureDenied):
     """*429* (or ``FEATURE_GATES_LIMIT_STATUS``): the request would go over the plan's limit.
 
     ``reset_at`` is when a metered limit's period ends (None for a stock limit,
     which never resets by itself); the response then carries ``Retry-After``.
-    Build one with :meth:`for_status` to get the configured status.
+    Build one with :meth:`for_status` to get the configured status; built
+    directly, it is a 429. Each status is a subclass that also derives from
+    werkzeug's class for it (:class:`~werkzeug.exceptions.TooManyRequests`, ...).
     """
 
     reason = "limit"
     title = "Feature limit reached"
     slug = "feature-limit-exceeded"
-    code = 429
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> FeatureLimitExceeded:
+        if cls is FeatureLimitExceeded:
+            cls = _LIMIT_CLASSES[429]
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
@@ -220,6 +228,10 @@ class FeatureLimitExceeded(FeatureDenied, TooManyRequests):
         return _LIMIT_CLASSES[status](**kwargs)
 
 
+class _LimitExceededTooManyRequests(FeatureLimitExceeded, TooManyRequests):
+    code = 429
+
+
 class _LimitExceededForbidden(FeatureLimitExceeded, Forbidden):
     code = 403
 
@@ -230,7 +242,7 @@ class _LimitExceededPaymentRequired(FeatureLimitExceeded):
 
 
 _LIMIT_CLASSES: dict[int, type[FeatureLimitExceeded]] = {
-    429: FeatureLimitExceeded,
+    429: _LimitExceededTooManyRequests,
     403: _LimitExceededForbidden,
     402: _LimitExceededPaymentRequired,
 }

@@ -9,6 +9,7 @@ from datetime import timezone
 import pytest
 from flask import redirect
 from gates_sample import headers
+from werkzeug.exceptions import TooManyRequests
 
 from feature_gates import FeatureDenied
 from feature_gates import FeatureGates
@@ -173,3 +174,32 @@ def test_handlers_registered_by_code_see_limit_denials_of_that_code(make_app, st
     client = app.test_client()
     exhaust(client)
     assert client.post("/messages", headers=headers(7, "free")).text == "handled"
+
+
+@pytest.mark.parametrize("status", [429, 403, 402])
+def test_a_handler_for_the_class_sees_limit_denials_of_every_status(make_app, status):
+    app = make_app(FEATURE_GATES_LIMIT_STATUS=status)
+
+    @app.errorhandler(FeatureLimitExceeded)
+    def limited(error):
+        return f"limited {error.code}", error.code
+
+    @app.errorhandler(FeatureDenied)
+    def denied(error):
+        return f"denied {error.code}", error.code
+
+    client = app.test_client()
+    assert client.get("/pdf", headers=headers(7, "free")).text == "denied 403"
+    assert client.get("/intel", headers=headers(7, "free")).text == "denied 403"
+    assert client.get("/pdf").text == "denied 401"
+    exhaust(client)
+    response = client.post("/messages", headers=headers(7, "free"))
+    assert (response.status_code, response.text) == (status, f"limited {status}")
+
+
+def test_a_limit_denial_built_directly_is_a_429():
+    denial = FeatureLimitExceeded(
+        feature="x", subject=None, detail="over", limit=1, used=1, cost=1, reset_at=None
+    )
+    assert isinstance(denial, TooManyRequests) and denial.code == 429
+    assert denial.get_response().status_code == 429
