@@ -491,3 +491,204 @@ def test_a_table_named_feature_usage_of_another_shape_is_refused(empty_url):
         "user_id is text, not bigint or integer or uuid",
     ):
         migrate(url, CORE)
+
+
+# -- objects of feature-gates' names that an application already had -----------------
+
+
+def _index_definitions(conn):
+    return dict(
+        conn.execute(
+            "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_class c "
+            "WHERE c.relname IN ('idx_feature_usage_user_feature_period', "
+            "'idx_feature_usage_period_start')"
+        ).fetchall()
+    )
+
+
+def test_a_non_unique_index_of_the_upsert_index_name_is_refused(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE feature_usage (user_id bigint NOT NULL, feature text NOT NULL, "
+            "period_start date NOT NULL, usage_count integer NOT NULL DEFAULT 0)"
+        )
+        conn.execute(
+            "CREATE INDEX idx_feature_usage_user_feature_period "
+            "ON feature_usage (user_id, feature, period_start)"
+        )
+        conn.execute("INSERT INTO feature_usage VALUES (1, 'api', '2026-01-01', 4)")
+        with pytest.raises(MigrationError) as caught:
+            migrate(empty_url, CORE)
+        message = str(caught.value)
+        assert "idx_feature_usage_user_feature_period" in message
+        assert "not UNIQUE on exactly (user_id, feature, period_start)" in message
+        assert "rename it or drop it" in message
+        # Refused before anything changed.
+        assert scalar(conn, "SELECT to_regclass('feature_gates_adopted_tables')") is None
+        assert _legacy_columns(conn) == {"user_id", "feature", "period_start", "usage_count"}
+        # Done as the message says, the migration goes through and upserts work.
+        conn.execute(
+            "ALTER INDEX idx_feature_usage_user_feature_period RENAME TO feature_usage_by_user"
+        )
+        migrate(empty_url, CORE)
+        assert scalar(conn, "SELECT increment_feature_usage_safe(1, 'api', 1, '2026-01-01')") == 5
+    assert verify(empty_url, CORE) == []
+
+
+def test_verify_reports_an_upsert_index_that_is_not_unique_on_the_key(
+    db, feature_gates_database_url
+):
+    db.execute("DROP INDEX idx_feature_usage_user_feature_period")
+    db.execute(
+        "CREATE INDEX idx_feature_usage_user_feature_period "
+        "ON feature_usage (user_id, feature, period_start)"
+    )
+    db.execute("DROP INDEX idx_feature_usage_period_start")
+    db.execute("CREATE INDEX idx_feature_usage_period_start ON feature_usage (feature)")
+    problems = sorted(str(p) for p in verify(feature_gates_database_url, CORE))
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("index: idx_feature_usage_period_start")
+    assert "not an index on feature_usage (period_start" in problems[0]
+    assert problems[1].startswith("index: idx_feature_usage_user_feature_period")
+    assert "not UNIQUE on exactly (user_id, feature, period_start)" in problems[1]
+    assert "the key every upsert relies on" in problems[1]
+
+
+OWN_OBJECTS = """
+CREATE TABLE feature_usage (
+    user_id bigint NOT NULL,
+    feature text NOT NULL,
+    period_start date NOT NULL,
+    usage_count integer NOT NULL DEFAULT 0
+        CONSTRAINT feature_usage_usage_count_nonnegative CHECK (usage_count >= 0)
+);
+CREATE UNIQUE INDEX idx_feature_usage_user_feature_period
+    ON feature_usage (user_id, feature, period_start);
+CREATE INDEX idx_feature_usage_period_start
+    ON feature_usage (period_start) WHERE period_start >= '2024-01-01';
+INSERT INTO feature_usage VALUES (1, 'api', '2026-01-01', 4), (2, 'api', '2023-01-01', 1);
+"""
+
+
+def _legacy_columns(conn):
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'feature_usage'::regclass "
+        "AND attnum > 0 AND NOT attisdropped"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _constraints(conn):
+    rows = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'feature_usage'::regclass"
+    ).fetchall()
+    return dict(rows)
+
+
+def test_rollback_keeps_the_indexes_and_constraints_a_legacy_table_had(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(OWN_OBJECTS)
+        indexes, constraints = _index_definitions(conn), _constraints(conn)
+        migrate(empty_url, CORE)
+        assert scalar(conn, "SELECT increment_feature_usage_safe(1, 'api', 1, '2026-01-01')") == 5
+        # Its own indexes serve: none was built beside them.
+        assert _index_definitions(conn) == indexes
+        assert verify(empty_url, CORE) == []
+        rollback(empty_url, CORE, to="core/0001")
+        assert _index_definitions(conn) == indexes
+        migrate(empty_url, CORE)
+        rollback(empty_url, CORE, everything=True)
+        assert _index_definitions(conn) == indexes
+        assert _constraints(conn) == constraints
+        assert _legacy_columns(conn) == {"user_id", "feature", "period_start", "usage_count"}
+        assert scalar(conn, "SELECT sum(usage_count) FROM feature_usage") == 6
+        # And the next migrate adopts them again.
+        assert len(migrate(empty_url, CORE)) == CORE_COUNT
+        assert _index_definitions(conn) == indexes
+    assert verify(empty_url, CORE) == []
+
+
+def test_rollback_drops_the_indexes_it_built_on_a_legacy_table(legacy_url):
+    migrate(legacy_url, CORE)
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        assert set(_index_definitions(conn)) == {
+            "idx_feature_usage_user_feature_period",
+            "idx_feature_usage_period_start",
+        }
+        rollback(legacy_url, CORE, everything=True)
+        assert _index_definitions(conn) == {}
+        leftovers = "SELECT count(*) FROM pg_class WHERE relname LIKE 'fg\\_drop\\_%'"
+        assert scalar(conn, leftovers) == 0
+
+
+# -- a legacy table whose columns allow NULL -----------------------------------------
+
+NULLABLE = """
+CREATE TABLE feature_usage (
+    user_id bigint,
+    feature varchar(100),
+    period_start date,
+    usage_count integer,
+    created_at timestamp
+);
+INSERT INTO feature_usage VALUES
+    (1, 'api', '2020-01-01', 5, '2020-01-02'),
+    (2, 'api', '2020-01-01', NULL, NULL),
+    (3, NULL, '2020-01-01', 2, NULL),
+    (3, NULL, '2020-01-01', 7, NULL),
+    (NULL, 'api', '2020-02-01', 1, NULL),
+    (4, 'api', NULL, 1, NULL),
+    (5, 'api', '2099-01-01', NULL, NULL);
+"""
+
+
+def test_a_legacy_table_with_nullable_columns_gets_a_not_null_check(empty_url, caplog):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(NULLABLE)
+        with caplog.at_level(logging.WARNING, logger="feature_gates.migrate"):
+            migrate(empty_url, CORE)
+        assert "break constraint feature_usage_not_null" in caplog.text
+        assert _constraints(conn)["feature_usage_not_null"] == (
+            "CHECK (((user_id IS NOT NULL) AND (feature IS NOT NULL) AND "
+            "(period_start IS NOT NULL) AND (usage_count IS NOT NULL))) NOT VALID"
+        )
+        with pytest.raises(errors.CheckViolation):
+            conn.execute("INSERT INTO feature_usage (user_id, feature) VALUES (1, 'api')")
+        problems = [str(p) for p in verify(empty_url, CORE)]
+        assert len(problems) == 1, problems
+        assert "feature_usage_not_null" in problems[0]
+        assert "6 rows of feature_usage break it" in problems[0]
+        assert "(user_id 3, feature NULL, period 2020-01-01, usage_count 2)" in problems[0]
+        assert "(user_id 4, feature 'api', period NULL, usage_count 1)" in problems[0]
+        # The archive moves what it can and never fails on such rows: a NULL
+        # count is archived as 0; a row without a user or feature stays.
+        assert archive(empty_url, CORE, keep_months=6).moved == 2
+        archived = conn.execute(
+            "SELECT user_id, usage_count FROM feature_usage_archive ORDER BY user_id"
+        ).fetchall()
+        assert archived == [(1, 5), (2, 0)]
+        assert scalar(conn, "SELECT count(*) FROM feature_usage") == 5
+        assert refresh(empty_url, CORE) >= 1
+        # Fixed as verify says, the check validates.
+        conn.execute(
+            "DELETE FROM feature_usage WHERE user_id IS NULL OR feature IS NULL "
+            "OR period_start IS NULL"
+        )
+        conn.execute("UPDATE feature_usage SET usage_count = 0 WHERE usage_count IS NULL")
+        conn.execute("ALTER TABLE feature_usage VALIDATE CONSTRAINT feature_usage_not_null")
+        assert verify(empty_url, CORE) == []
+        rollback(empty_url, CORE, everything=True)
+        assert "feature_usage_not_null" not in _constraints(conn)
+
+
+def test_a_legacy_table_with_nullable_but_complete_columns_is_validated(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE feature_usage (user_id bigint, feature text, period_start date, "
+            "usage_count bigint)"
+        )
+        conn.execute("INSERT INTO feature_usage VALUES (1, 'api', '2026-01-01', 1)")
+        migrate(empty_url, CORE)
+        assert _constraints(conn)["feature_usage_not_null"].endswith("(usage_count IS NOT NULL)))")
+    assert verify(empty_url, CORE) == []

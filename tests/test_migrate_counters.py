@@ -253,3 +253,120 @@ def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_
     assert app_fingerprint(conn) == during
     assert stored_message_counts(conn) == true_message_counts(conn)
     assert verify(app_url, COUNTERS) == []
+
+
+# -- counter columns and indexes the application already had ---------------------------
+
+
+def counter_columns(conn):
+    """Per counter column: its type, whether it is NOT NULL, its default."""
+    rows = conn.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid IN ('chat_threads'::regclass, 'travel_itineraries'::regclass)
+          AND a.attname IN ('thread_messages_count', 'destinations_count')
+          AND NOT a.attisdropped
+        """
+    ).fetchall()
+    return {name: rest for name, *rest in rows}
+
+
+def counter_indexes(conn):
+    rows = conn.execute(
+        "SELECT relname, pg_get_indexdef(oid) FROM pg_class "
+        "WHERE relname IN ('idx_chat_threads_messages_count', "
+        "'idx_travel_itineraries_destinations_count')"
+    ).fetchall()
+    return dict(rows)
+
+
+def test_an_existing_counter_column_is_adopted_made_not_null_and_kept(app_url, conn):
+    # As the original system's counter migration may have left them: a
+    # nullable column with its index, values missing or wrong; another with
+    # a default of its own.
+    conn.execute("ALTER TABLE chat_threads ADD COLUMN thread_messages_count integer")
+    conn.execute(
+        "UPDATE chat_threads SET thread_messages_count = 3 "
+        "WHERE id IN (SELECT id FROM chat_threads ORDER BY id LIMIT 5)"
+    )
+    conn.execute(
+        "CREATE INDEX idx_chat_threads_messages_count "
+        "ON chat_threads (user_id, thread_messages_count)"
+    )
+    conn.execute("ALTER TABLE travel_itineraries ADD COLUMN destinations_count integer DEFAULT 5")
+    conn.execute("UPDATE travel_itineraries SET destinations_count = NULL WHERE data IS NULL")
+    before_columns, before_indexes = counter_columns(conn), counter_indexes(conn)
+    own_index = before_indexes["idx_chat_threads_messages_count"]
+    before = app_fingerprint(conn)
+
+    migrate(app_url, COUNTERS)
+    assert counter_columns(conn) == {
+        "thread_messages_count": ["integer", True, "0"],
+        "destinations_count": ["integer", True, "0"],
+    }
+    assert stored_message_counts(conn) == true_message_counts(conn)
+    assert counter_indexes(conn)["idx_chat_threads_messages_count"] == own_index
+    assert "idx_travel_itineraries_destinations_count" in counter_indexes(conn)
+    assert verify(app_url, COUNTERS) == []
+    # No check of feature-gates' is left behind.
+    checks = conn.execute(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
+        "('chat_threads'::regclass, 'travel_itineraries'::regclass)"
+    ).fetchone()
+    assert checks == (0,)
+
+    rollback(app_url, COUNTERS, everything=True)
+    # The columns and the index the application had are there as they were,
+    # with their exact values; the index feature-gates built is gone.
+    assert counter_columns(conn) == before_columns
+    assert counter_indexes(conn) == before_indexes
+    assert stored_message_counts(conn) == true_message_counts(conn)
+    assert app_fingerprint(conn) == before
+
+    assert len(migrate(app_url, COUNTERS)) == len(COUNTERS.load())
+    assert counter_indexes(conn)["idx_chat_threads_messages_count"] == own_index
+    assert verify(app_url, COUNTERS) == []
+
+
+def test_verify_reports_a_counter_column_that_allows_null(app_url, conn):
+    migrate(app_url, COUNTERS)
+    conn.execute("ALTER TABLE chat_threads ALTER COLUMN thread_messages_count DROP NOT NULL")
+    problems = [str(p) for p in verify(app_url, COUNTERS)]
+    assert problems == [
+        "column: chat_threads.thread_messages_count is integer NULL DEFAULT 0; the counter "
+        "must be integer NOT NULL DEFAULT 0: ALTER TABLE chat_threads ALTER COLUMN "
+        "thread_messages_count SET NOT NULL"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        (
+            "ALTER TABLE chat_threads ADD COLUMN thread_messages_count text",
+            "chat_threads.thread_messages_count exists as text, not integer",
+        ),
+        (
+            "ALTER TABLE chat_threads ADD COLUMN thread_messages_count integer; "
+            "CREATE INDEX idx_chat_threads_messages_count ON chat_threads (thread_messages_count)",
+            "idx_chat_threads_messages_count (CREATE INDEX idx_chat_threads_messages_count ON "
+            "public.chat_threads USING btree (thread_messages_count)) is not an index on "
+            "chat_threads (user_id, thread_messages_count, ...)",
+        ),
+    ],
+)
+def test_an_existing_counter_column_or_index_that_cannot_serve_is_refused(
+    empty_url, existing, message
+):
+    create_app_tables(empty_url)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(existing)
+        before = counter_columns(conn)
+        with pytest.raises(MigrationError) as caught:
+            migrate(empty_url, COUNTERS)
+        assert message in str(caught.value)
+        assert "rename it or drop it" in str(caught.value)
+        assert counter_columns(conn) == before

@@ -5,13 +5,82 @@
 -- id serial primary key) is adopted and upgraded in place: missing columns are
 -- added, nothing is rewritten or dropped, and the columns added are recorded
 -- in feature_gates_adopted_tables so that the rollback removes only those.
+-- So are the indexes and constraints of feature-gates' names that the table
+-- already had: they serve as they are, and the rollbacks keep them.
 -- Adding a column with a constant (or now()) default only touches the catalog.
 
 CREATE TABLE IF NOT EXISTS feature_gates_adopted_tables (
     table_name    text        PRIMARY KEY,
     added_columns text[]      NOT NULL DEFAULT '{}',
+    kept_objects  text[]      NOT NULL DEFAULT '{}',
     adopted_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- The indexes of feature-gates' names that are not what the functions need,
+-- one row each: CREATE INDEX ... IF NOT EXISTS would accept any relation of
+-- the name. The upsert index must be exactly the unique key, or every
+-- ON CONFLICT fails; the period index may be the application's own partial
+-- one, as long as it leads with period_start. An INVALID index is left out:
+-- the runner drops it and builds it again. Read before the indexes are
+-- built, and by verify.
+CREATE OR REPLACE FUNCTION feature_usage_index_problems()
+RETURNS TABLE (index_name text, problem text)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    WITH wanted (name, is_unique, requirement) AS (
+        VALUES ('idx_feature_usage_user_feature_period', true,
+                'UNIQUE on exactly (user_id, feature, period_start) of feature_usage, the '
+                'key every upsert relies on (ON CONFLICT fails without it)'),
+               ('idx_feature_usage_period_start', false,
+                'an index on feature_usage (period_start, ...), which the per-period reports '
+                'and the archive job read')
+    ), found AS (
+        SELECT w.*, c.oid, c.relkind, i.indisvalid,
+               i.indrelid = to_regclass(format('%I.feature_usage', current_schema()))
+                   AND CASE WHEN w.is_unique
+                            THEN i.indisunique AND i.indimmediate AND i.indpred IS NULL
+                                 AND k.columns = ARRAY['user_id', 'feature', 'period_start']
+                            ELSE k.columns[1] = 'period_start' END AS serves
+        FROM wanted w
+        JOIN pg_class c ON c.relname = w.name AND c.relnamespace = current_schema()::regnamespace
+        LEFT JOIN pg_index i ON i.indexrelid = c.oid
+        -- Every column of the index, INCLUDE ones too; NULL for an expression.
+        LEFT JOIN LATERAL (
+            SELECT array_agg(a.attname::text ORDER BY k.n) AS columns
+            FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        ) AS k ON true
+    )
+    SELECT f.name,
+           format('%s (%s) is not %s; rename it or drop it, then run migrate', f.name,
+                  CASE WHEN f.relkind IN ('i', 'I') THEN pg_get_indexdef(f.oid)
+                       ELSE format('a relation of kind %L, not an index', f.relkind) END,
+                  f.requirement)
+    FROM found f
+    WHERE f.indisvalid IS DISTINCT FROM false AND NOT coalesce(f.serves, false)
+$$;
+
+-- Raises duplicate_object, naming them, when there are such indexes.
+CREATE OR REPLACE FUNCTION feature_usage_check_indexes()
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_problems text;
+BEGIN
+    SELECT string_agg(problem, '; ' ORDER BY index_name) INTO v_problems
+    FROM feature_usage_index_problems();
+    IF v_problems IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problems USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$$;
+
+-- Before anything changes: an adopted table's indexes are recorded below as
+-- the application's, so they must be right first.
+SELECT feature_usage_check_indexes();
 
 -- An existing table must have the columns the functions use, with types they
 -- can work with; otherwise stop before anything changes.
@@ -53,12 +122,26 @@ BEGIN
                   HINT = 'rename it, or set FEATURE_GATES_SCHEMA to install feature-gates '
                          'in a schema of its own';
     END IF;
-    INSERT INTO feature_gates_adopted_tables (table_name, added_columns)
+    -- Recorded once, before anything is added: a run of this file again (after
+    -- an interruption) must not take feature-gates' own objects for the table's.
+    INSERT INTO feature_gates_adopted_tables (table_name, added_columns, kept_objects)
     SELECT 'feature_usage',
            ARRAY(SELECT c FROM unnest(ARRAY['created_at', 'updated_at']) AS c
                  WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
                                    WHERE a.attrelid = v_table AND a.attname = c
-                                     AND NOT a.attisdropped))
+                                     AND NOT a.attisdropped)),
+           -- An INVALID index is not kept: the runner replaces it.
+           ARRAY(SELECT c.relname::text
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = v_table AND i.indisvalid
+                   AND c.relname IN ('idx_feature_usage_user_feature_period',
+                                     'idx_feature_usage_period_start')
+                 UNION
+                 SELECT conname::text FROM pg_constraint
+                 WHERE conrelid = v_table
+                   AND conname IN ('feature_usage_usage_count_nonnegative',
+                                   'feature_usage_feature_format', 'feature_usage_not_null')
+                 ORDER BY 1)
     ON CONFLICT (table_name) DO NOTHING;
 END
 $$;
@@ -109,6 +192,10 @@ ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NU
 
 -- NOT VALID: existing rows are not scanned while the lock is held; a later
 -- migration validates them under a lock that lets writes go on.
+-- feature_usage_not_null stands in for NOT NULL on an adopted table whose
+-- key or count columns allow NULL (SET NOT NULL would scan the table under an
+-- exclusive lock, and change the application's column): a row without a user,
+-- feature, period or count can be neither upserted nor archived.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
@@ -122,6 +209,16 @@ BEGIN
                      AND conname = 'feature_usage_feature_format') THEN
         ALTER TABLE feature_usage ADD CONSTRAINT feature_usage_feature_format
             CHECK (feature ~ '^[a-z][a-z0-9_.:-]{0,63}$') NOT VALID;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'feature_usage'::regclass
+                     AND conname = 'feature_usage_not_null')
+       AND EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = 'feature_usage'::regclass AND NOT attnotnull
+                     AND attname IN ('user_id', 'feature', 'period_start', 'usage_count')) THEN
+        ALTER TABLE feature_usage ADD CONSTRAINT feature_usage_not_null
+            CHECK (user_id IS NOT NULL AND feature IS NOT NULL AND period_start IS NOT NULL
+                   AND usage_count IS NOT NULL) NOT VALID;
     END IF;
 END
 $$;

@@ -3,8 +3,13 @@
 -- writes while the indexes are built. An INVALID index left by a build that
 -- failed is dropped and built again by the next migrate.
 
+-- IF NOT EXISTS below would accept any relation of the names: one that is not
+-- what it must be (see feature_usage_index_problems in 0001) stops the build.
+SELECT feature_usage_check_indexes();
+
 -- A unique index cannot be built over duplicate keys, which an adopted table
--- may have: say which ones before starting the build.
+-- may have: say which ones before starting the build. Rows with a NULL in the
+-- key never collide in a unique index (feature_usage_not_null reports them).
 DO $$
 DECLARE
     v_count bigint;
@@ -16,6 +21,7 @@ BEGIN
     FROM (SELECT user_id, feature, period_start, count(*) AS n,
                  row_number() OVER (ORDER BY user_id, feature, period_start) AS rn
           FROM feature_usage
+          WHERE user_id IS NOT NULL AND feature IS NOT NULL AND period_start IS NOT NULL
           GROUP BY user_id, feature, period_start
           HAVING count(*) > 1) AS d;
     IF v_count > 0 THEN

@@ -18,6 +18,11 @@ CREATE TABLE IF NOT EXISTS feature_usage_archive (
 -- rows from May 2026 onward stay. A late write for an archived period is
 -- added to its archived row on the next run. At most 12,000 months (1,000
 -- years) are kept: far more and the cutoff would fall before the calendar.
+-- An adopted table may hold rows that break feature_usage_not_null (verify
+-- lists them) and must not fail the job: a row without a user or a feature
+-- stays where it is (it has no key to archive under), and a NULL count is
+-- archived as 0, and so is a negative one: the upserts count on from 0 over
+-- both.
 CREATE OR REPLACE FUNCTION archive_old_feature_usage(p_keep_months integer DEFAULT 6)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -35,13 +40,13 @@ BEGIN
     v_cutoff := (feature_usage_current_period() - make_interval(months => p_keep_months))::date;
     WITH moved AS (
         DELETE FROM feature_usage
-        WHERE period_start < v_cutoff
+        WHERE period_start < v_cutoff AND user_id IS NOT NULL AND feature IS NOT NULL
         RETURNING user_id, feature, period_start, usage_count, created_at, updated_at
     )
     INSERT INTO feature_usage_archive AS a
         (user_id, feature, period_start, usage_count, created_at, updated_at)
     -- An adopted table's old rows may lack timestamps.
-    SELECT user_id, feature, period_start, usage_count, coalesce(created_at, now()),
+    SELECT user_id, feature, period_start, greatest(usage_count, 0), coalesce(created_at, now()),
            coalesce(updated_at, created_at, now())
     FROM moved
     ON CONFLICT (user_id, feature, period_start) DO UPDATE

@@ -13,11 +13,14 @@ WITH expected_functions(name) AS (
     SELECT conname, pg_get_constraintdef(oid) AS definition
     FROM pg_constraint
     WHERE conrelid = to_regclass('feature_usage') AND NOT convalidated
-      AND conname IN ('feature_usage_usage_count_nonnegative', 'feature_usage_feature_format')
+      AND conname IN ('feature_usage_usage_count_nonnegative', 'feature_usage_feature_format',
+                      'feature_usage_not_null')
 ), breaking AS (
     SELECT u.conname, u.definition, count(fu.*) AS n,
            string_agg(format('(user_id %s, feature %L, period %s, usage_count %s)',
-                             fu.user_id, fu.feature, fu.period_start, fu.usage_count), ', ')
+                             coalesce(fu.user_id::text, 'NULL'), fu.feature,
+                             coalesce(fu.period_start::text, 'NULL'),
+                             coalesce(fu.usage_count::text, 'NULL')), ', ')
                FILTER (WHERE fu.rn <= 5) AS examples
     FROM unvalidated u
     LEFT JOIN LATERAL (
@@ -26,6 +29,9 @@ WITH expected_functions(name) AS (
         FROM feature_usage
         WHERE CASE u.conname
                   WHEN 'feature_usage_usage_count_nonnegative' THEN NOT (usage_count >= 0)
+                  WHEN 'feature_usage_not_null'
+                      THEN user_id IS NULL OR feature IS NULL OR period_start IS NULL
+                           OR usage_count IS NULL
                   ELSE NOT (feature ~ '^[a-z][a-z0-9_.:-]{0,63}$')
               END
     ) AS fu ON true
@@ -53,6 +59,9 @@ UNION ALL
 SELECT 'index', format('%s is missing; run migrate', i.name)
 FROM expected_indexes i
 WHERE to_regclass(i.name) IS NULL
+UNION ALL
+SELECT 'index', p.problem
+FROM feature_usage_index_problems() p
 UNION ALL
 SELECT 'constraint',
        CASE WHEN b.n > 0 THEN

@@ -30,5 +30,15 @@ BEGIN
 END
 $$;
 
+-- Every row has its count now: an adopted column that allowed NULL becomes
+-- NOT NULL, in three steps that each hold their lock briefly (see
+-- feature_gates_counter_not_null); one table at a time.
+SELECT feature_gates_counter_not_null('chat_threads.thread_messages_count', 'check');
+SELECT feature_gates_counter_not_null('chat_threads.thread_messages_count', 'validate');
+SELECT feature_gates_counter_not_null('chat_threads.thread_messages_count', 'set');
+SELECT feature_gates_counter_not_null('travel_itineraries.destinations_count', 'check');
+SELECT feature_gates_counter_not_null('travel_itineraries.destinations_count', 'validate');
+SELECT feature_gates_counter_not_null('travel_itineraries.destinations_count', 'set');
+
 DELETE FROM feature_gates_backfill_progress
 WHERE counter IN ('chat_threads.thread_messages_count', 'travel_itineraries.destinations_count');

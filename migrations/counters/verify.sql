@@ -17,6 +17,23 @@ SELECT 'index', format('%s is missing; run migrate', i.name)
 FROM expected_indexes i
 WHERE to_regclass(i.name) IS NULL
 UNION ALL
+SELECT 'index', p.problem
+FROM feature_gates_counter_index_problems() p
+UNION ALL
+SELECT 'column', format('%s.%s is %s%s DEFAULT %s; the counter must be integer NOT NULL '
+                        'DEFAULT 0: ALTER TABLE %s ALTER COLUMN %s %s', w.table_name,
+                        w.column_name, format_type(a.atttypid, a.atttypmod),
+                        CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE ' NULL' END,
+                        coalesce(pg_get_expr(d.adbin, d.adrelid), 'none'), w.table_name,
+                        w.column_name,
+                        CASE WHEN a.attnotnull THEN 'SET DEFAULT 0' ELSE 'SET NOT NULL' END)
+FROM feature_gates_counters() w
+JOIN pg_attribute a ON a.attrelid = to_regclass(w.table_name) AND a.attname = w.column_name
+                   AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE NOT (a.atttypid = 'integer'::regtype AND a.attnotnull
+           AND pg_get_expr(d.adbin, d.adrelid) IS NOT DISTINCT FROM '0')
+UNION ALL
 SELECT 'trigger', format('trigger %s on %s is missing or disabled; the counters drift without '
                          'it: run migrate, then repair-counters', t.name, t.tbl)
 FROM expected_triggers t
