@@ -510,7 +510,7 @@ ALLOWED = {
     "feature_gates/migrate/script.py": {
         "return text(store.SCRIPT_BATCHED.format(statement=sql.SQL(step.sql)))",
         "out += text(store.SCRIPT_DROP_INVALID_INDEX.format(index=sql.Literal(step.index_name)))",
-        "out += store.SCRIPT_NO_LOCK_TIMEOUT + _statement(step.sql)",
+        "out += _statement(step.sql)",
         "return out + text(store.SCRIPT_SET_LOCK_TIMEOUT.format(lock_timeout=lock_timeout))",
         'return "".join(parts)',
     },
