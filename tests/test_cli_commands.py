@@ -223,7 +223,8 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
         "would roll back core/0006_feature_usage_summary: Drops the feature_usage_summary view; "
         "no data is lost (it is computed from feature_usage).",
         "would roll back core/0005_feature_usage_archive: Drops feature_usage_archive and every "
-        "archived usage count in it.",
+        "archived usage count in it; an application's own archive table (adopted) is kept "
+        "with its rows.",
     ]
     result = run("--database-url", url, "rollback", "--to", "core/0004", input="n\n")
     assert "will roll back core/0005_feature_usage_archive" in result.output

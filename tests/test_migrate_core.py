@@ -692,3 +692,57 @@ def test_a_legacy_table_with_nullable_but_complete_columns_is_validated(empty_ur
         migrate(empty_url, CORE)
         assert _constraints(conn)["feature_usage_not_null"].endswith("(usage_count IS NOT NULL)))")
     assert verify(empty_url, CORE) == []
+
+
+# -- an archive table the application already had -------------------------------------
+
+LEGACY_ARCHIVE = """
+CREATE TABLE feature_usage_archive (
+    id serial PRIMARY KEY,
+    user_id integer NOT NULL,
+    feature varchar(100) NOT NULL,
+    period_start date NOT NULL,
+    usage_count integer NOT NULL,
+    created_at timestamp,
+    updated_at timestamp,
+    CONSTRAINT legacy_archive_key UNIQUE (period_start, user_id, feature)
+);
+INSERT INTO feature_usage_archive (user_id, feature, period_start, usage_count)
+VALUES (1, 'api_calls', '2020-01-01', 7);
+"""
+
+
+def test_an_archive_table_the_application_had_is_adopted_and_kept_on_rollback(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(LEGACY_ARCHIVE)
+        migrate(empty_url, CORE)
+        conn.execute("SELECT increment_feature_usage_safe(1, 'api_calls', 2, '2020-02-01')")
+        assert archive(empty_url, CORE).moved == 1
+        rows = "SELECT user_id, feature, period_start::text, usage_count FROM feature_usage_archive"
+        assert sorted(conn.execute(rows).fetchall()) == [
+            (1, "api_calls", "2020-01-01", 7),
+            (1, "api_calls", "2020-02-01", 2),
+        ]
+        rollback(empty_url, CORE, everything=True)
+        assert sorted(conn.execute(rows).fetchall()) == [
+            (1, "api_calls", "2020-01-01", 7),
+            (1, "api_calls", "2020-02-01", 2),
+        ]
+        columns = conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attname = 'archived_at' "
+            "AND attrelid = 'feature_usage_archive'::regclass"
+        ).fetchone()
+        assert columns == (0,)  # added by feature-gates, removed by its rollback
+        assert len(migrate(empty_url, CORE)) == CORE_COUNT
+
+
+def test_an_archive_table_the_job_cannot_write_is_refused_by_name(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(LEGACY_ARCHIVE)
+        conn.execute("ALTER TABLE feature_usage_archive DROP CONSTRAINT legacy_archive_key")
+        conn.execute("ALTER TABLE feature_usage_archive DROP COLUMN updated_at")
+    with pytest.raises(MigrationError, match="feature_usage_archive") as refused:
+        migrate(empty_url, CORE)
+    assert "updated_at, a unique key on exactly (user_id, feature, period_start)" in str(
+        refused.value
+    )

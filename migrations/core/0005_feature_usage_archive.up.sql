@@ -1,5 +1,56 @@
 -- Retention: rows older than the kept months move to feature_usage_archive.
 -- Nothing is deleted without being archived.
+--
+-- An application's own feature_usage_archive (an earlier version kept one) is
+-- adopted when the archive job can write it: the columns it inserts, and a
+-- unique key on exactly (user_id, feature, period_start) for its ON CONFLICT;
+-- archived_at is added when missing. Otherwise the migration stops, naming
+-- what is missing, before anything changes. An adopted table is recorded in
+-- feature_gates_adopted_tables, and the rollback keeps it and its rows.
+DO $$
+DECLARE
+    v_table regclass := to_regclass(format('%I.feature_usage_archive', current_schema()));
+    v_missing text[];
+BEGIN
+    IF v_table IS NULL OR EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = v_table AND a.attname = 'user_id'
+          AND a.atttypid = to_regtype(format('%I.feature_usage_user_id', current_schema())))
+    THEN
+        RETURN;  -- absent, or created by an earlier run of this file
+    END IF;
+    SELECT array_agg(c ORDER BY c) INTO v_missing
+    FROM unnest(ARRAY['user_id', 'feature', 'period_start', 'usage_count', 'created_at',
+                      'updated_at']) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = v_table AND a.attname = c AND NOT a.attisdropped);
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_index i
+        WHERE i.indrelid = v_table AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+          AND i.indexprs IS NULL AND i.indnkeyatts = 3
+          AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+               FROM pg_attribute a
+               WHERE a.attrelid = v_table AND a.attnum = ANY (i.indkey::int2[]))
+              = ARRAY['feature', 'period_start', 'user_id']) THEN
+        v_missing := coalesce(v_missing, '{}')
+                     || 'a unique key on exactly (user_id, feature, period_start)'::text;
+    END IF;
+    IF cardinality(v_missing) > 0 THEN
+        RAISE EXCEPTION 'the existing table feature_usage_archive cannot take archived '
+                        'usage: it lacks %', array_to_string(v_missing, ', ')
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'add what it lacks, or rename it, then run migrate again';
+    END IF;
+    INSERT INTO feature_gates_adopted_tables (table_name, added_columns)
+    SELECT 'feature_usage_archive',
+           ARRAY(SELECT 'archived_at' WHERE NOT EXISTS (
+                     SELECT 1 FROM pg_attribute a
+                     WHERE a.attrelid = v_table AND a.attname = 'archived_at'
+                       AND NOT a.attisdropped))
+    ON CONFLICT (table_name) DO NOTHING;
+    ALTER TABLE feature_usage_archive ADD COLUMN IF NOT EXISTS archived_at timestamptz DEFAULT now();
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS feature_usage_archive (
     user_id      feature_usage_user_id NOT NULL,
