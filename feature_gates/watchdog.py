@@ -54,6 +54,11 @@ class Watchdog:
             self._watched[token] = (deadline, conn)
         try:
             yield token
+        except BaseException:
+            raise  # the caller asks severed(token) while handling it
+        else:
+            with self._lock:
+                self._severed.discard(token)  # ended in time after all
         finally:
             with self._lock:
                 self._watched.pop(token, None)
@@ -65,6 +70,12 @@ class Watchdog:
                 self._severed.discard(token)
                 return True
             return False
+
+    def _after_fork(self) -> None:
+        # The parent's thread may have held the lock at the fork: the child starts
+        # with a new one, and its own thread on first use.
+        self._lock = threading.Lock()
+        self._pid = 0
 
     def _start(self) -> None:
         # Under the lock. A forked child has none of the parent's threads.
@@ -102,3 +113,6 @@ def _shut_down(conn: psycopg.Connection[Any]) -> None:
 
 #: The process's watchdog.
 watchdog = Watchdog()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=watchdog._after_fork)

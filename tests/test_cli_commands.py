@@ -382,3 +382,16 @@ def test_flask_without_a_database_url_names_the_setting():
         args=["feature-gates", "status"], env={"DATABASE_URL": ""}
     )
     assert "no database: set FEATURE_GATES_DATABASE_URL" in result.output
+
+
+def test_the_console_script_serves_an_adopted_table_of_integer_ids(run, empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE feature_usage (user_id integer NOT NULL, feature text NOT NULL, "
+            "period_start date NOT NULL, usage_count integer NOT NULL DEFAULT 0, "
+            "UNIQUE (user_id, feature, period_start))"
+        )
+    assert run("--database-url", empty_url, "migrate").exit_code == 0
+    for command in (["migrate"], ["migrate", "--dry-run"], ["status", "--check"]):
+        result = run("--database-url", empty_url, *command)
+        assert result.exit_code == 0, result.output

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
+import time
 from types import SimpleNamespace
 
 import psycopg
@@ -23,6 +25,7 @@ from feature_gates import gate
 from feature_gates.cli import cli
 from feature_gates.errors import one_line
 from feature_gates.signals import storage_unavailable
+from feature_gates.watchdog import watchdog
 
 
 def test_a_subject_without_a_user_id_is_refused_before_the_view_runs():
@@ -247,3 +250,22 @@ def test_a_tracker_write_timed_out_behind_a_row_lock_is_not_an_outage(
         assert gates.get_usage(7, "can_export_pdf") == 2
     assert unavailable == []
     assert app.extensions["feature_gates"].storage.down_since is None
+
+
+def test_a_child_forked_while_the_watchdog_held_its_lock_can_guard(tmp_path):
+    conn = SimpleNamespace(fileno=lambda: 0)
+    with watchdog.guard(conn, 60):
+        pass  # the parent's watchdog thread runs
+    with watchdog._lock:  # as its thread holds it at each look
+        pid = os.fork()
+        if pid == 0:
+            with watchdog.guard(conn, 60):
+                pass
+            os._exit(0)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done != (0, 0) and os.waitstatus_to_exitcode(done[1]) == 0

@@ -125,7 +125,8 @@ def _server_processes(url):
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     postmaster = _parent(backend)
     children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == postmaster]
-    return [postmaster, *children]
+    # Not the backend of the connection above: it is exiting.
+    return [postmaster, *(pid for pid in children if pid != backend)]
 
 
 def _parent(pid):
@@ -152,7 +153,8 @@ def frozen(server):
     def freeze():
         processes.extend(_server_processes(server.url()))
         for pid in processes:
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, signal.SIGSTOP)
         return thaw
 
     try:

@@ -661,6 +661,11 @@ def test_a_legacy_table_with_nullable_columns_gets_a_not_null_check(empty_url, c
         assert "6 rows of feature_usage break it" in problems[0]
         assert "(user_id 3, feature NULL, period 2020-01-01, usage_count 2)" in problems[0]
         assert "(user_id 4, feature 'api', period NULL, usage_count 1)" in problems[0]
+        # A NULL count reads as 0, in both reading functions.
+        assert scalar(conn, "SELECT get_feature_usage(5, 'api', '2099-01-01')") == 0
+        assert conn.execute(
+            "SELECT feature, usage_count FROM get_user_feature_usage(5, '2099-01-01')"
+        ).fetchall() == [("api", 0)]
         # The archive moves what it can and never fails on such rows: a NULL
         # count is archived as 0; a row without a user or feature stays.
         assert archive(empty_url, CORE, keep_months=6).moved == 2

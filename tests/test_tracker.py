@@ -201,6 +201,29 @@ def test_the_bound_counts_keys_on_their_way_to_the_database(
     assert sum(counts(db).values()) == 100 and len(counts(db)) == 100
 
 
+def test_a_key_being_written_takes_more_uses_when_the_bound_is_full(
+    make_tracker, db, feature_gates_database_url
+):
+    tracker = make_tracker(max_pending_keys=2, flush_interval=3600)
+    tracker.track(1, "exports")
+    tracker.track(2, "exports")
+    with psycopg.connect(feature_gates_database_url) as holder:
+        holder.execute("LOCK TABLE feature_usage IN ACCESS EXCLUSIVE MODE")
+        writing = threading.Thread(target=tracker.flush, kwargs={"timeout": 30})
+        writing.start()
+        deadline = time.monotonic() + 10
+        while tracker._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not tracker._pending and tracker.stats().pending_keys == 2  # both in flight
+        tracker.track(1, "exports", 5)  # in the batch being written: kept
+        tracker.track(3, "exports")  # new, and the bound counts the batch: dropped
+        holder.rollback()
+    writing.join(30)
+    assert tracker.stats().dropped == 1
+    tracker.flush(timeout=30)
+    assert counts(db) == {(1, "exports"): 6, (2, "exports"): 1}
+
+
 def test_idempotency_keys_count_once_per_user_and_feature(make_tracker, db):
     tracker = make_tracker(flush_interval=3600)
     tracker.track(1, "emails_sent", 3, idempotency_key="job-17")

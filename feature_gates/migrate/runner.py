@@ -131,11 +131,13 @@ def _recorded_user_id_type(conn: Connection, schema: str) -> str | None:
 
 
 def recorded_user_id_type(conninfo: str, settings: MigrationSettings | None = None) -> str | None:
-    """The user id type the first migrate fixed in ``settings.schema``, or None
+    """The user id type the first migrate fixed in ``settings.schema`` (``bigint``
+    or ``uuid``: an adopted table's integer ids are served as bigint), or None
     before it (an existing feature_usage table not yet adopted records nothing)."""
     settings = settings or MigrationSettings()
     with Session(conninfo, settings) as session:
-        return _recorded_user_id_type(session.conn, settings.schema)
+        recorded = _recorded_user_id_type(session.conn, settings.schema)
+    return "bigint" if recorded == "integer" else recorded
 
 
 def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:

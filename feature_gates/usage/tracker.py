@@ -108,7 +108,7 @@ class TrackingStats:
     batches: int
     #: Failed write attempts (each one retried).
     retries: int
-    #: Uses not kept because the pending map was full.
+    #: Uses not kept: the pending map was full, or a fail-open use came with tracking off.
     dropped: int
     #: The last write error, None once a write succeeds again.
     last_error: str | None
@@ -268,6 +268,8 @@ class UsageTracker:
         # merged back: they count towards max_pending_keys, so the bound holds
         # while a batch is on its way (and after it fails and is merged back).
         self._in_flight = 0
+        # The map the writer took last: a use of one of its keys is not a new key.
+        self._flying: dict[Key, int] = {}
         # Batches whose connection died before their outcome was known; settled
         # first by the next attempt. Their increments are in _pending meanwhile.
         self._in_doubt: list[_Batch] = []
@@ -331,7 +333,7 @@ class UsageTracker:
             self._tracked += amount
             pending = self._pending
             count = pending.get(key)
-            kept = count is not None or self._keys() < self.max_pending_keys
+            kept = count is not None or key in self._flying or self._keys() < self.max_pending_keys
             if kept:
                 pending[key] = amount if count is None else count + amount
                 self._pending_amount += amount
@@ -397,7 +399,9 @@ class UsageTracker:
             self._report_drop(user_id, feature, amount, period, dropped, first)
 
     def _keys(self) -> int:
-        """Keys held (under the lock): pending, and on their way to the database."""
+        """Keys held (under the lock): pending, and on their way to the database.
+        What FEATURE_GATES_MAX_PENDING_KEYS bounds: a batch that fails is merged
+        back, so keys in flight are counted, or each retry would let in a map more."""
         return len(self._pending) + len(self._once) + self._in_flight
 
     def _overflow(self, amount: int) -> tuple[int, bool]:
@@ -447,9 +451,9 @@ class UsageTracker:
     ) -> None:
         if first:
             logger.error(
-                "usage not kept: %d keys are pending (FEATURE_GATES_MAX_PENDING_KEYS) while "
-                "the database does not take writes; uses of new keys are dropped and "
-                "counted in tracking_stats().dropped until it does",
+                "usage not kept: %d keys are pending or being written "
+                "(FEATURE_GATES_MAX_PENDING_KEYS); uses of new keys are dropped and counted "
+                "in tracking_stats().dropped until the writer makes room",
                 self.max_pending_keys,
             )
         self._send(
@@ -538,7 +542,10 @@ class UsageTracker:
                         counts, self._pending = self._pending, {}
                         once, self._once = self._once, {}
                         self._in_flight += len(counts) + len(once)
-                    todo.extend(self._cut(counts, once))
+                        self._flying = counts
+                    # Held whole until cut, so that a failure in between merges it back.
+                    todo.append(_Batch(counts, once))
+                    todo = deque(self._cut(counts, once))
                     while todo:
                         self._write_batch(conn, todo, signals)
                 if again:
@@ -757,7 +764,7 @@ class UsageTracker:
                 outage,
                 "nothing was lost"
                 if self._dropped_before_overflow is None
-                else "uses of new keys were dropped meanwhile (see below)",
+                else "uses of new keys were dropped meanwhile (see tracking_stats().dropped)",
             )
             if self._storage_down:
                 self._storage_down = False
@@ -826,7 +833,7 @@ class UsageTracker:
     def stats(self) -> TrackingStats:
         with self._lock:
             pending = self._pending_amount
-            pending_keys = len(self._pending) + len(self._once) + self._in_flight
+            pending_keys = self._keys()
             dropped = self._dropped
             tracked = self._tracked
             duplicates = self._duplicates

@@ -175,8 +175,9 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
     PERFORM feature_usage_check_args(p_user_id, p_feature, p_period_start);
+    -- A NULL or negative count (possible only in an adopted table's old rows) reads as 0.
     RETURN coalesce(
-        (SELECT usage_count FROM feature_usage
+        (SELECT greatest(usage_count, 0) FROM feature_usage
          WHERE user_id = p_user_id AND feature = p_feature AND period_start = p_period_start),
         0);
 END
@@ -194,7 +195,8 @@ BEGIN
     PERFORM feature_usage_check_args(p_user_id, 'x', p_period_start);
     -- Cast to the declared result: an adopted table keeps its own column types.
     RETURN QUERY
-        SELECT fu.feature::text, fu.usage_count::bigint, fu.updated_at::timestamptz
+        -- A NULL or negative count (an adopted table's old rows) reads as 0.
+        SELECT fu.feature::text, greatest(fu.usage_count, 0)::bigint, fu.updated_at::timestamptz
         FROM feature_usage fu
         WHERE fu.user_id = p_user_id AND fu.period_start = p_period_start
         ORDER BY fu.feature;

@@ -26,7 +26,9 @@ BEGIN
                       WHERE a.attrelid = v_table AND a.attname = c AND NOT a.attisdropped);
     IF NOT EXISTS (
         SELECT 1 FROM pg_index i
-        WHERE i.indrelid = v_table AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+        -- Not deferrable: ON CONFLICT refuses a deferrable arbiter.
+        WHERE i.indrelid = v_table AND i.indisunique AND i.indimmediate AND i.indisvalid
+          AND i.indpred IS NULL
           AND i.indexprs IS NULL AND i.indnkeyatts = 3
           AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
                FROM pg_attribute a
