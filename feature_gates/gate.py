@@ -56,6 +56,7 @@ from .plans import UnknownFeature
 from .subject import Subject
 from .usage import store
 from .usage.tracker import month_start
+from .watchdog import limit_for
 from .watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -85,10 +86,6 @@ _REQUEST_KEY = "_feature_gates"
 MAX_AMOUNT = 2**31 - 1
 #: The largest usage count (feature_usage.usage_count is a bigint).
 MAX_COUNT = 2**63 - 1
-
-#: Seconds past FEATURE_GATES_STATEMENT_TIMEOUT after which a statement the
-#: database has not answered (not even with its cancellation) is ended.
-WATCHDOG_GRACE = 1.0
 
 #: Errors that mean "the database cannot be reached now" (PoolTimeout included),
 #: as opposed to a bad argument, which is a bug and is raised.
@@ -491,6 +488,7 @@ def _execute(
     """
     pool = state.pool.get()
     settings = state.settings
+    limit = limit_for(settings.statement_timeout)
     for last in (False, True):
         conn: psycopg.Connection[tuple[Any, ...]] | None = None
         token = -1
@@ -499,17 +497,12 @@ def _execute(
                 if not last and _closed_by_server(conn):
                     conn.close()  # the pool drops a closed connection
                     raise _ClosedByServer
-                limit = settings.statement_timeout + WATCHDOG_GRACE
-                with watchdog.guard(conn, limit if settings.statement_timeout else 0) as token:
+                with watchdog.guard(conn, limit) as token:
                     return conn.execute(query, params).fetchall()
         except _ClosedByServer:
             pool.check()
         except UNREACHABLE as exc:
-            if watchdog.severed(token):
-                # Checking the pool's other connections would wait on it too.
-                raise psycopg.OperationalError(
-                    f"the database did not answer within {limit:g} s; the connection was ended"
-                ) from exc
+            watchdog.raise_if_severed(token, limit, exc)
             if conn is None or not conn.broken:
                 raise
             pool.check()

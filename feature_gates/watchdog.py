@@ -5,8 +5,8 @@ stuck statement and answers. One that stopped answering altogether (a frozen hos
 or process, a network partition without a reset) answers nothing, and a request
 waiting for the reply would wait forever. The watchdog shuts down the socket of a
 connection whose statement outlived its deadline; the waiting call then fails at
-once with :class:`psycopg.OperationalError`, as it would on a lost connection, and
-the gate applies its fail mode.
+once, as on a lost connection: the gate applies its fail mode, and the usage
+writer keeps its batch (in doubt, settled later) and retries.
 """
 
 from __future__ import annotations
@@ -21,7 +21,21 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["Watchdog", "watchdog"]
+__all__ = ["GRACE", "NoAnswer", "Watchdog", "limit_for", "watchdog"]
+
+#: Seconds past the statement timeout after which a statement the database has
+#: not answered (not even with its cancellation) is ended.
+GRACE = 1.0
+
+
+def limit_for(statement_timeout: float) -> float:
+    """The watchdog's limit for statements under ``statement_timeout`` (0: none)."""
+    return statement_timeout + GRACE if statement_timeout > 0 else 0.0
+
+
+class NoAnswer(psycopg.OperationalError):
+    """The database answered nothing within the watchdog's limit: the connection was
+    ended. Checking the pool's other connections would wait on it too."""
 
 
 class Watchdog:
@@ -62,6 +76,14 @@ class Watchdog:
         finally:
             with self._lock:
                 self._watched.pop(token, None)
+
+    def raise_if_severed(self, token: int, limit: float, error: BaseException) -> None:
+        """Raise :class:`NoAnswer` (from ``error``) if the watchdog ended the guarded
+        connection; for the handler of the error that ending caused."""
+        if self.severed(token):
+            raise NoAnswer(
+                f"the database did not answer within {limit:g} s; the connection was ended"
+            ) from error
 
     def severed(self, token: int) -> bool:
         """Whether the watchdog ended the guarded connection (once: the mark is cleared)."""

@@ -13,6 +13,7 @@ import pytest
 from gates_sample import PLANS
 from gates_sample import headers
 
+from feature_gates import FlushTimeout
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import signals
@@ -123,7 +124,8 @@ def _server_processes(url):
     """The pids of the server behind ``url``: its postmaster and every child."""
     with psycopg.connect(url) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    postmaster = _parent(backend)
+        postmaster = _parent(backend)  # while the backend lives
+    assert postmaster is not None
     children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == postmaster]
     # Not the backend of the connection above: it is exiting.
     return [postmaster, *(pid for pid in children if pid != backend)]
@@ -184,6 +186,26 @@ def test_a_database_that_answers_nothing_fails_the_check_not_the_request(server,
     thaw()
     wait_until_recovered(app, gates, Subject(23, "pro"))
     assert client.post("/messages", headers=headers(23, "pro")).status_code == 201
+
+
+def test_a_flush_into_a_database_that_answers_nothing_ends_at_its_timeout(server, make_app, frozen):
+    app = make_app(
+        server.url(), FEATURE_GATES_STATEMENT_TIMEOUT=0.5, FEATURE_GATES_TRACKING="background"
+    )
+    gates = app.extensions["feature_gates"].extension
+    with app.app_context():
+        gates.track(24, "can_export_pdf")
+        gates.flush(timeout=30)
+        thaw = frozen()
+        gates.track(24, "can_export_pdf", 2)
+        started = time.monotonic()
+        with pytest.raises(FlushTimeout):
+            gates.flush(timeout=2)
+        waited = time.monotonic() - started
+        assert waited < 10, waited  # the timeout, and at most one watchdog limit more
+        thaw()
+        gates.flush(timeout=60)
+        assert gates.get_usage(24, "can_export_pdf") == 3
 
 
 def test_fail_closed_answers_503_problem_json(server, stopped, make_app):

@@ -43,6 +43,9 @@ import psycopg
 from ..errors import one_line
 from ..plans import FEATURE_NAME
 from ..pool import LazyPool
+from ..watchdog import NoAnswer
+from ..watchdog import limit_for
+from ..watchdog import watchdog
 from . import store
 
 __all__ = ["FlushTimeout", "TrackingStats", "UsageTracker", "month_start", "utc_clock", "utc_now"]
@@ -559,7 +562,13 @@ class UsageTracker:
                 # write after it meets a closed one although the database is back.
                 # The pool drops the closed ones and the write goes once more on a
                 # new connection (what the first try sent is in doubt: settled first).
-                if again or conn is None or not conn.broken or not self.pool.opened:
+                if (
+                    again
+                    or conn is None
+                    or not conn.broken
+                    or not self.pool.opened
+                    or isinstance(exc, NoAnswer)  # checking the pool would wait too
+                ):
                     raise _WriteFailed from exc
                 self.pool.get().check()
         raise AssertionError("unreachable")
@@ -589,7 +598,13 @@ class UsageTracker:
     def _settle_in_doubt(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         while self._in_doubt:
             batch = self._in_doubt[0]
-            row = conn.execute(store.RESOLVE_BATCH, (batch.id,)).fetchone()
+            limit = limit_for(self.pool.statement_timeout)
+            with watchdog.guard(conn, limit) as token:
+                try:
+                    row = conn.execute(store.RESOLVE_BATCH, (batch.id,)).fetchone()
+                except psycopg.Error as exc:
+                    watchdog.raise_if_severed(token, limit, exc)
+                    raise
             applied = bool(row and row[0])
             if applied:
                 # Its increments were merged back meanwhile: take them out again.
@@ -613,7 +628,16 @@ class UsageTracker:
         batch = todo[0]
         forget = self._forget[:]
         try:
-            rows = conn.execute(store.WRITE_BATCH, batch.parameters(forget)).fetchall()
+            # A database that answers nothing would hold this thread, and a flush()
+            # or the exit flush waiting on it, for good: the watchdog ends the
+            # connection, and the batch is in doubt like one whose reply was lost.
+            limit = limit_for(self.pool.statement_timeout)
+            with watchdog.guard(conn, limit) as token:
+                try:
+                    rows = conn.execute(store.WRITE_BATCH, batch.parameters(forget)).fetchall()
+                except psycopg.Error as exc:
+                    watchdog.raise_if_severed(token, limit, exc)
+                    raise
         except psycopg.Error as exc:
             if not _outcome_known(conn, exc):
                 # Written or not: the database knows. Settled by the next attempt.
