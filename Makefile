@@ -2,7 +2,9 @@
 #   make demo   run the example app (embedded PostgreSQL unless DATABASE_URL is set)
 #   make test   lint, type-check and run the whole test suite
 # Both create .venv and install the project with its extras the first time,
-# and again only when pyproject.toml or setup.cfg change.
+# and again only when pyproject.toml or setup.cfg change. As root, the Debian
+# packages the tests run (pgbouncer, chromium) are installed when missing
+# (tools/system-packages).
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +13,8 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint clean
 
-$(INSTALLED): pyproject.toml setup.cfg
+$(INSTALLED): pyproject.toml setup.cfg tools/system-packages
+	tools/system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(INSTALLED)
