@@ -217,6 +217,14 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
+    assert lines[0].startswith(
+        "would roll back core/0022_feature_usage_counted_key_swap: DELETES every count that is "
+        "not a user's count of the calendar month in UTC"
+    )
+    assert lines[1].startswith("would roll back core/0021_feature_usage_counted_functions: ")
+    assert lines[2].startswith("would roll back core/0020_feature_usage_counted_key: ")
+    assert "every member share of an organisation pool" in lines[2]
+    lines = lines[3:]
     assert lines[0].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
     assert lines[1].startswith("would roll back core/0007_feature_usage_idempotency: ")
     assert lines[2:] == [

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from feature_gates.usage import store
+from tests.released_schema import released_core
 
 NOV = date(2026, 11, 1)
 
@@ -149,15 +150,20 @@ def test_prune_deletes_only_what_is_older_than_the_retention(db):
             db.execute("SELECT prune_feature_usage_idempotency(%s::integer)", (days,))
 
 
-def test_the_migrations_roll_back_and_apply_again(db):
+def test_the_migrations_roll_back_and_apply_again(feature_gates_databases):
+    # The files as 0.1.0 released them, on the schema they were written for.
+    url = feature_gates_databases.create(released_core())
     core = files("feature_gates.migrations") / "core"
-    for name in ("0008_feature_usage_bulk_increment", "0007_feature_usage_idempotency"):
-        db.execute((core / f"{name}.down.sql").read_text())
-    assert db.execute("SELECT to_regclass('feature_usage_batches')").fetchone() == (None,)
-    for name in ("0007_feature_usage_idempotency", "0008_feature_usage_bulk_increment"):
-        db.execute((core / f"{name}.up.sql").read_text())
-        db.execute((core / f"{name}.up.sql").read_text())  # and again: idempotent
-    assert write_batch(db, uuid.uuid4(), [(1, "exports", 1, NOV)]) == [(1, "exports", NOV, 1, 1)]
+    with psycopg.connect(url, autocommit=True) as db:
+        for name in ("0008_feature_usage_bulk_increment", "0007_feature_usage_idempotency"):
+            db.execute((core / f"{name}.down.sql").read_text())
+        assert db.execute("SELECT to_regclass('feature_usage_batches')").fetchone() == (None,)
+        for name in ("0007_feature_usage_idempotency", "0008_feature_usage_bulk_increment"):
+            db.execute((core / f"{name}.up.sql").read_text())
+            db.execute((core / f"{name}.up.sql").read_text())  # and again: idempotent
+        batch = write_batch(db, uuid.uuid4(), [(1, "exports", 1, NOV)])
+        assert batch == [(1, "exports", NOV, 1, 1)]
+    feature_gates_databases.drop(url)
 
 
 def test_uuid_user_ids(feature_gates_databases):

@@ -13,6 +13,8 @@ DROP TABLE IF EXISTS feature_usage_members_archive;
 
 DROP TABLE IF EXISTS feature_usage_members;
 
+DROP TABLE IF EXISTS feature_gates_replaced_keys;
+
 ALTER TABLE feature_usage DROP CONSTRAINT IF EXISTS feature_usage_counted_key_format;
 
 ALTER TABLE feature_usage

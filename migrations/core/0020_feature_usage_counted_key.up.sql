@@ -11,39 +11,13 @@
 -- the next table's is awaited.
 
 -- Before anything changes: what is already there must be what these steps
--- expect. A unique key of the application's own on (user_id, feature,
--- period_start) would refuse a day's count beside the month's; columns or
--- tables of these names that are not feature-gates' would be taken for ours.
+-- expect. Columns or tables of these names that are not feature-gates' would
+-- be taken for ours.
 DO $$
 DECLARE
     v_problems text[] := '{}';
-    v_adopted_archive boolean := EXISTS (
-        SELECT 1 FROM feature_gates_adopted_tables WHERE table_name = 'feature_usage_archive');
     v_row record;
 BEGIN
-    FOR v_row IN
-        SELECT c.relname::text AS name, i.indrelid::regclass::text AS table_name,
-               pg_get_indexdef(i.indexrelid) AS definition
-        FROM pg_index i
-        JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid IN (to_regclass('feature_usage'), to_regclass('feature_usage_archive'))
-          AND i.indisunique AND i.indisvalid
-          -- the keys feature-gates built, which the next steps replace
-          AND NOT (i.indrelid = to_regclass('feature_usage')
-                   AND c.relname IN ('idx_feature_usage_user_feature_period',
-                                     'feature_usage_counted_key'))
-          AND NOT (i.indrelid = to_regclass('feature_usage_archive')
-                   AND (c.relname = 'feature_usage_archive_counted_key'
-                        OR (c.relname = 'feature_usage_archive_key' AND NOT v_adopted_archive)))
-          AND NOT EXISTS (SELECT 1 FROM pg_attribute a
-                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
-                            AND a.attname IN ('scope', 'period', 'period_offset'))
-        ORDER BY 2, 1
-    LOOP
-        v_problems := v_problems || format('%s has its own unique key %s (%s), which would refuse '
-                                           'a count of another period or scope beside it',
-                                           v_row.table_name, v_row.name, v_row.definition);
-    END LOOP;
     -- Columns of these names must be absent, or all be the ones an earlier run
     -- of this file added (one statement adds them together).
     FOR v_row IN
@@ -94,9 +68,7 @@ BEGIN
         RAISE EXCEPTION 'feature-gates cannot add the counted key: %',
                         array_to_string(v_problems, '; ')
             USING ERRCODE = 'invalid_table_definition',
-                  HINT = 'rename or drop what is named (a unique key on (user_id, feature, '
-                         'period_start) is replaced by feature-gates'' own on the whole key), '
-                         'then run migrate again';
+                  HINT = 'rename what is named, then run migrate again';
     END IF;
 END
 $$;
@@ -147,6 +119,19 @@ ALTER TABLE feature_usage VALIDATE CONSTRAINT feature_usage_counted_key_format;
 -- the pool's rule. Keyed by the organisation first, as its pool row in
 -- feature_usage is (user_id holds the organisation there), so that both live on
 -- one shard of a distributed database.
+-- The unique keys of an application's own on (user_id, feature, period_start)
+-- (or some of those columns) that 0022 replaces, since they would refuse a
+-- count of another kind beside another: recorded with their definitions, so
+-- that the rollback builds them again.
+CREATE TABLE IF NOT EXISTS feature_gates_replaced_keys (
+    table_name      text        NOT NULL,
+    index_name      text        NOT NULL,
+    constraint_name text,
+    definition      text        NOT NULL,
+    replaced_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT feature_gates_replaced_keys_pkey PRIMARY KEY (table_name, index_name)
+);
+
 CREATE TABLE IF NOT EXISTS feature_usage_members (
     org_id         feature_usage_user_id NOT NULL,
     feature        text        NOT NULL,

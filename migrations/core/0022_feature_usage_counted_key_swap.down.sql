@@ -3,8 +3,8 @@
 -- (organisation pools, hours, days, weeks, years, zones, anchored periods,
 -- lifetime counts, rolling windows: live and archived), and every idempotency
 -- key of an organisation's uses; then puts back the unique keys on (user_id,
--- feature, period_start), which those counts would break. Users' monthly counts
--- stay. Roll back the application to a release that counts only those first:
+-- feature, period_start), which those counts would break, and the
+-- application's own keys the upgrade replaced. Users' monthly counts stay. Roll back the application to a release that counts only those first:
 -- a count of another kind written meanwhile stops the rebuild of the key (run
 -- the rollback again). The deletes run in batches of
 -- FEATURE_GATES_MIGRATION_BATCH_SIZE rows; the keys are built concurrently.
@@ -89,6 +89,31 @@ $$;
 -- Built again by a run of this file after an interruption, when the key it
 -- was for is already in place.
 DROP INDEX CONCURRENTLY IF EXISTS feature_usage_idempotency_legacy_key;
+
+-- The application's own unique keys that the upgrade replaced, built again as
+-- they were (not concurrently: the definitions are the application's, so the
+-- statements are dynamic, and a concurrent build cannot run inside a block;
+-- writes to the table wait while one builds).
+DO $$
+DECLARE
+    v_key record;
+BEGIN
+    FOR v_key IN SELECT * FROM feature_gates_replaced_keys ORDER BY table_name, index_name LOOP
+        IF v_key.constraint_name IS NOT NULL THEN
+            IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                           WHERE conrelid = to_regclass(v_key.table_name)
+                             AND conname = v_key.constraint_name) THEN
+                EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', v_key.table_name,
+                               v_key.constraint_name, v_key.definition);
+            END IF;
+        ELSIF to_regclass(v_key.index_name) IS NULL THEN
+            EXECUTE v_key.definition;
+        END IF;
+        DELETE FROM feature_gates_replaced_keys
+        WHERE table_name = v_key.table_name AND index_name = v_key.index_name;
+    END LOOP;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION feature_usage_index_problems()
 RETURNS TABLE (index_name text, problem text)

@@ -23,7 +23,71 @@ $$;
 
 DROP INDEX CONCURRENTLY IF EXISTS fg_drop_idx_feature_usage_user_feature_period;
 
-ALTER INDEX IF EXISTS feature_usage_counted_key RENAME TO idx_feature_usage_user_feature_period;
+-- The counted key takes the name; a second copy of it (built when 0020 ran
+-- again after this file had renamed the first) is set aside to be dropped.
+DO $$
+BEGIN
+    IF to_regclass('feature_usage_counted_key') IS NULL THEN
+        RETURN;
+    ELSIF to_regclass('idx_feature_usage_user_feature_period') IS NULL THEN
+        ALTER INDEX feature_usage_counted_key RENAME TO idx_feature_usage_user_feature_period;
+    ELSE
+        ALTER INDEX feature_usage_counted_key RENAME TO fg_drop_feature_usage_counted_key;
+    END IF;
+END
+$$;
+
+DROP INDEX CONCURRENTLY IF EXISTS fg_drop_feature_usage_counted_key;
+
+-- An application's own unique key of some of (user_id, feature, period_start)
+-- on an adopted table would refuse a day's count beside the month's: it is
+-- recorded in feature_gates_replaced_keys (the rollback builds it again) and
+-- dropped (ACCESS EXCLUSIVE for the catalog change: milliseconds). Its names
+-- are the application's: no static form.
+DO $$
+DECLARE
+    v_adopted_archive boolean := EXISTS (
+        SELECT 1 FROM feature_gates_adopted_tables WHERE table_name = 'feature_usage_archive');
+    v_key record;
+BEGIN
+    FOR v_key IN
+        SELECT c.relname::text AS index_name, i.indrelid::regclass::text AS table_name,
+               k.conname::text AS constraint_name,
+               CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid)
+                    ELSE pg_get_constraintdef(k.oid) END AS definition
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+        WHERE i.indrelid IN (to_regclass('feature_usage'), to_regclass('feature_usage_archive'))
+          AND i.indisunique AND i.indisvalid AND i.indexprs IS NULL AND i.indpred IS NULL
+          -- feature-gates' own keys: replaced above and below
+          AND c.relname NOT IN ('idx_feature_usage_user_feature_period',
+                                'feature_usage_archive_counted_key')
+          AND c.relname NOT LIKE 'fg\_drop\_%'
+          AND NOT (c.relname = 'feature_usage_archive_key' AND NOT v_adopted_archive)
+          -- Only a key of columns that two counts of the same user, feature and
+          -- first day share refuses one beside the other (an id does not).
+          AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+                            AND a.attname NOT IN ('user_id', 'feature', 'period_start'))
+        ORDER BY 2, 1
+    LOOP
+        INSERT INTO feature_gates_replaced_keys (table_name, index_name, constraint_name,
+                                                 definition)
+        VALUES (v_key.table_name, v_key.index_name, v_key.constraint_name, v_key.definition)
+        ON CONFLICT (table_name, index_name) DO NOTHING;
+        IF v_key.constraint_name IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', v_key.table_name,
+                           v_key.constraint_name);
+        ELSE
+            EXECUTE format('DROP INDEX %I', v_key.index_name);
+        END IF;
+        RAISE NOTICE '% of %, a unique key of the application''s own, is replaced by '
+                     'feature-gates'' counted key; a rollback builds it again',
+                     v_key.index_name, v_key.table_name;
+    END LOOP;
+END
+$$;
 
 -- feature_usage_archive_counted_key stays a plain unique index (the archive's
 -- ON CONFLICT needs no more); the old constraint goes.
@@ -43,6 +107,21 @@ BEGIN
     END IF;
 END
 $$;
+
+-- A second copy of the scoped key (0020 run again after the swap) goes.
+DO $$
+BEGIN
+    IF to_regclass('feature_usage_idempotency_scoped_key') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_index i
+                   WHERE i.indexrelid = to_regclass('feature_usage_idempotency_pkey')
+                     AND i.indnkeyatts = 4) THEN
+        ALTER INDEX feature_usage_idempotency_scoped_key
+            RENAME TO fg_drop_feature_usage_idempotency_scoped_key;
+    END IF;
+END
+$$;
+
+DROP INDEX CONCURRENTLY IF EXISTS fg_drop_feature_usage_idempotency_scoped_key;
 
 -- What idx_feature_usage_user_feature_period must be from now on (verify, and
 -- an adopted table's checks, read it here).
