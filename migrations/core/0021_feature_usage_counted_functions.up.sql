@@ -204,6 +204,7 @@ BEGIN
        OR p_period_start IS NULL OR p_period_offset IS NULL
        OR p_period_offset NOT BETWEEN 0 AND 86399
        OR p_period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)?|window:[1-9][0-9]{1,8})$'
+       OR (v_window AND split_part(p_period, ':', 2)::bigint % 60 <> 0)
        OR p_amount IS NULL OR p_amount < 1 THEN
         PERFORM feature_usage_check_key(p_subject, p_feature, p_scope, p_period, p_period_start,
                                         p_period_offset);
