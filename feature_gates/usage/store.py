@@ -65,6 +65,7 @@ ON CONFLICT (user_id, feature, period_start) DO UPDATE
 
 #: The features used most in a period: total uses and distinct users.
 TOP_FEATURES = """
+-- all subjects: a report for operators, not a request's statement.
 SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id)::bigint AS users
 FROM feature_usage
 WHERE period_start = %s AND usage_count > 0
@@ -76,6 +77,7 @@ LIMIT %s
 #: Usage rows at or above a threshold per feature; the caller passes two arrays of
 #: equal length: feature names and the smallest count worth reporting for each.
 USAGE_AT_LEAST = """
+-- all subjects: a report for operators, not a request's statement.
 SELECT fu.user_id, fu.feature, fu.usage_count
 FROM feature_usage fu
 JOIN unnest(%s::text[], %s::bigint[]) AS t(feature, threshold) ON t.feature = fu.feature

@@ -910,11 +910,12 @@ DECLARE
     v_rows bigint;
     v_members bigint;
 BEGIN
-    -- Every subject's windows at once: a maintenance job, not a request's.
+    -- all subjects: a maintenance job, not a request's statement.
     DELETE FROM feature_usage fu
     WHERE fu.period LIKE 'window:%'
       AND fu.window_head < floor(v_now / feature_usage_bucket_seconds(fu.period)) - 60;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    -- all subjects: as above.
     DELETE FROM feature_usage_members m
     WHERE m.period LIKE 'window:%'
       AND m.window_head < floor(v_now / feature_usage_bucket_seconds(m.period)) - 60;
@@ -1101,7 +1102,7 @@ BEGIN
     END IF;
     v_cutoff := (feature_usage_current_period() - make_interval(months => p_keep_months))::date;
     v_instant := v_cutoff::timestamp AT TIME ZONE 'UTC';
-    -- Every subject's rows at once: a maintenance job, not a request's.
+    -- all subjects: a maintenance job, not a request's statement.
     WITH moved AS (
         DELETE FROM feature_usage fu
         WHERE fu.period_start < v_cutoff AND fu.user_id IS NOT NULL AND fu.feature IS NOT NULL
@@ -1124,6 +1125,7 @@ BEGIN
             period_end = coalesce(excluded.period_end, a.period_end),
             archived_at = now();
     GET DIAGNOSTICS v_moved = ROW_COUNT;
+    -- all subjects: as above.
     WITH moved AS (
         DELETE FROM feature_usage_members m
         WHERE m.period_start < v_cutoff AND m.period <> 'lifetime' AND m.period NOT LIKE 'window:%'
