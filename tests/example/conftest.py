@@ -44,7 +44,13 @@ def db(feature_gates_database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def sentinel_app(feature_gates_database_url: str):
+def sentinel_config() -> dict[str, object]:
+    """Settings a test module adds to (or changes in) :func:`sentinel_app`'s."""
+    return {}
+
+
+@pytest.fixture
+def sentinel_app(feature_gates_database_url: str, sentinel_config: dict[str, object]):
     """The Sentinel app on the test's database, recording usage synchronously.
 
     Named so that pytest-flask (which acts on a fixture called ``app``) leaves it alone.
@@ -55,6 +61,7 @@ def sentinel_app(feature_gates_database_url: str):
             "FEATURE_GATES_TRACKING": "sync",
             "SENTINEL_DEMO_DATA": False,
             "TESTING": True,
+            **sentinel_config,
         }
     )
     try:
