@@ -577,3 +577,20 @@ def test_a_metered_check_refuses_a_bad_key_with_22023(db, key, message):
     feature = key.pop("feature", "api")
     with pytest.raises(errors.InvalidParameterValue, match=message):
         consume(db, feature, 1, 5, **key)
+
+
+def test_the_summary_keeps_each_kind_apart_and_leaves_windows_out(db):
+    consume(db, "api", 3, 10)
+    consume(db, "api", 2, 10, period="day")
+    pool(db, member=1, amount=1, feature="api")
+    window_consume(db, 1, 1, 9, at=0)
+    db.execute("SELECT refresh_feature_usage_summary()")
+    found = db.execute(
+        "SELECT feature, scope, period, period_start, total_usage, unique_users "
+        "FROM feature_usage_summary ORDER BY 2, 3"
+    ).fetchall()
+    assert found == [
+        ("api", "org", "month", MARCH, 1, 1),
+        ("api", "user", "day", MARCH, 2, 1),
+        ("api", "user", "month", MARCH, 3, 1),
+    ]
