@@ -594,3 +594,16 @@ def test_the_summary_keeps_each_kind_apart_and_leaves_windows_out(db):
         ("api", "user", "day", MARCH, 2, 1),
         ("api", "user", "month", MARCH, 3, 1),
     ]
+
+
+def test_a_clock_behind_the_window_counts_in_its_own_bucket_or_the_newest(db):
+    at = 1000 * BUCKET
+    assert window_consume(db, 1, 2, 20, at=at)[:2] == (None, 2)
+    refused, used, _, buckets, _, newest = window_consume(db, 1, 3, 20, at=at - 10 * BUCKET)
+    assert (refused, used, newest) == (None, 5, 1000)
+    assert (buckets[50], buckets[60]) == (3, 2)  # buckets 990 and 1000
+    # More than a window behind: counted in the newest bucket.
+    refused, used, _, buckets, _, _ = window_consume(db, 1, 4, 20, at=at - 100 * BUCKET)
+    assert (refused, used, buckets[60]) == (None, 9, 6)
+    # Bucket 990 leaves first, at bucket 1051.
+    assert window_consume(db, 1, 1, 20, at=1051 * BUCKET)[:2] == (None, 7)

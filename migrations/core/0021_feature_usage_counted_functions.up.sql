@@ -191,20 +191,18 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
     v_window boolean := p_period LIKE 'window:%';
-    v_ring bigint[];
-    v_head bigint;
-    v_member_ring bigint[];
-    v_member_head bigint;
     v_slot integer;
 BEGIN
     -- The checks of every call inline; the checking functions run only to
     -- raise the precise error.
+    -- (A plain rule skips the pattern: the common case costs no regular expression.)
     IF p_subject IS NULL OR p_feature IS NULL OR p_feature !~ '^[a-z][a-z0-9_.:-]{0,63}$'
        OR p_scope IS NULL OR p_scope NOT IN ('user', 'org') OR p_period IS NULL
        OR p_period_start IS NULL OR p_period_offset IS NULL
        OR p_period_offset NOT BETWEEN 0 AND 86399
-       OR p_period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)?|window:[1-9][0-9]{1,8})$'
-       OR (v_window AND split_part(p_period, ':', 2)::bigint % 60 <> 0)
+       OR (p_period NOT IN ('month', 'day', 'week', 'year', 'hour', 'lifetime')
+           AND (p_period !~ '^((day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)|window:[1-9][0-9]{1,8})$'
+                OR (v_window AND split_part(p_period, ':', 2)::bigint % 60 <> 0)))
        OR p_amount IS NULL OR p_amount < 1 THEN
         PERFORM feature_usage_check_key(p_subject, p_feature, p_scope, p_period, p_period_start,
                                         p_period_offset);
@@ -299,66 +297,141 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A window: read its buckets under the row locks (the pool's first), move
-    -- them on to the newest bucket any process has written, decide, write.
-    INSERT INTO feature_usage (user_id, feature, scope, period, period_start, period_offset,
-                               usage_count, window_buckets, window_head)
-    VALUES (p_subject, p_feature, p_scope, p_period, p_period_start, p_period_offset, 0,
-            array_fill(0::bigint, ARRAY[61]), p_bucket)
-    ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO NOTHING;
-    SELECT fu.window_buckets, fu.window_head INTO v_ring, v_head FROM feature_usage fu
-    WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
-      AND fu.period = p_period AND fu.period_start = p_period_start
-      AND fu.period_offset = p_period_offset
-    FOR UPDATE;
-    newest_bucket := greatest(v_head, p_bucket);
-    IF p_member IS NOT NULL THEN
-        INSERT INTO feature_usage_members (org_id, feature, period, period_start, period_offset,
-                                           user_id, usage_count, window_buckets, window_head)
-        VALUES (p_subject, p_feature, p_period, p_period_start, p_period_offset, p_member, 0,
-                array_fill(0::bigint, ARRAY[61]), p_bucket)
-        ON CONFLICT (org_id, feature, period, period_start, period_offset, user_id) DO NOTHING;
-        SELECT m.window_buckets, m.window_head INTO v_member_ring, v_member_head
-        FROM feature_usage_members m
-        WHERE m.org_id = p_subject AND m.feature = p_feature AND m.period = p_period
-          AND m.period_start = p_period_start AND m.period_offset = p_period_offset
-          AND m.user_id = p_member
-        FOR UPDATE;
-        newest_bucket := greatest(newest_bucket, v_member_head);
-        member_buckets := feature_usage_window_at(v_member_ring, v_member_head, newest_bucket);
-        member_used := feature_usage_total(member_buckets);
-    END IF;
-    buckets := feature_usage_window_at(v_ring, v_head, newest_bucket);
-    used := feature_usage_total(buckets);
-    IF p_limit IS NOT NULL AND used + p_amount > p_limit THEN
+    -- A window: one conditional upsert per level, as for a period. The row's
+    -- buckets move on to end at the bucket of now (those that left the window
+    -- are dropped from the count, which always equals the buckets' sum), and
+    -- the use goes into the bucket of now. A clock behind the newest bucket
+    -- (another process's) counts it in its own bucket, or in the newest when
+    -- more than a window behind.
+    IF p_amount > p_limit THEN
         refused := CASE p_scope WHEN 'org' THEN 'org' ELSE 'user' END;
+    ELSE
+        INSERT INTO feature_usage AS fu (user_id, feature, scope, period, period_start,
+                                         period_offset, usage_count, usage_limit,
+                                         window_buckets, window_head)
+        VALUES (p_subject, p_feature, p_scope, p_period, p_period_start, p_period_offset,
+                p_amount, p_limit, array_fill(0::bigint, ARRAY[60]) || p_amount::bigint, p_bucket)
+        ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO UPDATE
+            SET window_buckets = CASE
+                    WHEN p_bucket - fu.window_head >= 61 THEN excluded.window_buckets
+                    WHEN p_bucket > fu.window_head
+                        THEN fu.window_buckets[(p_bucket - fu.window_head + 1)::integer:61]
+                             || array_fill(0::bigint,
+                                           ARRAY[(p_bucket - fu.window_head - 1)::integer])
+                             || p_amount::bigint
+                    WHEN fu.window_head - p_bucket > 60
+                        THEN fu.window_buckets[1:60] || fu.window_buckets[61] + p_amount
+                    ELSE fu.window_buckets[1:(60 - fu.window_head + p_bucket)::integer]
+                         || fu.window_buckets[(61 - fu.window_head + p_bucket)::integer] + p_amount
+                         || fu.window_buckets[(62 - fu.window_head + p_bucket)::integer:61]
+                END,
+                window_head = greatest(fu.window_head, p_bucket),
+                usage_count = fu.usage_count + p_amount - CASE
+                    WHEN p_bucket - fu.window_head >= 61 THEN fu.usage_count
+                    WHEN p_bucket > fu.window_head
+                        THEN (SELECT coalesce(sum(b), 0)::bigint
+                              FROM unnest(fu.window_buckets[1:(p_bucket - fu.window_head)::integer])
+                                   AS b)
+                    ELSE 0 END,
+                usage_limit = excluded.usage_limit,
+                updated_at = now()
+            WHERE p_limit IS NULL OR fu.usage_count + p_amount - CASE
+                    WHEN p_bucket - fu.window_head >= 61 THEN fu.usage_count
+                    WHEN p_bucket > fu.window_head
+                        THEN (SELECT coalesce(sum(b), 0)::bigint
+                              FROM unnest(fu.window_buckets[1:(p_bucket - fu.window_head)::integer])
+                                   AS b)
+                    ELSE 0 END <= p_limit
+        RETURNING fu.usage_count, fu.window_buckets, fu.window_head
+        INTO used, buckets, newest_bucket;
+        IF NOT FOUND THEN
+            refused := CASE p_scope WHEN 'org' THEN 'org' ELSE 'user' END;
+        END IF;
+    END IF;
+    IF refused IS NULL AND p_member IS NOT NULL THEN
+        IF p_amount > p_member_limit THEN
+            refused := 'user';
+        ELSE
+            INSERT INTO feature_usage_members AS m (org_id, feature, period, period_start,
+                                                    period_offset, user_id, usage_count,
+                                                    usage_limit, window_buckets, window_head)
+            VALUES (p_subject, p_feature, p_period, p_period_start, p_period_offset, p_member,
+                    p_amount, p_member_limit, array_fill(0::bigint, ARRAY[60]) || p_amount::bigint,
+                    p_bucket)
+            ON CONFLICT (org_id, feature, period, period_start, period_offset, user_id) DO UPDATE
+                SET window_buckets = CASE
+                        WHEN p_bucket - m.window_head >= 61 THEN excluded.window_buckets
+                        WHEN p_bucket > m.window_head
+                            THEN m.window_buckets[(p_bucket - m.window_head + 1)::integer:61]
+                                 || array_fill(0::bigint,
+                                               ARRAY[(p_bucket - m.window_head - 1)::integer])
+                                 || p_amount::bigint
+                        WHEN m.window_head - p_bucket > 60
+                            THEN m.window_buckets[1:60] || m.window_buckets[61] + p_amount
+                        ELSE m.window_buckets[1:(60 - m.window_head + p_bucket)::integer]
+                             || m.window_buckets[(61 - m.window_head + p_bucket)::integer] + p_amount
+                             || m.window_buckets[(62 - m.window_head + p_bucket)::integer:61]
+                    END,
+                    window_head = greatest(m.window_head, p_bucket),
+                    usage_count = m.usage_count + p_amount - CASE
+                        WHEN p_bucket - m.window_head >= 61 THEN m.usage_count
+                        WHEN p_bucket > m.window_head
+                            THEN (SELECT coalesce(sum(b), 0)::bigint
+                                  FROM unnest(m.window_buckets[1:(p_bucket - m.window_head)::integer])
+                                       AS b)
+                        ELSE 0 END,
+                    usage_limit = excluded.usage_limit,
+                    updated_at = now()
+                WHERE p_member_limit IS NULL OR m.usage_count + p_amount - CASE
+                        WHEN p_bucket - m.window_head >= 61 THEN m.usage_count
+                        WHEN p_bucket > m.window_head
+                            THEN (SELECT coalesce(sum(b), 0)::bigint
+                                  FROM unnest(m.window_buckets[1:(p_bucket - m.window_head)::integer])
+                                       AS b)
+                        ELSE 0 END <= p_member_limit
+            RETURNING m.usage_count, m.window_buckets INTO member_used, member_buckets;
+            IF NOT FOUND THEN
+                refused := 'user';
+            END IF;
+        END IF;
+        IF refused IS NOT NULL THEN
+            -- The member's cap refuses: the pool gives back what it took, from the
+            -- bucket it went into, in the same transaction (its row is locked).
+            v_slot := CASE WHEN newest_bucket - p_bucket > 60 THEN 61
+                           ELSE 61 - (newest_bucket - p_bucket)::integer END;
+            UPDATE feature_usage fu
+            SET window_buckets[v_slot] = fu.window_buckets[v_slot] - p_amount,
+                usage_count = fu.usage_count - p_amount
+            WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+              AND fu.period = p_period AND fu.period_start = p_period_start
+              AND fu.period_offset = p_period_offset;
+        END IF;
+    END IF;
+    IF refused IS NULL THEN
         RETURN;
     END IF;
-    IF p_member_limit IS NOT NULL AND member_used + p_amount > p_member_limit THEN
-        refused := 'user';
-        RETURN;
-    END IF;
-    -- The use counts in the bucket of now; a clock more than a window behind
-    -- the newest bucket (another process's) counts it in the newest.
-    v_slot := CASE WHEN newest_bucket - p_bucket > 60 THEN 61
-                   ELSE 61 - (newest_bucket - p_bucket)::integer END;
-    buckets[v_slot] := buckets[v_slot] + p_amount;
-    used := used + p_amount;
-    UPDATE feature_usage fu
-    SET window_buckets = buckets, window_head = newest_bucket, usage_count = used,
-        usage_limit = p_limit, updated_at = now()
+    -- Refused: the counts as they stand now, for the caller to say when enough
+    -- of the window frees up.
+    SELECT feature_usage_window_at(fu.window_buckets, fu.window_head,
+                                   greatest(fu.window_head, p_bucket)),
+           greatest(fu.window_head, p_bucket)
+    INTO buckets, newest_bucket
+    FROM feature_usage fu
     WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
       AND fu.period = p_period AND fu.period_start = p_period_start
       AND fu.period_offset = p_period_offset;
+    newest_bucket := coalesce(newest_bucket, p_bucket);
+    buckets := coalesce(buckets, array_fill(0::bigint, ARRAY[61]));
+    used := feature_usage_total(buckets);
     IF p_member IS NOT NULL THEN
-        member_buckets[v_slot] := member_buckets[v_slot] + p_amount;
-        member_used := member_used + p_amount;
-        UPDATE feature_usage_members m
-        SET window_buckets = member_buckets, window_head = newest_bucket,
-            usage_count = member_used, usage_limit = p_member_limit, updated_at = now()
+        SELECT feature_usage_window_at(m.window_buckets, m.window_head, newest_bucket)
+        INTO member_buckets
+        FROM feature_usage_members m
         WHERE m.org_id = p_subject AND m.feature = p_feature AND m.period = p_period
           AND m.period_start = p_period_start AND m.period_offset = p_period_offset
           AND m.user_id = p_member;
+        member_buckets := coalesce(member_buckets, array_fill(0::bigint, ARRAY[61]));
+        member_used := feature_usage_total(member_buckets);
     END IF;
 END
 $$;

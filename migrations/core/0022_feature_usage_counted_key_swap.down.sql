@@ -4,8 +4,9 @@
 -- lifetime counts, rolling windows: live and archived), and every idempotency
 -- key of an organisation's uses; then puts back the unique keys on (user_id,
 -- feature, period_start), which those counts would break, and the
--- application's own keys the upgrade replaced. Users' monthly counts stay. Roll back the application to a release that counts only those first:
--- a count of another kind written meanwhile stops the rebuild of the key (run
+-- application's own keys the upgrade replaced. Users' monthly counts stay.
+-- Roll back the application to a release that counts only those first: a
+-- count of another kind written meanwhile stops the rebuild of the key (run
 -- the rollback again). The deletes run in batches of
 -- FEATURE_GATES_MIGRATION_BATCH_SIZE rows; the keys are built concurrently.
 
