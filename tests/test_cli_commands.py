@@ -297,8 +297,16 @@ def test_prune_for_cron(run, feature_gates_database_url):
             "recorded_at) VALUES (1, 'emails', 'old', now() - interval '8 days'), "
             "(1, 'emails', 'new', now())"
         )
+        # A window whose last use was in 1970, long gone.
+        conn.execute(
+            "SELECT feature_usage_consume(1, 'tokens', 'user', 'window:3600', '1970-01-01', 0, "
+            "NULL, 1, 5, NULL, NULL, 1000)"
+        )
     result = run("--database-url", url, "prune", "--keep-days", "7")
-    assert result.output == "pruned 1 idempotency keys and batch records older than 7 days\n"
+    assert result.output == (
+        "pruned 1 idempotency keys and batch records older than 7 days\n"
+        "pruned 1 rolling windows whose every use had left them\n"
+    )
     assert run("--database-url", url, "prune").output.startswith("pruned 0 ")
     assert run("--database-url", url, "prune", "--keep-days", "0").exit_code == 2
 

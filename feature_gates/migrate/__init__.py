@@ -8,6 +8,7 @@ from .audit import verify as verify
 from .maintenance import ArchiveResult as ArchiveResult
 from .maintenance import archive as archive
 from .maintenance import prune as prune
+from .maintenance import prune_windows as prune_windows
 from .maintenance import refresh as refresh
 from .runner import AppliedMigration as AppliedMigration
 from .runner import MigrationStatus as MigrationStatus
@@ -39,6 +40,7 @@ __all__ = [
     "migration_script",
     "pending_migrations",
     "prune",
+    "prune_windows",
     "recorded_user_id_type",
     "refresh",
     "refuse_changed",
