@@ -1,17 +1,18 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   run the example app (embedded PostgreSQL unless DATABASE_URL is set)
 #   make test   lint, type-check and run the whole test suite
+#   make bench  every benchmark, published in docs/performance.md (ARGS=--quick)
 # Both create .venv and install the project with its extras the first time,
 # and again only when pyproject.toml or setup.cfg change. As root, the Debian
-# packages the tests run (pgbouncer, chromium, the example's PDF font) are
-# installed when missing (tools/system-packages).
+# packages the tests and benchmarks run (pgbouncer, chromium, the example's PDF
+# font, redis-server) are installed when missing (tools/system-packages).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 $(INSTALLED): pyproject.toml setup.cfg tools/system-packages
 	tools/system-packages
@@ -29,6 +30,10 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	tools/system-packages redis-server=redis-server
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
