@@ -607,3 +607,16 @@ def test_a_clock_behind_the_window_counts_in_its_own_bucket_or_the_newest(db):
     assert (refused, used, buckets[60]) == (None, 9, 6)
     # Bucket 990 leaves first, at bucket 1051.
     assert window_consume(db, 1, 1, 20, at=1051 * BUCKET)[:2] == (None, 7)
+
+
+def test_a_reset_starts_a_count_afresh_and_a_pools_member_shares_with_it(db):
+    pool(db, member=1, amount=3)
+    pool(db, member=2, amount=2)
+    reset = "SELECT feature_usage_reset(100, 'reports', 'org', 'month', '2026-03-01', 0)"
+    assert db.execute(reset).fetchone() == (5,)
+    assert rows(db, "SELECT usage_count ") == [(0,)]
+    shares = db.execute("SELECT user_id, usage_count FROM feature_usage_members ORDER BY 1")
+    assert shares.fetchall() == [(1, 0), (2, 0)]
+    window_consume(db, 1, 4, 9, at=1000)
+    db.execute("SELECT feature_usage_reset(1, 'tokens', 'user', 'window:300', '1970-01-01', 0)")
+    assert window_consume(db, 1, 9, 9, at=1000)[:2] == (None, 9)

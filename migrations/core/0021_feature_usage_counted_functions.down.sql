@@ -2,6 +2,7 @@
 -- 0022's rollback restored) and drops the counted key's functions. No data is
 -- lost.
 DROP FUNCTION IF EXISTS prune_feature_usage_windows();
+DROP FUNCTION IF EXISTS feature_usage_reset(feature_usage_user_id, text, text, text, date, integer);
 DROP FUNCTION IF EXISTS feature_usage_write_batch(uuid, uuid[], feature_usage_user_id[], text[],
                                                   text[], text[], date[], integer[],
                                                   timestamptz[], feature_usage_user_id[],

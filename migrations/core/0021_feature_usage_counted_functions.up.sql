@@ -539,6 +539,51 @@ BEGIN
 END
 $$;
 
+-- Starts a count afresh: the subject's count under this key becomes 0 (a
+-- window's buckets too), and for an organisation's pool so does every member's
+-- share of it. For teams whose policy is to reset usage when a plan changes.
+-- Returns the count there was (0 when there was none).
+CREATE OR REPLACE FUNCTION feature_usage_reset(
+    p_subject feature_usage_user_id,
+    p_feature text,
+    p_scope text,
+    p_period text,
+    p_period_start date,
+    p_period_offset integer
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_before bigint;
+BEGIN
+    PERFORM feature_usage_check_key(p_subject, p_feature, p_scope, p_period, p_period_start,
+                                    p_period_offset);
+    -- The pool's row first, then its members' (the order every function keeps).
+    SELECT greatest(fu.usage_count, 0) INTO v_before FROM feature_usage fu
+    WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+      AND fu.period = p_period AND fu.period_start = p_period_start
+      AND fu.period_offset = p_period_offset
+    FOR UPDATE;
+    UPDATE feature_usage fu
+    SET usage_count = 0, updated_at = now(),
+        window_buckets = CASE WHEN fu.window_buckets IS NOT NULL
+                              THEN array_fill(0::bigint, ARRAY[61]) END
+    WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+      AND fu.period = p_period AND fu.period_start = p_period_start
+      AND fu.period_offset = p_period_offset;
+    IF p_scope = 'org' THEN
+        UPDATE feature_usage_members m
+        SET usage_count = 0, updated_at = now(),
+            window_buckets = CASE WHEN m.window_buckets IS NOT NULL
+                                  THEN array_fill(0::bigint, ARRAY[61]) END
+        WHERE m.org_id = p_subject AND m.feature = p_feature AND m.period = p_period
+          AND m.period_start = p_period_start AND m.period_offset = p_period_offset;
+    END IF;
+    RETURN coalesce(v_before, 0);
+END
+$$;
+
 -- The counts of a subject (a user, or an organisation's pool with p_member's
 -- share), one row per key asked for, in the order asked: the features, rules and
 -- period starts in p_features, p_periods, p_period_starts and p_period_offsets,
