@@ -13,6 +13,13 @@ CREATE TABLE IF NOT EXISTS organisations (
 -- Catalog-only: the columns are NULL (no organisation, no subscription yet,
 -- the application's zone) until set.
 ALTER TABLE users
-    ADD COLUMN IF NOT EXISTS org_id bigint REFERENCES organisations (id) ON DELETE SET NULL,
+    ADD COLUMN IF NOT EXISTS org_id bigint,
     ADD COLUMN IF NOT EXISTS subscribed_at timestamptz,
     ADD COLUMN IF NOT EXISTS timezone text;
+
+-- NOT VALID, then validated: the check of existing rows (all NULL) runs under a
+-- lock that lets writes go on.
+ALTER TABLE users ADD CONSTRAINT users_org_id_fkey
+    FOREIGN KEY (org_id) REFERENCES organisations (id) ON DELETE SET NULL NOT VALID;
+ALTER TABLE users VALIDATE CONSTRAINT users_org_id_fkey;
+CREATE INDEX IF NOT EXISTS users_org_id ON users (org_id);
