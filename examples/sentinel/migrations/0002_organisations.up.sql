@@ -22,4 +22,3 @@ ALTER TABLE users
 ALTER TABLE users ADD CONSTRAINT users_org_id_fkey
     FOREIGN KEY (org_id) REFERENCES organisations (id) ON DELETE SET NULL NOT VALID;
 ALTER TABLE users VALIDATE CONSTRAINT users_org_id_fkey;
-CREATE INDEX IF NOT EXISTS users_org_id ON users (org_id);
