@@ -51,7 +51,7 @@ def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Pro
         }[row.state]
         problems.append(Problem("migration", f"{row.label}: {detail}"))
     with Session(conninfo, settings) as session:
-        for index, table in session.conn.execute(store.INVALID_INDEXES).fetchall():
+        for index, table in session.query(store.INVALID_INDEXES):
             problems.append(
                 Problem(
                     "index",
@@ -65,7 +65,7 @@ def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Pro
             query = load_verify(set_name, (settings.folders or {}).get(set_name))
             if query is None:
                 continue
-            for found in session.conn.execute(query.encode()).fetchall():
+            for found in session.query(query.encode()):
                 problems.append(Problem(str(found[0]), str(found[1])))
     return problems
 
@@ -81,20 +81,19 @@ def repair_counters(
     """
     settings = settings or MigrationSettings()
     with Session(conninfo, settings) as session:
-        conn = session.conn
-        row = conn.execute(store.COUNTERS_INSTALLED).fetchone()
-        if not (row and row[0]):
+        ((installed,),) = session.query(store.COUNTERS_INSTALLED)
+        if not installed:
             raise MigrationError(
                 "the counters set is not installed in this database; "
                 "add 'counters' to FEATURE_GATES_MIGRATION_SETS and run migrate"
             )
         if dry_run:
-            return {str(name): int(n) for name, n in conn.execute(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
+            return {str(name): int(n) for name, n in session.query(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
         fixed: dict[str, int] = {}
         with session.migration_lock():
-            names = [str(r[0]) for r in conn.execute(store.COUNTER_NAMES).fetchall()]
+            names = [str(r[0]) for r in session.query(store.COUNTER_NAMES)]
             for name in names:
-                conn.execute(store.RESET_BACKFILL, (name,))
+                session.query(store.RESET_BACKFILL, (name,))
                 total = 0
                 while True:
                     scanned, changed = session.with_retries(
@@ -103,16 +102,15 @@ def repair_counters(
                     total += changed
                     if not scanned:
                         break
-                conn.execute(store.RESET_BACKFILL, (name,))
+                session.query(store.RESET_BACKFILL, (name,))
                 logger.info("%s: %d rows fixed", name, total)
                 fixed[name] = total
     return fixed
 
 
 def _repair_batch(session: Session, name: str) -> tuple[int, int]:
-    with session.conn.transaction():
-        session.conn.execute(store.SET_LOCK_TIMEOUT, (session.settings.lock_timeout_ms,))
-        row = session.conn.execute(store.BACKFILL_STEP, (name,)).fetchone()
+    with session.transaction() as conn:
+        row = conn.execute(store.BACKFILL_STEP, (name,)).fetchone()
     if row is None:
         return (0, 0)
     return (int(row[0] or 0), int(row[1] or 0))  # type: ignore[call-overload]

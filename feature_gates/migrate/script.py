@@ -67,7 +67,9 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
     parts = [
         f"-- feature-gates migrations for the sets {sets}: "
         f"{len(pending)} pending when this script was written.\n"
-        "-- Run it with: psql -X -f THIS_FILE DATABASE_URL\n"
+        "-- Run it with: psql -X -f THIS_FILE DATABASE_URL, a direct URL of PostgreSQL:\n"
+        "-- through a pooler in transaction mode, its settings and lock would land on\n"
+        "-- server connections other clients get.\n"
         "-- It stops at the first error; running it again picks up where it stopped.\n",
         text(
             store.SCRIPT_SESSION.format(
