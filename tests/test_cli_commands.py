@@ -112,11 +112,11 @@ def test_sets_are_chosen_with_set(run, app_url):
     assert result.exit_code == 0, result.output
     assert "applied counters/0003_counter_indexes" in result.output
     result = run("--database-url", app_url, "--set", "counters", "status")
-    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 3
+    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 4
     # After the command name too, as deploy scripts tend to write it.
     result = run("--database-url", app_url, "status", "--set", "counters", "--check")
     assert result.exit_code == 0
-    assert len(result.output.splitlines()) == 3
+    assert len(result.output.splitlines()) == 4
     result = run("--database-url", app_url, "status", "--set", "nope")
     assert "Error: unknown migration set 'nope'" in result.output
 
@@ -305,9 +305,20 @@ def test_verify_and_repair_counters(run, app_url):
     assert result.output.splitlines() == [
         "chat_threads.thread_messages_count: 8 rows differ from the truth",
         "travel_itineraries.destinations_count: 0 rows differ from the truth",
+        "chat_threads.message_count: 0 rows differ from the truth",
     ]
     result = run(*args, "repair-counters")
     assert "chat_threads.thread_messages_count: 8 rows fixed" in result.output
+    assert run(*args, "verify").exit_code == 0
+    # The application's own legacy counter is audited and repaired too.
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        conn.execute("UPDATE chat_threads SET message_count = message_count + 1 WHERE id = 3")
+    result = run(*args, "verify")
+    assert result.exit_code == 1
+    assert result.output.startswith("legacy counter: chat_threads.message_count id=3 has ")
+    assert "(1 rows of chat_threads differ; run repair-counters)" in result.output
+    result = run(*args, "repair-counters")
+    assert "chat_threads.message_count: 1 rows fixed" in result.output
     assert run(*args, "verify").exit_code == 0
 
 

@@ -222,20 +222,20 @@ def test_a_lock_left_on_a_pooled_connection_is_reported_and_cleared(pooler, empt
     holder = migration_lock_holder(empty_url)
     assert holder is not None
     assert holder.state == "idle"
-    assert f"SELECT pg_terminate_backend({holder.pid})" in holder.how_to_clear
+    assert f"with pg_terminate_backend({holder.pid})" in holder.how_to_clear
 
     result = CliRunner().invoke(cli, ["--database-url", empty_url, "status"])
     assert f"migration lock: held by pid {holder.pid} (user postgres, " in result.output
     assert "idle for " in result.output
-    assert f"end that session: SELECT pg_terminate_backend({holder.pid})" in result.output
+    assert f"end that session with pg_terminate_backend({holder.pid})" in result.output
 
     with caplog.at_level(logging.WARNING, logger="feature_gates.migrate"):
         with pytest.raises(MigrationError) as waited:
             migrate(empty_url, MigrationSettings(lock_wait=0.01))
     assert f"waiting for the migration lock held by pid {holder.pid} (" in caplog.text
-    assert f"SELECT pg_terminate_backend({holder.pid})" in caplog.text
+    assert f"pg_terminate_backend({holder.pid})" in caplog.text
     assert f"another migration (pid {holder.pid} (" in str(waited.value)
-    assert f"SELECT pg_terminate_backend({holder.pid})" in str(waited.value)
+    assert f"pg_terminate_backend({holder.pid})" in str(waited.value)
 
     with psycopg.connect(empty_url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (holder.pid,))

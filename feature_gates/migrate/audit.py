@@ -3,7 +3,10 @@
 ``verify`` checks the runner's own records (files edited after they were
 applied, migrations not applied yet), every INVALID index, and runs the audit
 query (``verify.sql``) of each fully applied set: functions present, indexes
-valid, constraints validated, counter columns equal to the truth.
+valid, constraints validated, counter columns equal to the truth. With the
+``counters`` set it also compares the application's legacy
+``chat_threads.message_count`` with the truth, in batches, which
+``repair-counters`` sets right too.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from .settings import MigrationSettings
 from .sources import MigrationError
 from .sources import load_verify
 
-__all__ = ["Problem", "repair_counters", "verify"]
+__all__ = ["LEGACY_COUNTER", "Problem", "repair_counters", "verify"]
 
 logger = logging.getLogger("feature_gates.migrate")
+
+#: The application's own counter that verify and repair-counters also look at.
+LEGACY_COUNTER = "chat_threads.message_count"
+#: Rows of a drifted counter that verify names.
+NAMED_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,16 @@ def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Pro
                 continue
             for found in session.query(query.encode()):
                 problems.append(Problem(str(found[0]), str(found[1])))
+        if "counters" in complete_sets and _has_legacy_count(session):
+            total, examples = _legacy_count_pass(session, repair=False)
+            problems += [
+                Problem(
+                    "legacy counter",
+                    f"{LEGACY_COUNTER} {example} ({total} rows of chat_threads differ; "
+                    "run repair-counters)",
+                )
+                for example in examples
+            ]
     return problems
 
 
@@ -87,8 +105,12 @@ def repair_counters(
                 "the counters set is not installed in this database; "
                 "add 'counters' to FEATURE_GATES_MIGRATION_SETS and run migrate"
             )
+        legacy = _has_legacy_count(session)
         if dry_run:
-            return {str(name): int(n) for name, n in session.query(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
+            drift = {str(name): int(n) for name, n in session.query(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
+            if legacy:
+                drift[LEGACY_COUNTER] = _legacy_count_pass(session, repair=False)[0]
+            return drift
         fixed: dict[str, int] = {}
         with session.migration_lock():
             names = [str(r[0]) for r in session.query(store.COUNTER_NAMES)]
@@ -105,12 +127,49 @@ def repair_counters(
                 session.query(store.RESET_BACKFILL, (name,))
                 logger.info("%s: %d rows fixed", name, total)
                 fixed[name] = total
+            if legacy:
+                fixed[LEGACY_COUNTER] = _legacy_count_pass(session, repair=True)[0]
+                logger.info("%s: %d rows fixed", LEGACY_COUNTER, fixed[LEGACY_COUNTER])
     return fixed
 
 
 def _repair_batch(session: Session, name: str) -> tuple[int, int]:
-    with session.transaction() as conn:
+    with session.transaction(bounded=True) as conn:
         row = conn.execute(store.BACKFILL_STEP, (name,)).fetchone()
     if row is None:
         return (0, 0)
     return (int(row[0] or 0), int(row[1] or 0))  # type: ignore[call-overload]
+
+
+def _has_legacy_count(session: Session) -> bool:
+    ((present,),) = session.query(store.LEGACY_COUNT_PRESENT)
+    return bool(present)
+
+
+def _legacy_count_pass(session: Session, *, repair: bool) -> tuple[int, list[str]]:
+    """One pass over chat_threads in batches: the rows whose message_count
+    differs from the truth (set right with ``repair``), and the first of them
+    described."""
+    what = f"{'repair' if repair else 'audit'} of {LEGACY_COUNTER}"
+    after: str | None = None
+    total = 0
+    examples: list[str] = []
+    while True:
+        with_after = partial(_legacy_count_batch, session, after, repair)
+        scanned, after, differing, found = session.with_retries(what, with_after)
+        if not scanned:
+            return total, examples
+        total += differing
+        examples += found[: NAMED_ROWS - len(examples)]
+
+
+def _legacy_count_batch(
+    session: Session, after: str | None, repair: bool
+) -> tuple[int, str | None, int, list[str]]:
+    with session.transaction(bounded=repair) as conn:
+        row = conn.execute(store.LEGACY_COUNT_BATCH, (after, repair)).fetchone()
+    assert row is not None
+    scanned, last_key, differing, examples = row
+    assert isinstance(scanned, int) and isinstance(differing, int)
+    assert isinstance(examples, list)
+    return scanned, str(last_key) if last_key is not None else None, differing, examples

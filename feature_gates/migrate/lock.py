@@ -182,7 +182,7 @@ class LockHolder:
     def how_to_clear(self) -> str:
         return (
             "if no migration is running (a run that was killed, or that went through a "
-            f"pooler), end that session: SELECT pg_terminate_backend({self.pid})"
+            f"pooler), end that session with pg_terminate_backend({self.pid})"
         )
 
 

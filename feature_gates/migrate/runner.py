@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Literal
 
 import psycopg
+from psycopg import errors
 
 from . import store
 from .lock import LockHolder
@@ -23,6 +24,7 @@ from .session import Session
 from .settings import MigrationSettings
 from .sources import Migration
 from .sources import MigrationError
+from .sources import Step
 
 __all__ = [
     "AppliedMigration",
@@ -173,22 +175,33 @@ def _apply(session: Session, migration: Migration) -> None:
 
     if migration.transactional:
         (step,) = migration.up_steps
-        session.run_step(step, migration.label, after=record)
+        session.run_step(step, migration.label, before=migration.check_sql, after=record)
     else:
+        if migration.check_sql is not None:
+            session.run_step(Step("statement", migration.check_sql), migration.label)
         for step in migration.up_steps:
             session.run_step(step, migration.label)
         record()
 
 
-def _failed(migration: Migration, exc: psycopg.Error) -> MigrationError:
-    diag = exc.diag
-    message = diag.message_primary or str(exc).strip()
-    extra = "".join(f"; {part}" for part in (diag.message_detail, diag.message_hint) if part)
+def _failed(
+    migration: Migration, exc: psycopg.Error, settings: MigrationSettings
+) -> MigrationError:
     resume = (
         ""
         if migration.transactional
         else " (its finished statements stay; migrate again to finish it)"
     )
+    if isinstance(exc, errors.QueryCanceled) and "statement timeout" in str(exc):
+        return MigrationError(
+            f"{migration.label} was stopped after FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT "
+            f"({settings.statement_timeout:g} s){resume}: a step that reads a whole table holds "
+            "a snapshot, and holds vacuum back, as long as it runs; run it when that is "
+            "acceptable, with a larger FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT (0: no limit)"
+        )
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip()
+    extra = "".join(f"; {part}" for part in (diag.message_detail, diag.message_hint) if part)
     return MigrationError(f"{migration.label} failed{resume}: {message}{extra}")
 
 
@@ -232,7 +245,7 @@ def migrate(conninfo: str, settings: MigrationSettings | None = None) -> list[Mi
                 try:
                     _apply(session, migration)
                 except psycopg.Error as exc:
-                    raise _failed(migration, exc) from exc
+                    raise _failed(migration, exc, settings) from exc
                 applied.append(migration)
     return applied
 
@@ -335,7 +348,7 @@ def rollback(
                 try:
                     _unapply(session, migration)
                 except psycopg.Error as exc:
-                    raise _failed(migration, exc) from exc
+                    raise _failed(migration, exc, settings) from exc
     return targets
 
 

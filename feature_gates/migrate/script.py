@@ -3,6 +3,7 @@
 The script does what :func:`~feature_gates.migrate.migrate` would do, for a
 DBA to read and run by hand (``psql -X -f script.sql``): it takes the
 migration lock (failing at once when another runner holds it), runs each
+migration's check, runs each
 transactional migration in a transaction with its history row, runs
 no-transaction files statement by statement, drops an INVALID index left by a
 failed concurrent build before rebuilding it, and turns each batched backfill
@@ -103,12 +104,15 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
                 )
             )
         )
+        check = [_statement(migration.check_sql)] if migration.check_sql is not None else []
         if migration.transactional:
             parts.append("BEGIN;\n")
+            parts.extend(check)
             parts.append(_statement(migration.up_sql))
             parts.append(record)
             parts.append("COMMIT;\n")
         else:
+            parts.extend(check)
             for step in migration.up_steps:
                 parts.append(step_text(step))
             parts.append(record)

@@ -94,21 +94,26 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.conn.close()
 
-    def _settings(self) -> dict[str, Any]:
+    def _settings(self, *, bounded: bool = False) -> dict[str, Any]:
         return {
             "schema": self.settings.schema,
             "user_id_type": self.settings.user_id_type,
             "batch_size": str(self.settings.batch_size),
             "lock_timeout": self.settings.lock_timeout_ms,
-            "statement_timeout": "0",
+            "statement_timeout": self.settings.statement_timeout_ms if bounded else "0",
         }
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, bounded: bool = False) -> Iterator[Connection]:
         """A transaction whose first statement sets the runner's settings in it;
-        in a proven session, it stops when it finds itself on another one."""
+        in a proven session, it stops when it finds itself on another one.
+
+        ``bounded``: a migration's step, cancelled after the migration statement
+        timeout; reads are not bounded.
+        """
         with self.conn.transaction():
-            row = self.conn.execute(store.SET_LOCAL_SETTINGS, self._settings()).fetchone()
+            settings = self._settings(bounded=bounded)
+            row = self.conn.execute(store.SET_LOCAL_SETTINGS, settings).fetchone()
             if self._token is not None and (row is None or row[-1] != self._token):
                 raise NotOneSession(
                     "a transaction of the runner ran on a server connection other than its "
@@ -197,8 +202,8 @@ class Session:
             except NotOneSession:
                 time.sleep(0.05)
         logger.error(
-            "the migration lock stays on the pooled server connection pid %d; end it: "
-            "SELECT pg_terminate_backend(%d)",
+            "the migration lock stays on the pooled server connection pid %d; end that "
+            "session with pg_terminate_backend(%d)",
             lock_pid,
             lock_pid,
         )
@@ -236,21 +241,33 @@ class Session:
 
     # -- steps ---------------------------------------------------------------------
 
-    def run_step(self, step: Step, what: str, after: Callable[[], None] | None = None) -> int:
-        """Run one step; ``after`` runs in the same transaction when the step is a
-        whole file in one. Returns the rows a batched step changed (else 0)."""
+    def run_step(
+        self,
+        step: Step,
+        what: str,
+        *,
+        before: str | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> int:
+        """Run one step; ``before`` (SQL) and ``after`` run in the same transaction
+        when the step is a whole file in one. Returns the rows a batched step
+        changed (else 0)."""
         if step.kind == "transaction":
-            self.with_retries(what, lambda: self._in_transaction(step.sql, after))
+            self.with_retries(what, lambda: self._in_transaction(step.sql, before, after))
         elif step.kind == "statement":
-            self.with_retries(what, lambda: self._in_transaction(step.sql, None))
+            self.with_retries(what, lambda: self._in_transaction(step.sql, None, None))
         elif step.kind == "concurrent":
             self._concurrently(step, what)
         else:
             return self._batched(step, what)
         return 0
 
-    def _in_transaction(self, statement: str, after: Callable[[], None] | None) -> None:
-        with self.transaction():
+    def _in_transaction(
+        self, statement: str, before: str | None, after: Callable[[], None] | None
+    ) -> None:
+        with self.transaction(bounded=True):
+            if before is not None:
+                self.conn.execute(before.encode())
             self.conn.execute(statement.encode())
             if after is not None:
                 after()
@@ -305,5 +322,5 @@ class Session:
         return changed
 
     def _one_batch(self, statement: str) -> tuple[object, ...] | None:
-        with self.transaction():
+        with self.transaction(bounded=True):
             return self.conn.execute(statement.encode()).fetchone()

@@ -170,6 +170,17 @@ LEFT JOIN feature_gates_counter_audit() a ON a.counter = c.counter
 GROUP BY c.counter
 ORDER BY c.counter
 """
+#: The application's legacy chat_threads.message_count, audited and repaired
+#: in batches (counters/0004) when the table has it.
+LEGACY_COUNT_PRESENT = """
+SELECT to_regproc('feature_gates_message_count_batch') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass('chat_threads') AND attname = 'message_count'
+                     AND NOT attisdropped)
+"""
+LEGACY_COUNT_BATCH = """
+SELECT scanned, last_key, differing, examples FROM feature_gates_message_count_batch(%s, %s)
+"""
 RESET_BACKFILL = "SELECT feature_gates_backfill_reset(%s)"
 BACKFILL_STEP = "SELECT scanned, changed FROM feature_gates_backfill_counter(%s)"
 
