@@ -6,15 +6,13 @@ reported with its holder."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
 from app_schema import create_app_tables
 from click.testing import CliRunner
 from pooler import PgBouncer
+from pooler import busy
 
 from feature_gates.cli import cli
 from feature_gates.migrate import MigrationError
@@ -25,6 +23,7 @@ from feature_gates.migrate import migrate
 from feature_gates.migrate import migration_lock_holder
 from feature_gates.migrate import migration_script
 from feature_gates.migrate import pending_migrations
+from feature_gates.migrate import recorded_user_id_type
 from feature_gates.migrate import refresh
 from feature_gates.migrate import rollback
 from feature_gates.migrate import status
@@ -36,31 +35,6 @@ from feature_gates.migrate.store import LOCK_OBJECT_ID
 UUID = MigrationSettings(user_id_type="uuid")
 CORE_COUNT = len(UUID.load())
 LOCK = (LOCK_CLASS_ID, LOCK_OBJECT_ID)
-
-
-@contextmanager
-def busy(url: str, clients: int = 8) -> Iterator[None]:
-    """Clients running short transactions through the pooler all along."""
-    stop = threading.Event()
-    ready = threading.Barrier(clients + 1)
-
-    def client() -> None:
-        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
-            conn.execute("SELECT 1")
-            ready.wait()
-            while not stop.is_set():
-                conn.execute("SELECT pg_sleep(0.002)")
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    try:
-        yield
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
 
 
 def untouched(url: str) -> bool:
@@ -79,12 +53,7 @@ def migrates_directly_at_once(url: str) -> None:
     the wait after one) and installs the user id type it is asked for."""
     applied = migrate(url, MigrationSettings(user_id_type="uuid", lock_wait=0.01))
     assert len(applied) == CORE_COUNT
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT format_type(typbasetype, NULL) FROM pg_type "
-            "WHERE typname = 'feature_usage_user_id'"
-        ).fetchone()
-    assert row == ("uuid",)
+    assert recorded_user_id_type(url) == "uuid"
 
 
 def test_migrate_through_an_idle_pooler_is_refused_before_any_change(pooler, empty_url):
@@ -166,12 +135,7 @@ def test_migrate_through_a_pooler_in_session_mode_works(feature_gates_server_url
         with busy(url, clients=1):
             assert len(migrate(url, UUID)) == CORE_COUNT
     assert [m.label for m in applied_migrations(empty_url)] == [m.label for m in UUID.load()]
-    with psycopg.connect(empty_url) as conn:
-        row = conn.execute(
-            "SELECT format_type(typbasetype, NULL) FROM pg_type "
-            "WHERE typname = 'feature_usage_user_id'"
-        ).fetchone()
-    assert row == ("uuid",)
+    assert recorded_user_id_type(empty_url) == "uuid"
     assert migrate(empty_url, MigrationSettings(user_id_type="uuid", lock_wait=0.01)) == []
 
 

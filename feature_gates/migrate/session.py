@@ -94,8 +94,9 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.conn.close()
 
-    def _settings(self, *, bounded: bool = False) -> dict[str, Any]:
+    def _settings(self, *, local: bool = True, bounded: bool = False) -> dict[str, Any]:
         return {
+            "local": local,
             "schema": self.settings.schema,
             "user_id_type": self.settings.user_id_type,
             "batch_size": str(self.settings.batch_size),
@@ -113,7 +114,7 @@ class Session:
         """
         with self.conn.transaction():
             settings = self._settings(bounded=bounded)
-            row = self.conn.execute(store.SET_LOCAL_SETTINGS, settings).fetchone()
+            row = self.conn.execute(store.SET_SETTINGS, settings).fetchone()
             if self._token is not None and (row is None or row[-1] != self._token):
                 raise NotOneSession(
                     "a transaction of the runner ran on a server connection other than its "
@@ -155,7 +156,7 @@ class Session:
         """
         if self._token is None:
             self._token = prove_one_session(self.conn, self._conninfo)
-            self.conn.execute(store.SET_SESSION_SETTINGS, self._settings())
+            self.conn.execute(store.SET_SETTINGS, self._settings(local=False))
         lock_pid = self._take_lock()
         self._locked = True
         try:

@@ -36,43 +36,33 @@ WHERE l.locktype = 'advisory' AND l.granted
 SET_SESSION_TOKEN = "SELECT set_config('feature_gates.session', %s, false), pg_backend_pid()"
 READ_SESSION_TOKEN = "SELECT current_setting('feature_gates.session', true)"
 
-#: The runner's settings, sent first in each of its transactions and local to
-#: it, so that no pooler can put them on one server connection and the
-#: statements on another; the last column is the session token, if any. The
-#: schema first on the search path; ``public`` next (where an application's
-#: own tables usually are) when the feature-gates schema is another one;
-#: ``pg_temp`` last so that a temporary table can never shadow a real one. No
-#: statement_timeout a role may carry: index builds and validations are long
-#: by nature, and lock_timeout is what keeps the application unblocked.
-SET_LOCAL_SETTINGS = """
+#: The runner's settings. Sent first in each of its transactions, local to it
+#: (``local`` true), so that no pooler can put them on one server connection
+#: and the statements on another; the last column is then the session token,
+#: if any. Once the session is proven to be one, also for the whole session
+#: (``local`` false), for the CONCURRENTLY statements that run outside any
+#: transaction, with keepalives (where the server has them) that end the
+#: session, and free the lock, within about a minute of its runner's host
+#: vanishing, even in the middle of a statement. The schema first on the
+#: search path; ``public`` next (where an application's own tables usually
+#: are) when the feature-gates schema is another one; ``pg_temp`` last so that
+#: a temporary table can never shadow a real one.
+SET_SETTINGS = """
 SELECT set_config('search_path',
                   concat_ws(', ', quote_ident(%(schema)s),
                             CASE WHEN %(schema)s <> 'public' THEN 'public' END, 'pg_temp'),
-                  true),
-       set_config('feature_gates.user_id_type', %(user_id_type)s, true),
-       set_config('feature_gates.batch_size', %(batch_size)s, true),
-       set_config('lock_timeout', %(lock_timeout)s, true),
-       set_config('statement_timeout', %(statement_timeout)s, true),
-       current_setting('feature_gates.session', true)
-"""
-#: The same settings for the whole session, once it is proven to be one: a
-#: CONCURRENTLY statement runs outside any transaction. Keepalives (where the
-#: server has them) end the session, and free the lock, within about a minute
-#: of its runner's host vanishing, even in the middle of a statement.
-SET_SESSION_SETTINGS = """
-SELECT set_config('search_path',
-                  concat_ws(', ', quote_ident(%(schema)s),
-                            CASE WHEN %(schema)s <> 'public' THEN 'public' END, 'pg_temp'),
-                  false),
-       set_config('feature_gates.user_id_type', %(user_id_type)s, false),
-       set_config('feature_gates.batch_size', %(batch_size)s, false),
-       set_config('lock_timeout', %(lock_timeout)s, false),
-       set_config('statement_timeout', %(statement_timeout)s, false),
+                  %(local)s),
+       set_config('feature_gates.user_id_type', %(user_id_type)s, %(local)s),
+       set_config('feature_gates.batch_size', %(batch_size)s, %(local)s),
+       set_config('lock_timeout', %(lock_timeout)s, %(local)s),
+       set_config('statement_timeout', %(statement_timeout)s, %(local)s),
        (SELECT count(set_config(s.name, v.value, false))
         FROM (VALUES ('tcp_keepalives_idle', '30'), ('tcp_keepalives_interval', '10'),
                      ('tcp_keepalives_count', '3'),
                      ('client_connection_check_interval', '10s')) AS v (name, value)
-        JOIN pg_settings s ON s.name = v.name)
+        JOIN pg_settings s ON s.name = v.name
+        WHERE NOT %(local)s),
+       current_setting('feature_gates.session', true)
 """
 SET_SESSION_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
 SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"

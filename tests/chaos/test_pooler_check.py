@@ -10,39 +10,17 @@ reported under "chaos figures".
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
 from pooler import PgBouncer
+from pooler import busy
 
 from feature_gates.migrate.lock import NotOneSession
 from feature_gates.migrate.lock import prove_one_session
 
 pytestmark = pytest.mark.chaos
-
-
-@contextmanager
-def load(url: str, clients: int) -> Iterator[None]:
-    stop = threading.Event()
-
-    def client() -> None:
-        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
-            while not stop.is_set():
-                conn.execute("SELECT pg_sleep(0.002)")
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
 
 
 def checks(url: str, times: int) -> Counter[str]:
@@ -72,7 +50,7 @@ def test_the_one_session_check_against_pgbouncer(
 ):
     with PgBouncer(feature_gates_server_url, pool_size=pool_size, settings=settings) as bouncer:
         url = bouncer.url(empty_url)
-        with load(url, clients):
+        with busy(url, clients):
             outcomes = checks(url, budget.session_checks)
     report(kind=kind, checks=budget.session_checks, **outcomes)
     if kind == "session mode":
