@@ -186,7 +186,7 @@ class Session:
                 clear = f" ({holder.how_to_clear})" if holder else ""
                 raise MigrationError(
                     f"another migration ({held_by}) has held the migration lock "
-                    f"for more than {wait:.0f} s; try again when it has finished{clear}"
+                    f"for more than {wait:g} s; try again when it has finished{clear}"
                 )
             time.sleep(0.5)
 
