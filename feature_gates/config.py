@@ -147,6 +147,9 @@ class Settings:
     enabled: bool = _option(True, _boolean)
     #: The PostgreSQL URL of the application's database.
     database_url: str | None = _option(None, _optional_text)
+    #: The URL the migration commands use instead, when the application's goes
+    #: through a connection pooler in transaction mode (read by the CLI only).
+    migration_database_url: str | None = _option(None, _optional_text)
     #: The plan catalogue: a mapping, or the path of a TOML or JSON file.
     plans: Mapping[str, Any] | Path | None = _option(None, _plans)
     #: Plans from lowest to highest tier; the order of ``plans`` when not set.

@@ -35,6 +35,7 @@ MIGRATION_KEYS = (
     "FEATURE_GATES_MIGRATION_LOCK_RETRIES",
     "FEATURE_GATES_MIGRATION_LOCK_WAIT",
     "FEATURE_GATES_MIGRATION_BATCH_SIZE",
+    "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT",
 )
 
 
@@ -54,6 +55,10 @@ class MigrationSettings:
         retried (with exponential backoff and jitter) before the run stops.
     :param lock_wait: seconds to wait for another runner's migration lock.
     :param batch_size: rows per transaction of a batched backfill.
+    :param statement_timeout: seconds a step run in a transaction may take
+        before it is cancelled and the migration stops (0: no limit): a step that
+        reads a whole table holds a snapshot, and holds vacuum back, that long.
+        Concurrent index builds are not bounded.
     """
 
     sets: tuple[str, ...] = ("core",)
@@ -64,6 +69,7 @@ class MigrationSettings:
     lock_retries: int = 10
     lock_wait: float = 300.0
     batch_size: int = 1000
+    statement_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.user_id_type not in USER_ID_TYPES:
@@ -82,6 +88,12 @@ class MigrationSettings:
         _positive("FEATURE_GATES_MIGRATION_LOCK_TIMEOUT", self.lock_timeout)
         _positive("FEATURE_GATES_MIGRATION_LOCK_WAIT", self.lock_wait)
         _positive("FEATURE_GATES_MIGRATION_BATCH_SIZE", self.batch_size, integer=True)
+        timeout = self.statement_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise MigrationError(
+                "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT must be a number of seconds, 0 or "
+                f"more (0: no limit), not {timeout!r}"
+            )
         if isinstance(self.lock_retries, bool) or not isinstance(self.lock_retries, int):
             raise MigrationError("FEATURE_GATES_MIGRATION_LOCK_RETRIES must be an integer")
         if self.lock_retries < 0:
@@ -117,12 +129,22 @@ class MigrationSettings:
             lock_retries=config.get("FEATURE_GATES_MIGRATION_LOCK_RETRIES", defaults.lock_retries),
             lock_wait=config.get("FEATURE_GATES_MIGRATION_LOCK_WAIT", defaults.lock_wait),
             batch_size=config.get("FEATURE_GATES_MIGRATION_BATCH_SIZE", defaults.batch_size),
+            statement_timeout=config.get(
+                "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT", defaults.statement_timeout
+            ),
         )
 
     @property
     def lock_timeout_ms(self) -> str:
         """``lock_timeout`` as a PostgreSQL setting value."""
         return f"{max(1, round(self.lock_timeout * 1000))}ms"
+
+    @property
+    def statement_timeout_ms(self) -> str:
+        """``statement_timeout`` as a PostgreSQL setting value (``0``: none)."""
+        if not self.statement_timeout:
+            return "0"
+        return f"{max(1, round(self.statement_timeout * 1000))}ms"
 
     def load(self) -> list[Migration]:
         return load_sets(self.sets, self.folders)
