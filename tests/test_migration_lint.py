@@ -296,3 +296,15 @@ def test_a_new_migration_that_hides_ddl_is_reported(tmp_path):
     )
     (message,) = lint.check_hidden_ddl([hidden])
     assert "0009_orders_note.up.sql: line 1: ALTER TABLE orders ADD COLUMN note text" in message
+
+
+def test_a_justified_exception_is_written_into_the_accepted_table(tmp_path, monkeypatch):
+    hidden = _new_migration(
+        tmp_path,
+        "0009_orders_note",
+        "DO $$ BEGIN ALTER TABLE orders ADD COLUMN note text; END $$;\n",
+    )
+    reason = {lint.HIDDEN_DDL: "the column is added only where the application has none"}
+    monkeypatch.setitem(lint.ACCEPTED, hidden.key, reason)
+    assert lint.check_hidden_ddl([hidden]) == []
+    assert lint.run_squawk([hidden]) == 0  # our rule's name is not passed to squawk
