@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in args.majors if not m.isdigit()]
     if bad:
         parser.error(f"not major versions (digits, like 14): {', '.join(bad)}")
+    # A shell that starts this in the background without job control leaves SIGINT
+    # ignored, and every process the suite starts would inherit that: the example
+    # app's test stops the app with SIGINT. A handled signal is reset by exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     results = [run_one(major, pytest_args) for major in args.majors]
     print("\n=== PostgreSQL versions")
     for result in results:
