@@ -65,8 +65,8 @@ class MigrationSettings:
     folders: Mapping[str, Traversable | Path] | None = None
     schema: str = "public"
     user_id_type: str = "bigint"
-    lock_timeout: float = 2.0
-    lock_retries: int = 10
+    lock_timeout: float = 0.2
+    lock_retries: int = 12
     lock_wait: float = 300.0
     batch_size: int = 1000
     statement_timeout: float = 60.0
