@@ -8,7 +8,7 @@
 
 DROP MATERIALIZED VIEW IF EXISTS feature_usage_summary_next;
 
-CREATE MATERIALIZED VIEW feature_usage_summary_next AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS feature_usage_summary_next AS
 SELECT
     feature,
     period_start,
@@ -24,5 +24,5 @@ GROUP BY feature, scope, period, period_start, period_offset
 WITH DATA;
 
 -- REFRESH ... CONCURRENTLY needs a unique index on plain NOT NULL columns.
-CREATE UNIQUE INDEX feature_usage_summary_next_key
+CREATE UNIQUE INDEX IF NOT EXISTS feature_usage_summary_next_key
     ON feature_usage_summary_next (feature, scope, period, period_start, period_offset);

@@ -5,7 +5,7 @@
 
 DROP MATERIALIZED VIEW IF EXISTS feature_usage_summary_next;
 
-CREATE MATERIALIZED VIEW feature_usage_summary_next AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS feature_usage_summary_next AS
 SELECT
     feature,
     period_start,
@@ -16,5 +16,5 @@ FROM feature_usage
 GROUP BY feature, period_start
 WITH DATA;
 
-CREATE UNIQUE INDEX feature_usage_summary_next_key
+CREATE UNIQUE INDEX IF NOT EXISTS feature_usage_summary_next_key
     ON feature_usage_summary_next (feature, period_start);
