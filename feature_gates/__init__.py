@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from .config import ConfigError as ConfigError
+from .core import Catalogue as Catalogue
+from .core import ConfigError as ConfigError
+from .core import Entitlement as Entitlement
+from .core import Plan as Plan
+from .core import Subject as Subject
+from .core import UnknownFeature as UnknownFeature
 from .decorators import feature_limit as feature_limit
 from .decorators import feature_required as feature_required
 from .decorators import feature_tier as feature_tier
@@ -15,11 +20,6 @@ from .errors import TierTooLow as TierTooLow
 from .extension import FeatureGates as FeatureGates
 from .gate import Decision as Decision
 from .gate import Gate as Gate
-from .plans import Catalogue as Catalogue
-from .plans import Entitlement as Entitlement
-from .plans import Plan as Plan
-from .plans import UnknownFeature as UnknownFeature
-from .subject import Subject as Subject
 from .usage.tracker import FlushTimeout as FlushTimeout
 from .usage.tracker import TrackingStats as TrackingStats
 

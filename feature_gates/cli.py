@@ -37,13 +37,14 @@ from flask.cli import ScriptInfo
 from psycopg.conninfo import conninfo_to_dict
 
 from . import migrate as runner
+from .core import USER_ID_TYPES
+from .core import ConfigError
 from .errors import one_line
 from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
-from .migrate.settings import USER_ID_TYPES
 
 __all__ = ["cli", "main"]
 
@@ -95,7 +96,7 @@ class CommandContext:
         """Turn the failures a user can fix into one clear line, not a traceback."""
         try:
             yield
-        except MigrationError as exc:
+        except (MigrationError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from exc
         except psycopg.OperationalError as exc:
             raise click.ClickException(
@@ -249,7 +250,7 @@ def cli(
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
         command_context = _context_from_flask(ctx)
-    except MigrationError as exc:
+    except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The options as FEATURE_GATES_* keys, read by the parser the extension uses.
     config: dict[str, Any] = {}

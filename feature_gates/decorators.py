@@ -27,10 +27,10 @@ from flask import current_app
 from flask import request
 
 from . import gate
-from .config import FailMode
+from .core import FailMode
+from .core import check_feature_name
 from .extension import EXTENSION_KEY
 from .extension import GatesState
-from .plans import FEATURE_NAME
 
 __all__ = ["GateDecorator", "feature_limit", "feature_required", "feature_tier"]
 
@@ -128,11 +128,7 @@ def feature_limit(
 
 
 def _check_name(name: str, hint: str = "") -> None:
-    if not isinstance(name, str) or not FEATURE_NAME.fullmatch(name):
-        raise ValueError(
-            f"{name!r} is not a valid feature name (1 to 64 characters of a-z, 0-9, "
-            f"_ . : - starting with a letter){'; ' + hint if hint else ''}"
-        )
+    check_feature_name(name, hint)
 
 
 def _gated(rule: gate.Gate) -> GateDecorator:

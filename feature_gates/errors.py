@@ -28,7 +28,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.exceptions import Unauthorized
 
-from .subject import Subject
+from .core import Subject
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",

@@ -26,23 +26,23 @@ from flask.typing import ResponseReturnValue
 
 from . import gate
 from .cli import cli
-from .config import ConfigError
-from .config import Settings
+from .core import Catalogue
+from .core import Clock
+from .core import ConfigError
+from .core import Settings
+from .core import Subject
+from .core import SubjectLoader
+from .core import UserIdCache
+from .core import month_start
+from .core import utc_clock
+from .core import utc_now
 from .errors import FeatureDenied
 from .migrate import MigrationSettings
-from .plans import Catalogue
 from .pool import LazyPool
 from .signals import _signals
-from .subject import Subject
-from .subject import SubjectLoader
-from .subject import UserIdCache
 from .usage import store
-from .usage.tracker import Clock
 from .usage.tracker import TrackingStats
 from .usage.tracker import UsageTracker
-from .usage.tracker import month_start
-from .usage.tracker import utc_clock
-from .usage.tracker import utc_now
 
 __all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState", "Override"]
 
@@ -107,9 +107,7 @@ class GatesState:
 
     def __post_init__(self) -> None:
         self.storage = gate.StorageHealth(self.emit)
-        self._valid_user_id = (
-            _is_bigint if self.settings.migration.user_id_type == "bigint" else _is_uuid
-        )
+        self._valid_user_id = _is_bigint if self.settings.user_id_type == "bigint" else _is_uuid
         self.user_ids = UserIdCache(self.settings.user_cache_ttl)
 
     def load_subject(self) -> Subject | None:
@@ -127,7 +125,7 @@ class GatesState:
                 f"got {type(subject).__name__}"
             )
         if subject is not None and not self._valid_user_id(subject.user_id):
-            kind = self.settings.migration.user_id_type
+            kind = self.settings.user_id_type
             raise TypeError(
                 f"the subject loader returned user_id {subject.user_id!r}; user ids are "
                 f"{kind} here (FEATURE_GATES_USER_ID_TYPE): return "
@@ -137,7 +135,7 @@ class GatesState:
 
     @property
     def migration_settings(self) -> MigrationSettings:
-        return self.settings.migration
+        return MigrationSettings.from_settings(self.settings)
 
     def check_views(self) -> None:
         """Validate the gates of every view, once per set of views.
@@ -209,7 +207,7 @@ class FeatureGates:
 
     def init_app(self, app: Flask) -> None:
         """Read the application's ``FEATURE_GATES_*`` settings and register the extension."""
-        settings = Settings.from_config(app.config)
+        settings = Settings.from_mapping(app.config)
         if settings.database_url is None and settings.tracking != "off":
             raise ConfigError(
                 "FEATURE_GATES_DATABASE_URL is not set: set it to the application's "

@@ -41,9 +41,12 @@ from flask import g
 from flask import has_request_context
 from flask.ctx import _AppCtxGlobals
 
-from .config import ConfigError
-from .config import FailMode
-from .config import _boolean
+from .core import ConfigError
+from .core import FailMode
+from .core import Subject
+from .core import UnknownFeature
+from .core import month_start
+from .core import parse_setting
 from .errors import FeatureCheckUnavailable
 from .errors import FeatureDenied
 from .errors import FeatureLimitExceeded
@@ -52,10 +55,7 @@ from .errors import NotAuthenticated
 from .errors import TierTooLow
 from .errors import iso_utc
 from .errors import one_line
-from .plans import UnknownFeature
-from .subject import Subject
 from .usage import store
-from .usage.tracker import month_start
 from .watchdog import limit_for
 from .watchdog import watchdog
 
@@ -253,7 +253,7 @@ def gates_enabled(app: Flask | None = None) -> bool:
     """``FEATURE_GATES_ENABLED`` of ``app`` (the current one by default), read on
     every request."""
     value = (app or current_app).config.get("FEATURE_GATES_ENABLED", True)
-    return value is True or _boolean("FEATURE_GATES_ENABLED", value)
+    return value is True or bool(parse_setting("enabled", value))
 
 
 def _namespace() -> _AppCtxGlobals:

@@ -21,12 +21,12 @@ from flask import Flask
 from flask import current_app
 from flask import has_app_context
 
+from .core import month_start
+from .core import utc_now
 from .errors import one_line
 from .gate import Gate
 from .gate import gates_of
 from .usage import store
-from .usage.tracker import month_start
-from .usage.tracker import utc_now
 
 if TYPE_CHECKING:
     from .cli import CommandContext
@@ -151,7 +151,7 @@ def usage_report(
     if period is None:
         period = month_start(state.extension.clock() if state is not None else utc_now())
     if schema is None:
-        schema = state.migration_settings.schema if state is not None else "public"
+        schema = state.settings.schema if state is not None else "public"
     with psycopg.connect(conninfo, autocommit=True, application_name="feature-gates usage") as conn:
         conn.execute(store.CONFIGURE_SESSION, {"schema": schema, "timeout_ms": 0})
         top_rows = conn.execute(store.TOP_FEATURES, (period, top)).fetchall()

@@ -277,7 +277,7 @@ def test_usage_recorded_carries_the_new_totals(make_tracker):
         ((1, "exports", -1), {}, "must not be negative"),
         ((1, "exports", "3"), {}, "must be an integer"),
         ((1, "exports", True), {}, "must be an integer"),
-        ((1, "Exports"), {}, "invalid feature name"),
+        ((1, "Exports"), {}, "is not a valid feature name"),
         ((None, "exports"), {}, "user_id"),
         ((1, "exports"), {"idempotency_key": ""}, "idempotency_key"),
         ((1, "exports"), {"idempotency_key": "k" * 256}, "idempotency_key"),

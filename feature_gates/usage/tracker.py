@@ -40,8 +40,12 @@ from typing import Literal
 
 import psycopg
 
+from ..core import Clock
+from ..core import check_feature_name
+from ..core import month_start
+from ..core import utc_clock
+from ..core import utc_now
 from ..errors import one_line
-from ..plans import FEATURE_NAME
 from ..pool import LazyPool
 from ..watchdog import NoAnswer
 from ..watchdog import limit_for
@@ -56,7 +60,6 @@ UserId = Any
 Key = tuple[UserId, str, date]
 #: An idempotent use: (user_id, feature, idempotency_key).
 OnceKey = tuple[UserId, str, str]
-Clock = Callable[[], datetime]
 #: Called with a signal name (``"usage-recorded"``, ``"tracking-failed"``, ...) and
 #: the signal's data as keyword arguments.
 EventSink = Callable[..., None]
@@ -71,27 +74,6 @@ _BAD_DATA_CLASSES = ("22", "23")
 #: SQLSTATE classes after which the connection cannot be trusted to have
 #: reported the transaction's outcome.
 _LOST_CONNECTION_CLASSES = ("08", "57", "XX")
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def utc_clock(clock: Clock) -> Clock:
-    """``clock`` with a naive time taken as UTC, as :func:`month_start` takes it."""
-
-    def now() -> datetime:
-        moment = clock()
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-    return now
-
-
-def month_start(moment: datetime) -> date:
-    """The first day of ``moment``'s calendar month in UTC (naive means UTC)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return date(moment.year, moment.month, 1)
 
 
 @dataclass(frozen=True)
@@ -441,11 +423,7 @@ class UsageTracker:
         return period
 
     def _check_feature(self, feature: str) -> None:
-        if not isinstance(feature, str) or not FEATURE_NAME.fullmatch(feature):
-            raise ValueError(
-                f"invalid feature name {feature!r}: use 1 to 64 characters of a-z, 0-9, "
-                "_ . : - starting with a letter"
-            )
+        check_feature_name(feature)
         if len(self._known_features) < _KNOWN_FEATURES_MAX:
             self._known_features.add(feature)
 
