@@ -44,24 +44,32 @@ from typing import Any
 
 import psycopg
 from flask import Flask
+from psycopg import sql
 from psycopg.abc import Params
 from psycopg.rows import TupleRow
+from psycopg.rows import tuple_row
 
 from feature_gates import FeatureGates
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import feature_required
+from feature_gates.core import month_start
+from feature_gates.core import utc_now
+from feature_gates.core._storage.statements import Statements
 from feature_gates.migrate import MigrationSettings
 from feature_gates.testing import DatabaseFactory
-from feature_gates.usage import store
-from feature_gates.usage.tracker import month_start
-from feature_gates.usage.tracker import utc_now
 
 from . import harness
 
 LIMIT = 2**40  # never reached: the benchmark measures allowed calls
 RAW_UPDATE = (
     "UPDATE feature_usage SET usage_count = usage_count + %s "
+    "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
+    "RETURNING usage_count"
+)
+#: The same in the package's schema, for the storage to send as it sends its own.
+RAW_UPDATE_IN_SCHEMA = (
+    "UPDATE {schema}.feature_usage SET usage_count = usage_count + %s "
     "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
     "RETURNING usage_count"
 )
@@ -113,10 +121,16 @@ def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
     def metered() -> str:
         return "ok"
 
+    storage = app.extensions["feature_gates"].engine.storage
+    raw_update = storage.statements.render(sql.SQL(RAW_UPDATE_IN_SCHEMA))
+
     @app.post("/raw")
     def raw() -> str:
-        with app.extensions["feature_gates"].pool.get().connection() as conn:
-            conn.execute(RAW_UPDATE, (1, 2, "raw", 1, LIMIT)).fetchone()
+        # Through the same storage as the metered check: the same pool, the same
+        # connection settings, the statement timeout sent the same way.
+        storage.run(
+            raw_update, (1, 2, "raw", 1, LIMIT), row=tuple_row, what="raw", idempotent=False
+        )
         return "ok"
 
     return app, gates
@@ -154,7 +168,7 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
 
         times = harness.alternate(
             {
-                "consume": send(store.CONSUME_OR_USAGE, consume),
+                "consume": send(Statements.build("public", 0).consume, consume),
                 "raw_update": send(RAW_UPDATE, (1, 5, "raw", 1, LIMIT)),
                 "raw_upsert": send(RAW_UPSERT, (6, "upsert", period, 1, LIMIT)),
             },

@@ -160,7 +160,9 @@ def _connect_options(key: str, value: Any) -> Mapping[str, str | int]:
         )
     # The runtime's own choices: a pooler must be able to run any transaction on
     # any server connection, and connections are in autocommit.
-    taken = sorted(set(value) & {"autocommit", "prepare_threshold", "options", "dbname"})
+    taken = sorted(
+        set(value) & {"autocommit", "prepare_threshold", "options", "dbname", "application_name"}
+    )
     if taken:
         raise ConfigError(f"{key}: {taken[0]!r} is set by feature-gates itself; leave it out")
     return dict(value)
@@ -194,6 +196,8 @@ def _schema(key: str, value: Any) -> str:
 
 
 def _option(default: Any, parse: Parser) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=default.copy, metadata={"parse": parse})
     return field(default=default, metadata={"parse": parse})
 
 
@@ -212,6 +216,12 @@ class Settings:
     #: Connections the pool keeps open, and at most.
     pool_min_size: int = _option(1, _number(0, integer=True))
     pool_max_size: int = _option(10, _number(1, integer=True))
+    #: Seconds the usage writer and the reads wait for a pooled connection.
+    pool_timeout: float = _option(5.0, _seconds(0.001))
+    #: Extra libpq connection parameters (sslmode, connect_timeout, ...).
+    connect_options: Mapping[str, str | int] = _option({}, _connect_options)
+    #: The application_name of every connection the package opens.
+    application_name: str = _option("feature-gates", _text)
     #: Seconds a metered check waits for a pooled connection.
     db_timeout: float = _option(0.25, _seconds(0.001))
     #: Seconds after which the server cancels a statement of the package (0: the
@@ -227,8 +237,8 @@ class Settings:
     tracking: TrackingMode = _option("background", _choice("background", "sync", "off"))
     #: Seconds between background writes.
     flush_interval: float = _option(1.0, _seconds(0.001))
-    #: A background write starts early when this many new keys are pending; also
-    #: the most keys one statement carries.
+    #: A background write starts early when this many keys it has not written
+    #: before are pending; also the most keys one statement carries.
     flush_max_keys: int = _option(1000, _number(1, integer=True))
     #: Keys kept at most while writes fail; beyond, new keys are dropped and reported.
     max_pending_keys: int = _option(100_000, _number(1, integer=True))

@@ -191,21 +191,21 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
 ):
     url = own_databases.create(MigrationSettings())
     app, gates = gated_app(url, fail_mode)
-    state = app.extensions["feature_gates"]
     users = [(n, plan) for n, plan in enumerate(["free", "pro", "enterprise"] * 2, start=1)]
 
     def recovered():
         # A metered check reached the database again, and the writer wrote.
         with app.app_context():
             gates.check("messages", Subject(1, "free"))
-        return state.storage.down_since is None and state.tracker.stats().last_error is None
+            down = gates.storage_stats().unavailable_since
+            return down is None and gates.tracking_stats().last_error is None
 
     try:
         with serve(app) as base_url:
             timeline = run_through_outages(base_url, users, own_server, budget, recovered)
         with app.app_context():
             gates.flush(timeout=60)
-        stats = state.tracker.stats()
+            stats = gates.tracking_stats()
     finally:
         gates.close(app, timeout=60)
 
@@ -326,7 +326,7 @@ def test_a_restart_between_requests_is_not_an_outage(own_server, own_databases, 
         with serve(app) as base_url:
             # Enough at once that the pool keeps several connections.
             assert fire_concurrently(base_url, "POST", "/messages", n=16, headers=headers).allowed
-            assert state.pool.get().get_stats()["pool_size"] > 1
+            assert state.engine.storage.pool.get().get_stats()["pool_size"] > 1
             own_server.halt()
             own_server.start()
             # The usage writer is first to meet the closed connections.
