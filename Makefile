@@ -3,8 +3,8 @@
 #   make test   lint, type-check and run the whole test suite
 # Both create .venv and install the project with its extras the first time,
 # and again only when pyproject.toml or setup.cfg change. As root, the Debian
-# packages the tests run (pgbouncer, chromium) are installed when missing
-# (tools/system-packages).
+# packages the tests run (pgbouncer, chromium, the example's PDF font) are
+# installed when missing (tools/system-packages).
 
 PYTHON ?= python3
 VENV := .venv

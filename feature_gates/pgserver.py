@@ -177,13 +177,13 @@ def _open_path_for(path: Path) -> list[Path]:
     return changed
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask the kernel for SIGINT when the parent dies.
+def _die_with_parent(signum: int = signal.SIGINT) -> None:
+    """In the child before exec: ask the kernel for ``signum`` when the parent dies.
 
     SIGINT is PostgreSQL's fast shutdown. Set after the uid change, which clears it.
     """
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
 class LocalPostgres:

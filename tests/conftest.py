@@ -19,8 +19,9 @@ from hypothesis import settings
 from feature_gates.pgserver import LocalPostgres
 from feature_gates.testing import DatabaseFactory
 
-# pytester runs sample test suites; gates_sample holds the gated sample app's fixtures.
-pytest_plugins = ["pytester", "gates_sample"]
+# pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;
+# pooler runs a real PgBouncer in front of the test server.
+pytest_plugins = ["pytester", "gates_sample", "pooler"]
 
 # Property-based tests: a few examples by default, many with --long; in CI the
 # examples are derived from each test's name (derandomize), so a run is repeatable.

@@ -22,7 +22,9 @@ from feature_gates.migrate import migrate
 
 from . import api
 from . import auth
+from . import csrf
 from . import demo
+from . import negotiate
 from . import problems
 from . import usage_views
 from .accounts import Accounts
@@ -31,6 +33,7 @@ from .database import MIGRATION_FOLDER
 from .database import Pool
 from .database import start_embedded
 from .itineraries import ItineraryManager
+from .pdf import DEFAULT_FONT
 from .state import Sentinel
 from .state import gates
 from .threads import ThreadManager
@@ -59,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "SENTINEL_THREAD_MESSAGE_LIMIT": 500,  # messages one thread can hold
     "SENTINEL_AUTO_MIGRATE": True,  # apply pending migrations at start
     "SENTINEL_DEMO_DATA": True,  # create the demo accounts in an empty database
+    "SENTINEL_PDF_FONT": DEFAULT_FONT,  # a TrueType font for PDF exports (pdf.py)
 }
 
 
@@ -96,6 +100,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     atexit.register(sentinel.close)
 
     problems.register(app)
+    app.after_request(csrf.store)
+    app.after_request(negotiate.vary_on_accept)
     app.teardown_request(auth.forget_request)
     app.url_map.converters["id"] = api.IdConverter
     app.register_blueprint(api.bp)

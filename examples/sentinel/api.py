@@ -1,7 +1,8 @@
 """Sentinel's JSON API. Each paid feature is one endpoint under one gate.
 
 Read the decorators from the top down: the route, then who is calling
-(``login_required``), then the feature gate, then the view. The gate runs before
+(``login_required``; the downloads the usage page links to also take a signed-in
+browser's cookie), then the feature gate, then the view. The gate runs before
 the view and counts the call when the view succeeds; a metered gate consumes up
 front and gives the uses back when the view fails (an exception or a status of
 400 or more), so a 404 or a 400 never costs anything.
@@ -36,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 from typing import Any
 from typing import TypeVar
 
@@ -381,17 +383,22 @@ def post_messages(thread_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/threads/<id:thread_id>/export.pdf")
-@login_required()
+@login_required(allow_cookie=True)
 @feature_required("can_export_pdf")
 def export_thread(thread_id: int) -> ResponseReturnValue:
     thread = owned_thread(thread_id)
-    doc = PdfDocument(
+    doc = pdf_document(
         thread.title, f"Sentinel conversation · {thread.thread_messages_count} messages"
     )
     for message in thread_manager.list_messages(thread_id, current_user().id):
         doc.heading(f"{message.role.title()} · {message.created_at:%Y-%m-%d %H:%M} UTC")
         doc.paragraph(message.content)
     return pdf_response(doc, f"thread-{thread_id}.pdf")
+
+
+def pdf_document(title: str, subtitle: str) -> PdfDocument:
+    """A PDF export in the font of ``SENTINEL_PDF_FONT``."""
+    return PdfDocument(title, subtitle, font=Path(current_app.config["SENTINEL_PDF_FONT"]))
 
 
 def pdf_response(doc: PdfDocument, filename: str) -> Response:
@@ -500,12 +507,12 @@ def add_destinations(itinerary_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/itineraries/<id:itinerary_id>/export.pdf")
-@login_required()
+@login_required(allow_cookie=True)
 @feature_required("can_export_pdf")
 def export_itinerary(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)
     route = intel.route_analysis(itinerary.waypoints)
-    doc = PdfDocument(
+    doc = pdf_document(
         itinerary.title,
         f"Sentinel itinerary · {itinerary.destinations_count} destinations · "
         f"{route['total_km']:,.0f} km",
@@ -551,7 +558,7 @@ def safe_zones(itinerary_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/itineraries/<id:itinerary_id>/alerts.csv")
-@login_required()
+@login_required(allow_cookie=True)
 @feature_required("alerts_export")
 def alerts_export(itinerary_id: int) -> ResponseReturnValue:
     itinerary = owned_itinerary(itinerary_id)

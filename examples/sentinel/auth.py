@@ -1,23 +1,34 @@
-"""Who is calling: an API token in ``Authorization: Bearer <token>``.
+"""Who is calling: an API token in ``Authorization: Bearer <token>``, or a browser's cookie.
 
-The JSON API takes the header only. The two HTML pages (``/me/usage`` and the
-admin dashboard) also take the token from a cookie set by ``/login``, so that a
-browser can open them; cookies are never accepted on the API, which keeps it
-safe from cross-site request forgery.
+The JSON API takes the header. A browser signs in at ``/login``, which sets the
+token in an HTTP-only cookie; the cookie is accepted by the views that say so
+(``allow_cookie=True``: the usage pages and the export downloads) and only on a
+request that changes nothing (GET, HEAD). A request that changes state never
+counts the cookie, so another site cannot forge one on the user's behalf; the
+pages' own forms carry a CSRF token (csrf.py).
+
+A browser that is not signed in is sent to ``/login?next=...`` from a page that
+takes the cookie; an API client gets 401 problem+json.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NoReturn
 from typing import ParamSpec
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+from flask import abort
 from flask import current_app
 from flask import g
+from flask import redirect
 from flask import request
+from flask import url_for
 
 from .accounts import User
+from .negotiate import prefers_html
 from .problems import Problem
 from .state import sentinel
 
@@ -28,9 +39,12 @@ __all__ = [
     "forget_request",
     "load_user",
     "login_required",
+    "safe_next",
 ]
 
 COOKIE = "sentinel_token"
+#: The methods on which the cookie counts: they change nothing.
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,9 +59,14 @@ def _bearer() -> str | None:
 
 
 def load_user(*, allow_cookie: bool = False) -> User | None:
-    """The user the request's token belongs to (cached on ``g`` for the request)."""
+    """The user the request's token belongs to (cached on ``g`` for the request).
+
+    With ``allow_cookie``, the sign-in cookie counts too, on a GET or HEAD only.
+    """
     if "sentinel_user" not in g:
-        token = _bearer() or (request.cookies.get(COOKIE) if allow_cookie else None)
+        token = _bearer()
+        if token is None and allow_cookie and request.method in COOKIE_METHODS:
+            token = request.cookies.get(COOKIE)
         found = None
         if token and len(token) <= 200:
             found = sentinel().accounts.user_for_token(token)
@@ -82,6 +101,29 @@ def _unauthorized() -> Problem:
     )
 
 
+def safe_next(target: str | None) -> str | None:
+    """``target`` when it is a path on this site (``/me/usage?x=1``), else None.
+
+    ``next`` comes from the URL, which anyone can write: a full URL, ``//host``
+    or ``/\\host`` (which browsers read as another host) would send the user away
+    after signing in.
+    """
+    if not target or len(target) > 2000 or not target.startswith("/"):
+        return None
+    if target.startswith("//") or "\\" in target or not target.isprintable():
+        return None
+    parts = urlsplit(target)
+    return target if not (parts.scheme or parts.netloc) else None
+
+
+def _refuse_anonymous(*, page: bool) -> NoReturn:
+    """No valid token: a browser on a page signs in first, anyone else gets 401."""
+    if page and _bearer() is None and prefers_html():
+        here = request.full_path.rstrip("?")
+        abort(redirect(url_for("usage.login_form", next=here)))
+    raise _unauthorized()
+
+
 def _sync(view: Callable[P, R]) -> Callable[P, R]:
     """The view as Flask calls it (``ensure_sync``: an async view is run to completion).
 
@@ -93,13 +135,17 @@ def _sync(view: Callable[P, R]) -> Callable[P, R]:
 
 
 def login_required(*, allow_cookie: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """The view needs a valid token; 401 problem+json otherwise."""
+    """The view needs a valid token; 401 problem+json otherwise.
+
+    ``allow_cookie``: a browser's sign-in cookie counts too (on GET and HEAD), and a
+    browser that is not signed in is redirected to the sign-in page.
+    """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if load_user(allow_cookie=allow_cookie) is None:
-                raise _unauthorized()
+                _refuse_anonymous(page=allow_cookie)
             return _sync(view)(*args, **kwargs)
 
         return wrapper
@@ -108,13 +154,14 @@ def login_required(*, allow_cookie: bool = False) -> Callable[[Callable[P, R]], 
 
 
 def admin_required(view: Callable[P, R]) -> Callable[P, R]:
-    """The view needs an admin's token (header or cookie); 401 or 403 otherwise."""
+    """The view needs an admin's token (header or cookie); 401 (or the sign-in page)
+    or 403 otherwise."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         user = load_user(allow_cookie=True)
         if user is None:
-            raise _unauthorized()
+            _refuse_anonymous(page=True)
         if not user.is_admin:
             raise Problem(403, "Forbidden", "this page is for administrators")
         return _sync(view)(*args, **kwargs)

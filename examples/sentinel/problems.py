@@ -1,8 +1,10 @@
-"""Every error Sentinel answers is ``application/problem+json`` (RFC 9457).
+"""Every error Sentinel answers an API client is ``application/problem+json`` (RFC 9457).
 
 feature-gates' denials already are; this module gives the app's own errors (bad
 input, missing token, not found, too large) the same shape, and reads request
 bodies so that no input, however malformed, reaches the database or ends in a 500.
+A browser (a client that prefers HTML, negotiate.py) gets each error as a page
+instead (error_pages.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request as BaseRequest
 from werkzeug.wrappers import Response as BaseResponse
 
+from feature_gates import FeatureDenied
+
+from .error_pages import denial_page
+from .error_pages import error_page
+from .negotiate import prefers_html
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
@@ -32,6 +40,8 @@ __all__ = ["InvalidInput", "Problem", "problem", "read_json", "register"]
 logger = logging.getLogger("sentinel")
 
 PROBLEM_TYPES = "https://feature-gates.dev/sentinel/problems/"
+#: Headers of an error response that its page or problem document keeps.
+KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -188,16 +198,19 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> BaseResponse:
         response = error.get_response()
-        if response.mimetype == "application/problem+json":
-            return response  # feature-gates' denials and our own Problems
+        kept = {h: response.headers[h] for h in KEPT_HEADERS if h in response.headers}
         if isinstance(error, BadRequest) and error.description == BadRequest.description:
             detail = "the request could not be understood"
         else:
             detail = error.description or error.name
+        if prefers_html():
+            if isinstance(error, FeatureDenied):
+                return denial_page(error, kept)
+            return error_page(error.code or 500, detail, headers=kept)
+        if response.mimetype == "application/problem+json":
+            return response  # feature-gates' denials and our own Problems
         reply = problem(error.code or 500, error.name, detail)
-        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
-            if header in response.headers:
-                reply.headers[header] = response.headers[header]
+        reply.headers.update(kept)
         return reply
 
     @app.errorhandler(psycopg.OperationalError)
@@ -208,11 +221,19 @@ def register(app: Flask) -> None:
         logger.warning(
             "%s %s: the database does not answer: %s", request.method, request.path, error
         )
-        reply = problem(503, "Service unavailable", "the database does not answer; try again")
-        reply.headers["Retry-After"] = "1"
-        return reply
+        return _failure(503, "Service unavailable", "the database does not answer; try again")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "Internal Server Error", "something went wrong on our side")
+        return _failure(500, "Internal Server Error", "something went wrong on our side")
+
+
+def _failure(status: int, title: str, detail: str) -> Response:
+    """A server-side failure, as a page or as problem+json; 503 says when to retry."""
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    if prefers_html():
+        return error_page(status, detail, headers=headers)
+    reply = problem(status, title, detail)
+    reply.headers.update(headers)
+    return reply

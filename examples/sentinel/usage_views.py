@@ -29,21 +29,38 @@ from feature_gates.reports import GatedRoute
 from feature_gates.reports import gated_routes
 
 from . import charts
+from . import csrf
 from .accounts import User
 from .auth import COOKIE
 from .auth import admin_required
 from .auth import current_user
 from .auth import load_user
 from .auth import login_required
+from .auth import safe_next
 from .holdings import HOLDINGS
 from .holdings import held
+from .labels import feature_name
+from .labels import plan_name
+from .negotiate import wants_html
 from .state import accounts
 from .state import gates
+from .state import itinerary_manager
 from .state import sentinel
+from .state import thread_manager
 
 __all__ = ["bp"]
 
 bp = Blueprint("usage", __name__)
+# The pages' forms (sign in, sign out) carry a CSRF token; see csrf.py.
+bp.before_request(csrf.check)
+bp.add_app_template_global(csrf.csrf_token)
+bp.add_app_template_filter(feature_name)
+bp.add_app_template_filter(plan_name)
+
+#: Usage pages are one person's figures: never kept by a shared cache, nor by the browser.
+PRIVATE = {"Cache-Control": "private, no-store"}
+#: What a page lists for export, most recent first.
+EXPORTS_SHOWN = 10
 
 #: The summary is refreshed by cron in production (`feature-gates refresh`); the
 #: demo refreshes it when the dashboard is opened, at most this often (seconds).
@@ -120,11 +137,11 @@ def usage_of(user: User) -> list[FeatureUsage]:
     return rows
 
 
-def _wants_html() -> bool:
-    if request.args.get("format") in ("json", "html"):
-        return request.args["format"] == "html"
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
+def _level(row: FeatureUsage) -> str:
+    """The colour class of a row's text: its meter's level when it has a limit."""
+    if not row.allowed:
+        return "no"
+    return charts.level(row.used, row.limit) if row.limit else "ok"
 
 
 @bp.get("/me/usage")
@@ -132,16 +149,27 @@ def _wants_html() -> bool:
 def my_usage() -> ResponseReturnValue:
     user = current_user()
     rows = usage_of(user)
-    if not _wants_html():
-        return jsonify(
+    if not wants_html():
+        body = jsonify(
             user=user.to_json(),
             month=month_start(gates.clock()).isoformat(),
             features=[row.to_json() for row in rows],
         )
-    meters = {
-        row.feature: charts.meter(row.used, row.limit) for row in rows if row.limit and row.allowed
-    }
-    return render_template("me_usage.html", user=user, rows=rows, meters=meters)
+        return body, PRIVATE
+    page = render_template(
+        "me_usage.html",
+        user=user,
+        rows=sorted(rows, key=lambda row: feature_name(row.feature).casefold()),
+        meters={
+            row.feature: charts.meter(row.used, row.limit)
+            for row in rows
+            if row.limit and row.allowed
+        },
+        levels={row.feature: _level(row) for row in rows},
+        threads=thread_manager.list_threads(user.id)[-EXPORTS_SHOWN:][::-1],
+        itineraries=itinerary_manager.list_itineraries(user.id)[-EXPORTS_SHOWN:][::-1],
+    )
+    return page, PRIVATE
 
 
 # -- the admin dashboard --------------------------------------------------------------
@@ -200,8 +228,8 @@ def dashboard_data() -> dict[str, Any]:
 @admin_required
 def admin_usage() -> ResponseReturnValue:
     data = dashboard_data()
-    if not _wants_html():
-        return jsonify(
+    if not wants_html():
+        body = jsonify(
             month=data["month"].isoformat(),
             features=data["features"],
             near_limits=[
@@ -220,20 +248,31 @@ def admin_usage() -> ResponseReturnValue:
                 for m, t, a in zip(data["months"], data["totals"], data["active"], strict=True)
             ],
         )
+        return body, PRIVATE
     labels = [m.strftime("%b") for m in data["months"]]
     for row in data["near"]:
-        row["meter"] = charts.meter(row["used"], row["limit"], width=160)
-    return render_template(
+        row["meter"] = charts.meter(row["used"], row["limit"])
+        row["level"] = charts.level(row["used"], row["limit"])
+    page = render_template(
         "admin_usage.html",
         data=data,
         usage_chart=charts.bars(
-            [charts.Bar(f["feature"], f["uses"], f"· {f['users']} users") for f in data["features"]]
+            [
+                charts.Bar(feature_name(f["feature"]), f["uses"], f"· {f['users']} users")
+                for f in data["features"]
+            ]
         ),
         trend_chart=charts.trend(labels, data["totals"], data["active"]),
-        sparklines={f: charts.sparkline(v) for f, v in data["per_feature"].items()},
+        sparklines={
+            f: charts.sparkline(v)
+            for f, v in sorted(
+                data["per_feature"].items(), key=lambda fv: feature_name(fv[0]).casefold()
+            )
+        },
         total_uses=sum(f["uses"] for f in data["features"]),
         labels=labels,
     )
+    return page, PRIVATE
 
 
 # -- signing in from a browser --------------------------------------------------------
@@ -241,18 +280,24 @@ def admin_usage() -> ResponseReturnValue:
 
 @bp.get("/login")
 def login_form() -> ResponseReturnValue:
-    return render_template("login.html", error=None, next=request.args.get("next", ""))
+    return render_template("login.html", error=None, next=safe_next(request.args.get("next")))
 
 
 @bp.post("/login")
 def login() -> ResponseReturnValue:
     token = (request.form.get("token") or "").strip()
+    target = safe_next(request.form.get("next"))
     user = accounts.user_for_token(token) if token and len(token) <= 200 else None
     if user is None:
-        return render_template("login.html", error="That token is not valid.", next=""), 401
-    target = url_for("usage.admin_usage") if user.is_admin else url_for("usage.my_usage")
+        page = render_template("login.html", error="That token is not valid.", next=target)
+        return page, 401
+    if target is None:
+        target = url_for("usage.admin_usage") if user.is_admin else url_for("usage.my_usage")
     response = redirect(target, code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=8 * 3600)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, max_age=8 * 3600
+    )
+    csrf.renew()  # a token seen before signing in is not used after
     return response
 
 
@@ -263,6 +308,7 @@ def logout() -> ResponseReturnValue:
     return response
 
 
-@bp.app_context_processor
-def signed_in_user() -> dict[str, Any]:
-    return {"signed_in": load_user(allow_cookie=True) if request else None}
+@bp.app_template_global()
+def signed_in_user() -> User | None:
+    """The browser's user for the page header (None when signed out)."""
+    return load_user(allow_cookie=True)

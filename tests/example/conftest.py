@@ -3,7 +3,9 @@ app's base tables, feature-gates' core set and the counters set applied."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,8 +13,12 @@ from psycopg_pool import ConnectionPool
 
 from examples.sentinel import create_app
 from examples.sentinel.database import MIGRATION_FOLDER
+from examples.sentinel.pdf import DEFAULT_FONT
 from examples.sentinel.state import gates
 from feature_gates.migrate import MigrationSettings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture
@@ -38,7 +44,13 @@ def db(feature_gates_database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def sentinel_app(feature_gates_database_url: str):
+def sentinel_config() -> dict[str, object]:
+    """Settings a test module adds to (or changes in) :func:`sentinel_app`'s."""
+    return {}
+
+
+@pytest.fixture
+def sentinel_app(feature_gates_database_url: str, sentinel_config: dict[str, object]):
     """The Sentinel app on the test's database, recording usage synchronously.
 
     Named so that pytest-flask (which acts on a fixture called ``app``) leaves it alone.
@@ -49,6 +61,7 @@ def sentinel_app(feature_gates_database_url: str):
             "FEATURE_GATES_TRACKING": "sync",
             "SENTINEL_DEMO_DATA": False,
             "TESTING": True,
+            **sentinel_config,
         }
     )
     try:
@@ -90,3 +103,29 @@ def make_caller(sentinel_app):
         return Caller(sentinel_app.test_client(), user, token)
 
     return make
+
+
+def _require_debian_file(path: str, package: str) -> None:
+    """Skip, with the reason, when a Debian package the test needs is missing and
+    this run is not root; as root (as in CI) a missing package is a failure, since
+    tools/system-packages installs it."""
+    if os.path.exists(path):
+        return
+    if os.geteuid() == 0:
+        pytest.fail(f"{path} is missing: install Debian's {package} (tools/system-packages)")
+    pytest.skip(f"{path} is missing and only root can install Debian's {package}")
+
+
+@pytest.fixture(scope="session")
+def pdf_font() -> Path:
+    """The font the PDF exports embed (Debian's fonts-wqy-microhei)."""
+    _require_debian_file(str(DEFAULT_FONT), "fonts-wqy-microhei")
+    return DEFAULT_FONT
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Debian's Chromium and its ChromeDriver: (browser, driver)."""
+    _require_debian_file(CHROMIUM, "chromium")
+    _require_debian_file(CHROMEDRIVER, "chromium-driver")
+    return CHROMIUM, CHROMEDRIVER

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from examples.sentinel.state import gates
 from examples.sentinel.state import itinerary_manager
@@ -92,11 +95,14 @@ def test_the_gates_cover_all_thirteen_features(sentinel_app):
 
 
 def test_pdf_exports_are_pdf_documents(world):
-    for path in (f"/threads/{world['pro'].thread}/export.pdf",
-                 f"/itineraries/{world['pro'].itinerary}/export.pdf"):  # fmt: skip
-        response = world["pro"].get(path)
+    pro = world["pro"]
+    exports = {f"/threads/{pro.thread}/export.pdf": "Trip",
+               f"/itineraries/{pro.itinerary}/export.pdf": "1. Nairobi"}  # fmt: skip
+    for path, words in exports.items():
+        response = pro.get(path)
         assert response.mimetype == "application/pdf"
-        assert response.data.startswith(b"%PDF-1.4") and response.data.rstrip().endswith(b"%%EOF")
+        assert response.data.startswith(b"%PDF-") and response.data.rstrip().endswith(b"%%EOF")
+        assert words in PdfReader(io.BytesIO(response.data)).pages[0].extract_text()
 
 
 def test_alerts_csv_marks_stops_at_or_above_the_threshold(world):
