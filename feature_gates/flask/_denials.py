@@ -151,7 +151,8 @@ class TierTooLow(FeatureDenied, Forbidden):
         super().__init__(required_tier=required_tier, **kwargs)
 
     @property
-    def required_tier(self) -> str | None:
+    def required_tier(self) -> str:
+        assert self.denial.required_tier is not None
         return self.denial.required_tier
 
 
