@@ -13,15 +13,21 @@ retry      the server answered with an error that says "try again", so nothing
            pooler mixing prepared statements), 08P01 protocol_violation; and a
            pool closed under a waiting caller (nothing was sent). Sent once more.
 error      everything else: 53300 too_many_connections, 53100 disk_full, 57014
-           query_canceled (the statement timeout), 42883 undefined_function, a
-           bug, a pool whose every connection stayed in use. Logged with its
-           SQLSTATE and counted; never a reason to let a request past its limit.
+           query_canceled (the statement timeout), 42883 undefined_function, 28P01
+           a wrong password, 3D000 a missing database, a bug, a pool whose every
+           connection stayed in use. Logged with its SQLSTATE and counted; never a
+           reason to let a request past its limit.
 =========  ======================================================================
+
+A connection the server refuses carries no SQLSTATE in libpq, only the server's
+message: the few refusals that are not outages are known by it (in English, the
+server's default ``lc_messages``; in another language they count as outages).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 
 import psycopg
 from psycopg_pool import PoolClosed
@@ -37,6 +43,7 @@ __all__ = [
     "describe",
     "hint",
     "one_line",
+    "sqlstate",
 ]
 
 
@@ -53,6 +60,17 @@ SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
 #: A missing object of the package: the migrations have not been applied.
 MISSING_OBJECT = frozenset({"42883", "42P01"})
 
+#: Why a server refused a connection, by its (English) message: the SQLSTATE libpq
+#: does not give for a connection that failed.
+_REFUSALS = (
+    (re.compile(r"too many (connections|clients)"), "53300"),
+    (re.compile(r"the database system is (starting up|in recovery mode)"), "57P03"),
+    (re.compile(r"the database system is (shutting down|not yet accepting connections)"), "57P03"),
+    (re.compile(r"password authentication failed|no pg_hba\.conf entry"), "28P01"),
+    (re.compile(r'database ".*" does not exist'), "3D000"),
+    (re.compile(r'role ".*" does not exist'), "28000"),
+)
+
 
 class StorageError(Exception):
     """A statement of feature-gates failed; ``error`` is what the database (or the
@@ -64,7 +82,7 @@ class StorageError(Exception):
 
     @property
     def sqlstate(self) -> str | None:
-        return getattr(self.error, "sqlstate", None)
+        return None if self.error is None else sqlstate(self.error)
 
 
 class StorageUnavailable(StorageError):
@@ -76,13 +94,25 @@ class PoolExhausted(Exception):
     is not sized for, not an outage."""
 
 
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of ``error``: the server's, or for a connection it refused, the
+    one its message names."""
+    state: str | None = getattr(error, "sqlstate", None)
+    if state is None and isinstance(error, psycopg.OperationalError):
+        message = str(error)
+        for pattern, code in _REFUSALS:
+            if pattern.search(message):
+                return code
+    return state
+
+
 def classify(error: BaseException) -> Outcome:
     """What ``error``, raised by a statement or by getting its connection, means."""
     if isinstance(error, NoAnswer):
         return Outcome.OUTAGE
     if isinstance(error, PoolClosed):
         return Outcome.RETRY
-    state = getattr(error, "sqlstate", None)
+    state = sqlstate(error)
     if state in RETRY_ONCE:
         return Outcome.RETRY
     if state is not None:
@@ -101,13 +131,13 @@ def one_line(error: BaseException) -> str:
 
 def describe(error: BaseException) -> str:
     """``error`` for a log line or the stats: its class, its SQLSTATE, its message."""
-    state = getattr(error, "sqlstate", None)
+    state = sqlstate(error)
     code = f" (SQLSTATE {state})" if state else ""
     return f"{type(error).__name__}{code}: {one_line(error)}"
 
 
 def hint(error: BaseException) -> str:
     """What to do about ``error``, when the package knows."""
-    if getattr(error, "sqlstate", None) in MISSING_OBJECT:
+    if sqlstate(error) in MISSING_OBJECT:
         return " (run 'flask feature-gates migrate' to install the feature-gates functions)"
     return ""

@@ -44,6 +44,7 @@ from .errors import StorageUnavailable
 from .errors import classify
 from .errors import describe
 from .errors import hint
+from .errors import sqlstate
 from .health import Emit
 from .health import Health
 from .pool import Connection
@@ -198,7 +199,7 @@ class Storage:
         if outcome is Outcome.OUTAGE:
             self.health.failed(error)
             return StorageUnavailable(f"{what}: {describe(error)}", error)
-        if getattr(error, "sqlstate", None) not in expected:
+        if sqlstate(error) not in expected:
             self.count_error(error)
             logger.error("%s failed: %s%s", what, describe(error), hint(error))
         return StorageError(f"{what} failed: {describe(error)}", error)
@@ -206,7 +207,7 @@ class Storage:
     def count_error(self, error: BaseException) -> None:
         """Count ``error`` (not an outage) in the stats."""
         with self._lock:
-            self._errors[getattr(error, "sqlstate", None) or ""] += 1
+            self._errors[sqlstate(error) or ""] += 1
             self._last_error = describe(error)
 
     def execute(
