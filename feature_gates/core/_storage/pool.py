@@ -129,8 +129,9 @@ class LazyPool:
             if pool is None or self._pid != os.getpid():
                 return
         # Connections in use are closed when they come back; callers waiting for
-        # one get PoolClosed, which the storage sends again on the new pool.
-        pool.close(timeout=0)
+        # one get PoolClosed, which the storage sends again on the new pool. Its
+        # threads are stopped in the background: the caller has a request to serve.
+        threading.Thread(target=pool.close, name="feature-gates-old-pool", daemon=True).start()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close this process's pool, if it has one."""
