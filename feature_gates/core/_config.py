@@ -237,10 +237,10 @@ class Settings:
     tracking: TrackingMode = _option("background", _choice("background", "sync", "off"))
     #: Seconds between background writes.
     flush_interval: float = _option(1.0, _seconds(0.001))
-    #: A background write starts early when this many keys it has not written
-    #: before are pending; also the most keys one statement carries.
+    #: The most keys one statement of the background writer carries.
     flush_max_keys: int = _option(1000, _number(1, integer=True))
     #: Keys kept at most while writes fail; beyond, new keys are dropped and reported.
+    #: A background write starts early when half of them are pending.
     max_pending_keys: int = _option(100_000, _number(1, integer=True))
     #: The longest wait, in seconds, between two write attempts while writes fail.
     flush_max_backoff: float = _option(30.0, _seconds(0.001))

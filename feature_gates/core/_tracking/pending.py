@@ -71,21 +71,28 @@ class PendingMap:
         return Drop(self.dropped, first)
 
     def add(self, key: Key, amount: int) -> Drop | None:
-        """Keep ``amount`` uses of ``key``; a :class:`Drop` when the bound is full."""
-        with self.lock:
+        """Keep ``amount`` uses of ``key``; a :class:`Drop` when the bound is full.
+
+        On every tracked use: acquire() and release() cost half a ``with`` here.
+        """
+        self.lock.acquire()
+        try:
+            counts = self.counts  # read under the lock: take() swaps it
             self.tracked += amount
-            count = self.counts.get(key)
+            count = counts.get(key)
             if count is not None:
-                self.counts[key] = count + amount
+                counts[key] = count + amount
             elif key in self.taken:
-                self.counts[key] = amount
+                counts[key] = amount
             elif self._held() < self.max_keys:
-                self.counts[key] = amount
+                counts[key] = amount
                 self.new_keys += 1
             else:
                 return self._overflow(amount)
             self.amount += amount
             return None
+        finally:
+            self.lock.release()
 
     def add_once(self, key: OnceKey, period: date, amount: int) -> Drop | None:
         """Keep ``amount`` uses under an idempotency key, once; a :class:`Drop` when the
@@ -121,6 +128,16 @@ class PendingMap:
             self.taken = counts
             self.new_keys = 0
         return counts, once
+
+    def absorb(self, batch: Batch) -> None:
+        """Fold into ``batch``, taken and not sent yet, the uses of its keys tracked
+        since it was taken: written with it, instead of once more by the next pass."""
+        with self.lock:
+            counts = self.counts
+            for key in batch.counts:
+                later = counts.pop(key, None)
+                if later is not None:
+                    batch.counts[key] += later
 
     def written(self, batch: Batch, written: int) -> None:
         """``batch`` reached the database; ``written`` of its uses counted (the others'

@@ -2,10 +2,14 @@
 
 ``track()`` adds to the pending map keyed by (user_id, feature, period_start) and
 returns: no I/O on the request path. A writer thread writes the map every flush
-interval, or early once the map holds ``flush_max_keys`` keys it has not written
-before (a key written on every pass would only be written again), through the
-many-row ``write_feature_usage_batch``, at most ``flush_max_keys`` keys per
-statement.
+interval through the many-row ``write_feature_usage_batch``, at most
+``flush_max_keys`` keys per statement; uses tracked while a pass is under way are
+folded into its batches not sent yet, so a busy key is written once per pass.
+
+The writer does not start early for a few thousand keys: each pass costs the
+request threads some of the interpreter's time, and a key written now would be
+written again at the next pass. It starts early only when half of
+``max_pending_keys`` keys are pending, before the bound drops uses.
 
 Nothing is lost or written twice when writes fail: what a failed pass took goes
 back into the map and is retried with exponential backoff and jitter; the map is
@@ -116,10 +120,9 @@ class UsageTracker:
     :param mode: ``background`` (a writer thread), ``sync`` (each ``track`` writes
         before it returns) or ``off`` (nothing is recorded).
     :param flush_interval: seconds between background writes.
-    :param flush_max_keys: keys per statement at most; a write starts early when
-        this many keys not written before are pending.
+    :param flush_max_keys: keys per statement at most.
     :param max_pending_keys: keys kept at most; uses of new keys beyond are dropped
-        and reported.
+        and reported. A write starts early when half of them are pending.
     :param max_backoff: the longest wait, in seconds, between two attempts while
         writes fail.
     :param clock: returns the current time; the period of a use is fixed by it
@@ -148,6 +151,8 @@ class UsageTracker:
         self.flush_max_keys = flush_max_keys
         self.max_pending_keys = max_pending_keys
         self.max_backoff = max_backoff
+        #: New keys pending that start a write before the interval.
+        self.early_keys = max(max_pending_keys // 2, 1)
         self.clock = clock
         self._months = MonthClock(clock)
         self._emit = emit
@@ -235,7 +240,7 @@ class UsageTracker:
             self._attempt(self.storage.pool.timeout)
         elif self._thread is None:
             self._start_writer()
-        elif self._pending.new_keys >= self.flush_max_keys and not self._failures:
+        elif self._pending.new_keys >= self.early_keys and not self._failures:
             # During failures only the backoff decides: a full map must not make
             # every request retry.
             self._wake.set()
@@ -318,7 +323,7 @@ class UsageTracker:
                 counts = self._pending.snapshot()
                 raise FlushTimeout(
                     f"{counts.pending} uses of {counts.pending_keys} keys still pending after "
-                    f"{timeout} s: {describe(error)}",
+                    f"{timeout:.3g} s: {describe(error)}",
                     counts.pending,
                     counts.pending_keys,
                 ) from error

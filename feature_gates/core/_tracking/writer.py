@@ -164,6 +164,7 @@ class Writer:
 
     def _write_batch(self, conn: Connection, todo: deque[Batch], signals: Signals) -> None:
         batch = todo[0]
+        self.pending.absorb(batch)
         forget = self.forget[:]
         recorded = self._listening("usage-recorded")
         statements = self.storage.statements
