@@ -80,7 +80,7 @@ RAW_UPDATE = (
 #: The statement timeout of every statement measured, in seconds (the default).
 STATEMENT_TIMEOUT = 5.0
 #: The same in the package's schema, for the storage to send as it sends its own.
-RAW_UPDATE_IN_SCHEMA = (
+RAW_UPDATE_IN_SCHEMA = sql.SQL(
     "UPDATE {schema}.feature_usage SET usage_count = usage_count + %s "
     "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
     "RETURNING usage_count"
@@ -96,14 +96,26 @@ ON CONFLICT (user_id, feature, period_start) DO UPDATE
 RETURNING fu.usage_count
 """
 #: The same in the package's schema.
-RAW_UPSERT_IN_SCHEMA = """
+RAW_UPSERT_IN_SCHEMA = sql.SQL("""
 INSERT INTO {schema}.feature_usage AS fu (user_id, feature, period_start, usage_count)
 VALUES (%s, %s, %s, %s)
 ON CONFLICT (user_id, feature, period_start) DO UPDATE
     SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count, updated_at = now()
     WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
 RETURNING fu.usage_count
-"""
+""")
+#: Ratios of the statement figures: (name, (side, divided by)).
+STATEMENT_RATIOS = {
+    "consume_vs_raw_update_statement": ("consume_statement", "raw_update_statement"),
+    "raw_update_per_transaction_vs_prepared_session": (
+        "raw_update_statement",
+        "raw_update_prepared_session",
+    ),
+    "raw_update_unprepared_vs_prepared_session": (
+        "raw_update_unprepared_session",
+        "raw_update_prepared_session",
+    ),
+}
 RACE_THREADS = 32
 RACE_LIMIT = 100
 RACE_ATTEMPTS_PER_THREAD = 10
@@ -143,7 +155,7 @@ def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
         return "ok"
 
     storage = app.extensions["feature_gates"].engine.storage
-    raw_update = storage.statements.render(sql.SQL(RAW_UPDATE_IN_SCHEMA))
+    raw_update = storage.statements.render(RAW_UPDATE_IN_SCHEMA)
 
     @app.post("/raw")
     def raw() -> str:
@@ -197,9 +209,9 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
             (str(round(STATEMENT_TIMEOUT * 1000)),),
         )
 
-        def send(template: str, params: Params) -> Callable[[], object]:
+        def send(template: sql.SQL, params: Params) -> Callable[[], object]:
             # As the package's storage sends a statement: its SET LOCAL first.
-            query = statements.render(sql.SQL(template))
+            query = statements.render(template)
             cursor = ClientCursor(conn)
 
             def once() -> object:
@@ -212,33 +224,24 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
         def on_session(query: str, params: Params, prepare: bool) -> Callable[[], object]:
             return lambda: session.execute(query, params, prepare=prepare).fetchone()
 
+        update = (1, 5, "raw", 1, LIMIT)
         times = harness.alternate(
             {
-                "consume": send(CONSUME_TEMPLATE, consume),
-                "raw_update": send(RAW_UPDATE_IN_SCHEMA, (1, 5, "raw", 1, LIMIT)),
-                "raw_upsert": send(RAW_UPSERT_IN_SCHEMA, (6, "upsert", period, 1, LIMIT)),
-                "raw_update_prepared": on_session(RAW_UPDATE, (1, 5, "raw", 1, LIMIT), True),
-                "raw_update_unprepared": on_session(RAW_UPDATE, (1, 5, "raw", 1, LIMIT), False),
+                "consume_statement": send(CONSUME_TEMPLATE, consume),
+                "raw_update_statement": send(RAW_UPDATE_IN_SCHEMA, update),
+                "raw_upsert_statement": send(RAW_UPSERT_IN_SCHEMA, (6, "upsert", period, 1, LIMIT)),
+                "raw_update_prepared_session": on_session(RAW_UPDATE, update, True),
+                "raw_update_unprepared_session": on_session(RAW_UPDATE, update, False),
             },
             blocks=sizes["blocks"],
             per_block=sizes["per_block"],
             warmup=sizes["warmup"],
         )
     median = {name: round(harness.p50(values), 1) for name, values in times.items()}
-    return {
-        "consume_statement_us_p50": median["consume"],
-        "raw_update_statement_us_p50": median["raw_update"],
-        "raw_upsert_statement_us_p50": median["raw_upsert"],
-        "consume_vs_raw_update_statement": harness.ratio(median["consume"], median["raw_update"]),
-        "raw_update_prepared_session_us_p50": median["raw_update_prepared"],
-        "raw_update_unprepared_session_us_p50": median["raw_update_unprepared"],
-        "raw_update_per_transaction_vs_prepared_session": harness.ratio(
-            median["raw_update"], median["raw_update_prepared"]
-        ),
-        "raw_update_unprepared_vs_prepared_session": harness.ratio(
-            median["raw_update_unprepared"], median["raw_update_prepared"]
-        ),
-    }
+    figures: dict[str, Any] = {f"{name}_us_p50": value for name, value in median.items()}
+    for ratio, (side, base) in STATEMENT_RATIOS.items():
+        figures[ratio] = harness.ratio(median[side], median[base])
+    return figures
 
 
 def hot_updates(url: str) -> dict[str, Any]:

@@ -10,18 +10,10 @@ from datetime import timezone
 import pytest
 from gates_sample import PLANS
 from gates_sample import headers
+from gates_sample import usage
 
 from feature_gates import FeatureGates
 from feature_gates import feature_limit
-
-
-def usage(db, user_id=7, feature="chat_messages_monthly"):
-    row = db.execute(
-        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-        "WHERE user_id = %s AND feature = %s",
-        (user_id, feature),
-    ).fetchone()
-    return row[0]
 
 
 def test_a_metered_call_is_counted_once_and_a_denied_call_not_at_all(app, gates, db):

@@ -17,6 +17,7 @@ import time
 import psycopg
 import pytest
 from gates_sample import headers
+from gates_sample import usage
 from psycopg import errors
 
 from feature_gates import ConfigError
@@ -71,15 +72,6 @@ def inject(db):
     return arm
 
 
-def count_of(db, user_id, feature="chat_messages_monthly"):
-    row = db.execute(
-        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-        "WHERE user_id = %s AND feature = %s",
-        (user_id, feature),
-    ).fetchone()
-    return row[0]
-
-
 def stats(app):
     with app.app_context():
         return app.extensions["feature_gates"].extension.storage_stats()
@@ -93,35 +85,43 @@ def post(app, user_id=7, plan="free", **query):
 # -- the table ----------------------------------------------------------------------------
 
 
+#: What each error means (reliability.md, "Database errors").
+MEANINGS = {
+    Outcome.RETRY: [
+        errors.SerializationFailure("x"),
+        errors.DeadlockDetected("x"),
+        errors.InvalidSqlStatementName("x"),
+        errors.DuplicatePreparedStatement("x"),
+        errors.ProtocolViolation("x"),
+    ],
+    Outcome.OUTAGE: [
+        errors.ConnectionFailure("x"),
+        errors.AdminShutdown("x"),
+        errors.CrashShutdown("x"),
+        errors.CannotConnectNow("x"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        psycopg.OperationalError("connection failed: Connection refused"),
+        psycopg.OperationalError("FATAL:  the database system is starting up"),
+        NoAnswer("no answer"),
+    ],
+    Outcome.ERROR: [
+        errors.TooManyConnections("x"),
+        errors.DiskFull("x"),
+        errors.QueryCanceled("x"),
+        errors.UndefinedFunction("x"),
+        errors.InvalidTextRepresentation("x"),
+        psycopg.OperationalError("FATAL:  sorry, too many clients already"),
+        psycopg.OperationalError('FATAL:  password authentication failed for user "a"'),
+        PoolExhausted("all 10 connections stayed in use"),
+        psycopg.ProgrammingError("a bug"),
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("error", "outcome"),
-    [
-        (errors.SerializationFailure("x"), Outcome.RETRY),
-        (errors.DeadlockDetected("x"), Outcome.RETRY),
-        (errors.InvalidSqlStatementName("x"), Outcome.RETRY),
-        (errors.DuplicatePreparedStatement("x"), Outcome.RETRY),
-        (errors.ProtocolViolation("x"), Outcome.RETRY),
-        (errors.ConnectionFailure("x"), Outcome.OUTAGE),
-        (errors.AdminShutdown("x"), Outcome.OUTAGE),
-        (errors.CrashShutdown("x"), Outcome.OUTAGE),
-        (errors.CannotConnectNow("x"), Outcome.OUTAGE),
-        (psycopg.OperationalError("server closed the connection unexpectedly"), Outcome.OUTAGE),
-        (NoAnswer("no answer"), Outcome.OUTAGE),
-        (psycopg.OperationalError("connection failed: Connection refused"), Outcome.OUTAGE),
-        (psycopg.OperationalError("FATAL:  the database system is starting up"), Outcome.OUTAGE),
-        (psycopg.OperationalError("FATAL:  sorry, too many clients already"), Outcome.ERROR),
-        (
-            psycopg.OperationalError('FATAL:  password authentication failed for user "a"'),
-            Outcome.ERROR,
-        ),
-        (errors.TooManyConnections("x"), Outcome.ERROR),
-        (errors.DiskFull("x"), Outcome.ERROR),
-        (errors.QueryCanceled("x"), Outcome.ERROR),
-        (errors.UndefinedFunction("x"), Outcome.ERROR),
-        (errors.InvalidTextRepresentation("x"), Outcome.ERROR),
-        (PoolExhausted("all 10 connections stayed in use"), Outcome.ERROR),
-        (psycopg.ProgrammingError("a bug"), Outcome.ERROR),
-    ],
+    [(error, outcome) for outcome, found in MEANINGS.items() for error in found],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
 )
 def test_each_error_has_one_meaning(error, outcome):
     assert classify(error) is outcome
@@ -135,7 +135,7 @@ def test_an_answered_try_again_is_sent_once_more_and_counts_once(make_app, db, i
     app = make_app(FEATURE_GATES_FAIL_MODE="open")
     inject(sqlstate, 1)
     assert post(app).status_code == 201
-    assert count_of(db, 7) == 1
+    assert usage(db, 7) == 1
     found = stats(app)
     assert (found.retries, found.errors, found.unavailable_since) == (1, {}, None)
 
@@ -152,7 +152,7 @@ def test_a_try_again_that_fails_twice_answers_503_and_passes_no_limit(make_app, 
     body = response.get_json()
     assert (body["title"], body["status"]) == ("Feature check failed", 503)
     assert response.headers["Retry-After"] == "1"
-    assert count_of(db, 7) == 3
+    assert usage(db, 7) == 3
     assert post(app).status_code == 429  # the limit still holds
     (line,) = [r.getMessage() for r in caplog.records if r.name == "feature_gates"]
     assert "SQLSTATE 40001" in line
@@ -167,7 +167,7 @@ def test_a_refund_meets_a_deadlock_and_is_sent_again(make_app, db, inject):
     # The consume's update passes; the refund's fails once, and is sent again.
     inject("40P01", 1, on="UPDATE", skip=1)
     assert post(app, status=500).status_code == 500
-    assert count_of(db, 7) == 1
+    assert usage(db, 7) == 1
     assert stats(app).retries == 1
 
 
@@ -185,7 +185,7 @@ def test_an_error_never_applies_the_fail_mode(make_app, db, inject, fail_mode):
     response = post(app)
     assert response.status_code == 503
     assert response.get_json()["title"] == "Feature check failed"
-    assert count_of(db, 7) == 0
+    assert usage(db, 7) == 0
     assert unavailable == []
     assert stats(app).errors == {"53100": 1}
     assert post(app).status_code == 201  # the next one is checked as usual
@@ -200,7 +200,7 @@ def test_a_dropped_function_answers_503_naming_the_fix(make_app, db, caplog):
     with caplog.at_level(logging.ERROR, logger="feature_gates"):
         assert post(app).status_code == 503
     assert any("42883" in r.getMessage() and "migrate" in r.getMessage() for r in caplog.records)
-    assert count_of(db, 7) == 0
+    assert usage(db, 7) == 0
 
 
 def test_too_many_connections_is_an_error_named_by_its_sqlstate(
@@ -220,7 +220,7 @@ def test_too_many_connections_is_an_error_named_by_its_sqlstate(
             assert response.get_json()["title"] == "Feature check failed"
             assert stats(app).errors == {"53300": 1}
             app.extensions["feature_gates"].close()
-        assert count_of(db, 7) == 0
+        assert usage(db, 7) == 0
     finally:
         db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'fg_limited'"
@@ -246,7 +246,7 @@ def test_a_pool_exhausted_by_load_is_an_error_not_an_outage(make_app, db, inject
     assert response.status_code == 503
     assert stats(app).errors == {"": 1}
     assert "FEATURE_GATES_POOL_MAX_SIZE" in stats(app).last_error
-    assert (count_of(db, 8), count_of(db, 9)) == (2, 0)
+    assert (usage(db, 8), usage(db, 9)) == (2, 0)
 
 
 # -- outages --------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_an_idle_connection_ended_by_the_server_is_replaced_not_an_outage(make_a
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
     time.sleep(0.2)
     assert post(app).status_code == 201
-    assert count_of(db, 7) == 2
+    assert usage(db, 7) == 2
     assert stats(app).outages == 0
 
 
@@ -299,7 +299,7 @@ def test_a_connection_ended_under_a_check_is_an_outage(make_app, db, inject, fai
     with app.app_context():
         app.extensions["feature_gates"].extension.flush(timeout=30)
     # Fail open's use is counted once the tracker writes it; fail closed's never was.
-    assert count_of(db, 7) == (2 if fail_mode == "open" else 1)
+    assert usage(db, 7) == (2 if fail_mode == "open" else 1)
 
 
 def test_a_missing_database_url_is_a_configuration_error_not_an_outage():
@@ -343,7 +343,7 @@ def test_the_writer_keeps_its_batches_through_errors_and_names_the_real_one(
         gates.flush(timeout=30)
         done = gates.tracking_stats()
     assert (done.written, done.pending, done.dropped, done.last_error) == (10, 0, 0, None)
-    assert {user_id: count_of(db, user_id, "api_calls") for user_id in range(5)} == {
+    assert {user_id: usage(db, user_id, "api_calls") for user_id in range(5)} == {
         user_id: 2 for user_id in range(5)
     }
     (failed, recovered) = [
@@ -366,4 +366,4 @@ def test_the_writer_sends_a_batch_again_after_a_serialization_failure(make_app, 
         gates.flush(timeout=30)
         found = gates.tracking_stats()
     assert (found.written, found.retries, found.last_error) == (5, 1, None)
-    assert count_of(db, 3, "api_calls") == 5
+    assert usage(db, 3, "api_calls") == 5

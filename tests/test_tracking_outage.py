@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 from gates_sample import create_app
 from gates_sample import headers
+from gates_sample import usage
 from tracking_support import tracker_for
 
 from feature_gates import FeatureGates
@@ -44,12 +45,7 @@ def url(own_databases):
 
 def count_of(url, user_id, feature):
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-            "WHERE user_id = %s AND feature = %s",
-            (user_id, feature),
-        ).fetchone()
-    return row[0]
+        return usage(conn, user_id, feature)
 
 
 def stats_of(app):

@@ -20,6 +20,7 @@ from typing import Any
 from typing import NoReturn
 
 from psycopg.rows import class_row
+from psycopg.rows import scalar_row
 from psycopg.rows import tuple_row
 
 from . import _decision as decision
@@ -45,7 +46,6 @@ from ._storage import Storage
 from ._storage import StorageError
 from ._storage import StorageUnavailable
 from ._storage.rows import Consumed
-from ._storage.rows import Count
 from ._storage.rows import FeatureCount
 from ._subject import Subject
 from ._subject import UserIdCache
@@ -231,34 +231,29 @@ class Engine:
         except StorageUnavailable:
             if (gate.fail_mode or self.settings.fail_mode) == "open":
                 return None
-            self._unavailable(gate, subject)
+            self._unchecked(gate, subject, "unavailable")
         except StorageError as exc:
             if exc.sqlstate == "22003":
                 # The count plus the cost passes the largest bigint: over any limit.
                 return Consumed(None, None)
-            self._failed(gate, subject)
+            self._unchecked(gate, subject, "error")
         return row
 
-    def _unavailable(self, gate: Gate, subject: Subject) -> NoReturn:
-        raise Denial(
-            "unavailable",
-            status=503,
-            feature=gate.feature,
-            subject=subject,
-            detail=f"the usage of {gate.feature!r} cannot be checked right now; "
-            "try again in a moment.",
-            headers={"Retry-After": str(math.ceil(Health.max_backoff))},
+    def _unchecked(self, gate: Gate, subject: Subject, reason: str) -> NoReturn:
+        """Refuse a metered call the database could not check: it cannot be reached
+        (``unavailable``, the fail mode closed) or it failed (``error``)."""
+        why = (
+            "cannot be checked right now"
+            if reason == "unavailable"
+            else ("could not be checked: the database failed")
         )
-
-    def _failed(self, gate: Gate, subject: Subject) -> NoReturn:
         raise Denial(
-            "error",
+            reason,
             status=503,
             feature=gate.feature,
             subject=subject,
-            detail=f"the usage of {gate.feature!r} could not be checked: the database "
-            "failed; try again in a moment.",
-            headers={"Retry-After": "1"},
+            detail=f"the usage of {gate.feature!r} {why}; try again in a moment.",
+            headers={"Retry-After": str(math.ceil(Health.max_backoff))},
         )
 
     def _limit_denial(
@@ -440,14 +435,14 @@ class Engine:
 
     def count(self, user_id: Any, feature: str, period: date | None = None) -> int:
         """``user_id``'s recorded count of ``feature`` in ``period`` (this month)."""
-        (row,) = self.storage.run(
+        (count,) = self.storage.run(
             self.storage.statements.usage,
             (user_id, feature, period or month_start(self.clock())),
-            row=class_row(Count),
+            row=scalar_row,
             what="a usage read",
             idempotent=True,
         )
-        return row.count or 0
+        return int(count or 0)
 
     def counts(self, user_id: Any, period: date | None = None) -> dict[str, int]:
         """Every feature ``user_id`` used in ``period`` (this month), with its count."""

@@ -37,6 +37,25 @@ __all__ = [
 ]
 
 
+#: The attributes a denial reads from the core's: what its problem document says.
+_FROM_DENIAL = frozenset(
+    {
+        "feature",
+        "subject",
+        "detail",
+        "headers",
+        "plan",
+        "type",
+        "required_tier",
+        "limit",
+        "used",
+        "cost",
+        "reset_at",
+        "remaining",
+    }
+)
+
+
 class FeatureDenied(HTTPException):
     """A gate refused the request. The base of every denial.
 
@@ -86,33 +105,23 @@ class FeatureDenied(HTTPException):
             **members,
         )
 
+    # Read from the core's denial (see __getattr__).
+    feature: str
+    subject: Subject | None
+    detail: str
+    headers: dict[str, str]
+    plan: str | None
+    type: str
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.title, cls.slug = KINDS[cls.reason]
 
-    @property
-    def feature(self) -> str:
-        return self.denial.feature
-
-    @property
-    def subject(self) -> Subject | None:
-        return self.denial.subject
-
-    @property
-    def detail(self) -> str:
-        return self.denial.detail
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.denial.headers
-
-    @property
-    def plan(self) -> str | None:
-        return self.denial.plan
-
-    @property
-    def type(self) -> str:
-        return self.denial.type
+    def __getattr__(self, name: str) -> Any:
+        # What the problem document says is the core denial's, read from it.
+        if name in _FROM_DENIAL:
+            return getattr(self.denial, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem document, as a dict."""
@@ -146,14 +155,10 @@ class TierTooLow(FeatureDenied, Forbidden):
 
     reason = "tier"
     code = 403
+    required_tier: str
 
     def __init__(self, *, required_tier: str, **kwargs: Any) -> None:
         super().__init__(required_tier=required_tier, **kwargs)
-
-    @property
-    def required_tier(self) -> str:
-        assert self.denial.required_tier is not None
-        return self.denial.required_tier
 
 
 class FeatureLimitExceeded(FeatureDenied):
@@ -167,6 +172,11 @@ class FeatureLimitExceeded(FeatureDenied):
     """
 
     reason = "limit"
+    limit: int
+    used: int | None
+    cost: int
+    reset_at: datetime | None
+    remaining: int | None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> FeatureLimitExceeded:
         if cls is FeatureLimitExceeded:
@@ -183,28 +193,6 @@ class FeatureLimitExceeded(FeatureDenied):
         **kwargs: Any,
     ) -> None:
         super().__init__(limit=limit, used=used, cost=cost, reset_at=reset_at, **kwargs)
-
-    @property
-    def limit(self) -> int:
-        assert self.denial.limit is not None
-        return self.denial.limit
-
-    @property
-    def used(self) -> int | None:
-        return self.denial.used
-
-    @property
-    def cost(self) -> int:
-        assert self.denial.cost is not None
-        return self.denial.cost
-
-    @property
-    def reset_at(self) -> datetime | None:
-        return self.denial.reset_at
-
-    @property
-    def remaining(self) -> int | None:
-        return self.denial.remaining
 
     @staticmethod
     def for_status(status: int, **kwargs: Any) -> FeatureLimitExceeded:

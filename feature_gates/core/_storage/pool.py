@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +25,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from .._config import ConfigError
+from .._config import Settings
 
 __all__ = ["Connection", "LazyPool"]
 
@@ -33,36 +33,19 @@ Connection = psycopg.Connection[TupleRow]
 
 
 class LazyPool:
-    """Opens a :class:`psycopg_pool.ConnectionPool` on first :meth:`get` in each process.
+    """Opens a :class:`psycopg_pool.ConnectionPool` on first :meth:`get` in each process,
+    as ``settings`` say: FEATURE_GATES_DATABASE_URL, the pool's sizes and timeout,
+    FEATURE_GATES_APPLICATION_NAME and FEATURE_GATES_CONNECT_OPTIONS."""
 
-    :param conninfo: the libpq URL or connection string.
-    :param setting: the name of the setting ``conninfo`` came from, for error messages.
-    :param min_size: connections kept open.
-    :param max_size: connections at most.
-    :param timeout: seconds a caller waits for a connection by default.
-    :param application_name: the ``application_name`` of every connection.
-    :param options: extra libpq connection parameters.
-    """
-
-    def __init__(
-        self,
-        conninfo: str | None,
-        *,
-        setting: str = "FEATURE_GATES_DATABASE_URL",
-        min_size: int = 1,
-        max_size: int = 10,
-        timeout: float = 5.0,
-        application_name: str = "feature-gates",
-        options: Mapping[str, str | int] | None = None,
-    ) -> None:
-        self.conninfo = conninfo
-        self.setting = setting
-        self.min_size = min_size
-        self.max_size = max_size
-        self.timeout = timeout
+    def __init__(self, settings: Settings) -> None:
+        self.conninfo = settings.database_url
+        self.min_size = settings.pool_min_size
+        self.max_size = settings.pool_max_size
+        #: Seconds a caller waits for a connection by default.
+        self.timeout = settings.pool_timeout
         self.kwargs: dict[str, Any] = {
-            **(options or {}),
-            "application_name": application_name,
+            **settings.connect_options,
+            "application_name": settings.application_name,
             "autocommit": True,
             "prepare_threshold": None,
         }
@@ -73,8 +56,8 @@ class LazyPool:
     def _url(self) -> str:
         if not self.conninfo:
             raise ConfigError(
-                f"{self.setting} is not set: set it to your PostgreSQL URL, for example "
-                "postgresql://user:password@localhost/app"
+                "FEATURE_GATES_DATABASE_URL is not set: set it to your PostgreSQL URL, for "
+                "example postgresql://user:password@localhost/app"
             )
         return self.conninfo
 

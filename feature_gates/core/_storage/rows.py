@@ -1,5 +1,6 @@
 """The rows the runtime's statements return, typed (psycopg's ``class_row``): each
-field is a column of the statement, by name."""
+field is a column of the statement, by name. A statement of one value is read with
+``scalar_row``."""
 
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ from datetime import date
 from typing import Any
 
 __all__ = [
-    "Applied",
     "Consumed",
-    "Count",
     "FeatureCount",
     "FeatureMonth",
     "KeyCount",
     "MonthUsers",
     "TopFeature",
     "Written",
-    "WrittenTotal",
 ]
 
 
@@ -28,11 +26,6 @@ class Consumed:
 
     count: int | None
     current: int | None
-
-
-@dataclass(frozen=True)
-class Count:
-    count: int | None
 
 
 @dataclass(frozen=True)
@@ -50,16 +43,6 @@ class Written:
     period_start: date
     increment: int
     usage_count: int
-
-
-@dataclass(frozen=True)
-class WrittenTotal:
-    written: int
-
-
-@dataclass(frozen=True)
-class Applied:
-    applied: bool | None
 
 
 @dataclass(frozen=True)

@@ -104,14 +104,7 @@ class Storage:
         self.settings = settings
         self.statements = Statements.build(settings.schema, settings.statement_timeout)
         self.health = Health(emit)
-        self.pool = LazyPool(
-            settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.pool_timeout,
-            application_name=settings.application_name,
-            options=settings.connect_options,
-        )
+        self.pool = LazyPool(settings)
         #: The watchdog's limit for a statement.
         self.limit = limit_for(settings.statement_timeout)
         self._lock = threading.Lock()

@@ -202,7 +202,6 @@ class UsageTracker:
         user_id: Any,
         feature: str,
         amount: int = 1,
-        *,
         idempotency_key: str | None = None,
         period: date | None = None,
     ) -> None:

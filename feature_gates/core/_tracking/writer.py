@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.rows import scalar_row
 
 from .._storage import Connection
 from .._storage import NoAnswer
@@ -27,9 +28,7 @@ from .._storage import Outcome
 from .._storage import Storage
 from .._storage import classify
 from .._storage import describe
-from .._storage.rows import Applied
 from .._storage.rows import Written
-from .._storage.rows import WrittenTotal
 from .batches import Batch
 from .batches import cut
 from .pending import PendingMap
@@ -145,10 +144,10 @@ class Writer:
     def _settle_in_doubt(self, conn: Connection) -> None:
         while self.in_doubt:
             batch = self.in_doubt[0]
-            rows = self.storage.execute(
-                conn, self.storage.statements.resolve_batch, (batch.id,), class_row(Applied)
+            (answer,) = self.storage.execute(
+                conn, self.storage.statements.resolve_batch, (batch.id,), scalar_row
             )
-            applied = bool(rows and rows[0].applied)
+            applied = bool(answer)
             if applied:
                 # Its uses were merged back meanwhile: take them out again.
                 self.pending.unmerge(batch)
@@ -176,12 +175,9 @@ class Writer:
                 written = sum(row.increment for row in rows)
             else:
                 (total,) = self.storage.execute(
-                    conn,
-                    statements.write_batch_total,
-                    batch.parameters(forget),
-                    class_row(WrittenTotal),
+                    conn, statements.write_batch_total, batch.parameters(forget), scalar_row
                 )
-                written, rows = total.written, []
+                written, rows = int(total), []
         except psycopg.Error as exc:
             if not _outcome_known(conn, exc):
                 # Written or not: the database knows. Settled by the next pass.
