@@ -433,9 +433,7 @@ class FeatureGates:
         retried job), within the retention of ``prune_feature_usage_idempotency``.
         See docs/tracking.md.
         """
-        self._state().engine.tracker.track(
-            user_id, feature, amount, idempotency_key=idempotency_key, period=period
-        )
+        self._state().engine.tracker.track(user_id, feature, amount, idempotency_key, period)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write all usage tracked so far; returns when it is in the database.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
@@ -16,6 +17,9 @@ Key = tuple[Any, str, date]
 OnceKey = tuple[Any, str, str]
 #: (key, value, idempotent) of both maps, to cut them into batches.
 _Item = tuple[Any, Any, bool]
+#: User ids as text, joined by commas, that need no quoting in an array literal:
+#: numbers and uuids (anything else is sent as a list, quoted by psycopg).
+_PLAIN_IDS = re.compile(r"[0-9A-Za-z,-]*")
 
 
 @dataclass
@@ -52,17 +56,34 @@ class Batch:
 
     def parameters(self, forget: list[uuid.UUID]) -> tuple[Any, ...]:
         """The parameters of the batch statement, ``forget`` being the ids of batches
-        seen committed (their records are deleted)."""
+        seen committed (their records are deleted).
+
+        The arrays travel as array literals joined here: the writer's own time goes
+        to the statement, not to quoting a thousand values one by one. Feature names
+        are checked at ``track()`` and need only their quotes.
+        """
         # User ids travel as text and are cast by the database to its own type
         # (bigint or uuid): one array type whatever Python type the caller used.
         user_ids = [str(k[0]) for k in self.counts] + [str(k[0]) for k in self.once]
+        joined_ids = ",".join(user_ids)
+        ids: str | list[str] = user_ids
+        if _PLAIN_IDS.fullmatch(joined_ids):
+            ids = "{" + joined_ids + "}"
         features = [k[1] for k in self.counts] + [k[1] for k in self.once]
         amounts = list(self.counts.values()) + [a for _, a in self.once.values()]
         periods = [k[2] for k in self.counts] + [p for p, _ in self.once.values()]
         keys: list[str | None] | None = None
         if self.once:
             keys = [None] * len(self.counts) + [k[2] for k in self.once]
-        return (self.id, forget, user_ids, features, amounts, periods, keys)
+        return (
+            self.id,
+            forget,
+            ids,
+            '{"' + '","'.join(features) + '"}',
+            "{" + ",".join(map(str, amounts)) + "}",
+            "{" + ",".join(map(str, periods)) + "}",
+            keys,
+        )
 
 
 def _items(counts: dict[Key, int], once: dict[OnceKey, tuple[date, int]]) -> list[_Item]:
