@@ -101,5 +101,10 @@ def _batch_of(items: list[_Item]) -> Batch:
 
 def cut(counts: dict[Key, int], once: dict[OnceKey, tuple[date, int]], size: int) -> list[Batch]:
     """The map in batches of at most ``size`` keys."""
+    if not once:  # the usual case, a pass of tens of thousands of keys: no sorting out
+        pairs = list(counts.items())
+        return [
+            Batch(dict(pairs[start : start + size]), {}) for start in range(0, len(pairs), size)
+        ]
     items = _items(counts, once)
     return [_batch_of(items[start : start + size]) for start in range(0, len(items), size)]

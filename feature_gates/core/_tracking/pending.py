@@ -134,6 +134,8 @@ class PendingMap:
         since it was taken: written with it, instead of once more by the next pass."""
         with self.lock:
             counts = self.counts
+            if not counts:
+                return
             for key in batch.counts:
                 later = counts.pop(key, None)
                 if later is not None:
