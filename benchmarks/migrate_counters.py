@@ -198,7 +198,9 @@ def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
         writer.join()
     if writer.error is not None:
         raise writer.error
-    problems = verify(url, settings)
+    # The legacy message_count drifts by construction (LOAD_MESSAGE_COUNT):
+    # verify names it, as it should; the counters feature-gates keeps must not.
+    problems = [p for p in verify(url, settings) if p.check != "legacy counter"]
     with psycopg.connect(url) as conn:
         sizes = conn.execute(
             "SELECT relname, round(pg_total_relation_size(oid) / 1048576.0) "

@@ -5,10 +5,17 @@ Two ways in, one group:
 * ``flask feature-gates ...`` in an application that uses the extension: the
   settings come from the application's ``FEATURE_GATES_*`` configuration.
 * the ``feature-gates`` console script, for deploy pipelines and cron: the
-  database comes from ``--database-url`` (or ``DATABASE_URL``), the sets from
+  settings come from options and environment variables: the sets from
   ``--set``, the schema and the user id type from ``--schema`` and
   ``--user-id-type`` (or their ``FEATURE_GATES_*`` environment variables), an
   application's folders from ``--migrations NAME=PATH``.
+
+Either way the database URL is, in this order: ``--database-url``;
+``FEATURE_GATES_MIGRATION_DATABASE_URL`` for the commands that work on the
+migrations (a direct URL when the application's goes through a connection
+pooler); ``FEATURE_GATES_DATABASE_URL``; ``$DATABASE_URL``. Under flask the
+``FEATURE_GATES_*`` URLs come from the application's configuration, for the
+console script from the environment.
 
 Each command is a thin wrapper over a function of :mod:`feature_gates.migrate` or
 :mod:`feature_gates.reports`. Nothing imports this module: ``init_app`` adds a
@@ -24,6 +31,7 @@ import os
 import sys
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -53,6 +61,7 @@ from .flask import AppGates
 from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
+from .migrate import NotOneSession
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
 from .reports import PlanValue
@@ -62,36 +71,54 @@ from .reports import usage_report
 __all__ = ["cli", "main"]
 
 
+#: The URL of the commands that work on the migrations, when it is not the
+#: application's own (which may go through a connection pooler).
+MIGRATION_URL_KEY = "FEATURE_GATES_MIGRATION_DATABASE_URL"
+
+
 @dataclass
 class CommandContext:
     """What every command needs: where the database is and which sets to work on.
 
-    ``url_source`` names where the URL came from (``--database-url``,
-    ``DATABASE_URL``, ...), or where to set one when there is none.
+    ``urls`` maps where a URL may come from to its value (None when not set),
+    in the order they are tried; ``url_source`` names the one in use once
+    :meth:`require_url` has chosen it.
     """
 
-    database_url: str | None
     settings: MigrationSettings
-    url_source: str
+    urls: dict[str, str | None]
+    url_source: str = "the database URL"
     #: The console script, not told a user id type: ``migrate`` uses the one
     #: the database recorded, if any.
     follow_recorded_user_id_type: bool = False
 
-    def require_url(self) -> str:
-        """The database URL, checked for its syntax before anything connects."""
-        if not self.database_url:
-            raise click.ClickException(f"no database: set {self.url_source} to your PostgreSQL URL")
+    def require_url(self, *, migration: bool = False) -> str:
+        """The database URL, checked for its syntax before anything connects.
+
+        ``migration``: for a command that works on the migrations, which
+        prefers ``FEATURE_GATES_MIGRATION_DATABASE_URL``.
+        """
+        sources = [name for name in self.urls if migration or name != MIGRATION_URL_KEY]
+        found = next((name for name in sources if self.urls[name]), None)
+        if found is None:
+            raise click.ClickException(
+                f"no database: set {', '.join(sources[:-1])} or {sources[-1]} "
+                "to your PostgreSQL URL"
+            )
+        url = self.urls[found]
+        assert url is not None
+        self.url_source = found
         try:
-            conninfo_to_dict(self.database_url)
+            conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             # psycopg raises ProgrammingError for a conninfo it cannot parse: not
             # the database's answer, the URL's fault.
-            reason = _without_password(one_line(exc), self.database_url)
+            reason = _without_password(one_line(exc), url)
             raise click.ClickException(
-                f"{self.url_source} is not a valid PostgreSQL URL ({reason}); "
+                f"{found} is not a valid PostgreSQL URL ({reason}); "
                 "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
             ) from None
-        return self.database_url
+        return url
 
     def migrate_settings(self, url: str) -> MigrationSettings:
         """The settings for ``migrate``: with the user id type the database
@@ -109,6 +136,8 @@ class CommandContext:
         """Turn the failures a user can fix into one clear line, not a traceback."""
         try:
             yield
+        except NotOneSession as exc:
+            raise click.ClickException(exc.explain(self.url_source)) from exc
         except (MigrationError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from exc
         except StorageUnavailable as exc:
@@ -172,26 +201,30 @@ def _flask_app(ctx: click.Context) -> Flask | None:
     return app
 
 
-def _context_from_flask(ctx: click.Context) -> CommandContext | None:
+def _urls(option: str | None, settings: Mapping[str, Any]) -> dict[str, str | None]:
+    """Where the database URL may come from, in order: the option, then the
+    ``FEATURE_GATES_*`` URLs of ``settings`` (an application's configuration,
+    or the environment), then ``$DATABASE_URL``."""
+    return {
+        "--database-url": option,
+        MIGRATION_URL_KEY: settings.get(MIGRATION_URL_KEY),
+        "FEATURE_GATES_DATABASE_URL": settings.get("FEATURE_GATES_DATABASE_URL"),
+        "DATABASE_URL": os.environ.get("DATABASE_URL"),
+    }
+
+
+def _context_from_flask(ctx: click.Context, database_url: str | None) -> CommandContext | None:
     app = _flask_app(ctx)
     if app is None:
         return None
     state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     # The application's settings, as its extension parsed them (or would).
     settings = state.settings if state is not None else Settings.from_mapping(app.config)
-    migration = MigrationSettings.from_settings(settings)
-    if settings.database_url:
-        return CommandContext(settings.database_url, migration, "FEATURE_GATES_DATABASE_URL")
-    return _url_from_environment(migration, "FEATURE_GATES_DATABASE_URL")
-
-
-def _url_from_environment(settings: MigrationSettings, setting: str) -> CommandContext:
-    """The context with ``$DATABASE_URL``; without it, one that says to set
-    ``setting`` or DATABASE_URL."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return CommandContext(url, settings, "DATABASE_URL")
-    return CommandContext(None, settings, f"{setting} or DATABASE_URL")
+    urls = {
+        MIGRATION_URL_KEY: settings.migration_database_url,
+        "FEATURE_GATES_DATABASE_URL": settings.database_url,
+    }
+    return CommandContext(MigrationSettings.from_settings(settings), _urls(database_url, urls))
 
 
 def _folders(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -222,7 +255,9 @@ def _refuse_app_override(ctx: click.Context, field: str, value: str | None, app_
 @click.group("feature-gates")
 @click.option(
     "--database-url",
-    help="PostgreSQL URL. Default: the app's FEATURE_GATES_DATABASE_URL, else $DATABASE_URL.",
+    help="PostgreSQL URL. Default: FEATURE_GATES_MIGRATION_DATABASE_URL (for migrate, status, "
+    "rollback, verify and repair-counters), else FEATURE_GATES_DATABASE_URL (the app's "
+    "configuration under flask, else the environment), else $DATABASE_URL.",
 )
 @click.option(
     "--set",
@@ -266,13 +301,13 @@ def cli(
 ) -> None:
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
-        command_context = _context_from_flask(ctx)
+        command_context = _context_from_flask(ctx, database_url)
     except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The options as FEATURE_GATES_* keys, read by the parser the extension uses.
     config: dict[str, Any] = {}
     if command_context is None:
-        command_context = _url_from_environment(MigrationSettings(), "--database-url")
+        command_context = CommandContext(MigrationSettings(), _urls(database_url, os.environ))
         # Not told, follow what the database recorded: the type cannot change.
         command_context.follow_recorded_user_id_type = user_id_type is None
         if schema is not None:
@@ -283,9 +318,6 @@ def cli(
         _refuse_app_override(ctx, "schema", schema, command_context.settings.schema)
         app_type = command_context.settings.user_id_type
         _refuse_app_override(ctx, "user_id_type", user_id_type, app_type)
-    if database_url:
-        command_context.database_url = database_url
-        command_context.url_source = "--database-url"
     if sets:
         config["FEATURE_GATES_MIGRATION_SETS"] = sets
     if folders:
@@ -342,7 +374,7 @@ def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
     if dry_run and as_sql:
         raise click.UsageError("give --dry-run or --sql, not both")
     with obj.errors():
-        url = obj.require_url()
+        url = obj.require_url(migration=True)
         settings = obj.migrate_settings(url)
         if as_sql:
             click.echo(runner.migration_script(url, settings), nl=False)
@@ -369,10 +401,14 @@ def migrate(obj: CommandContext, dry_run: bool, as_sql: bool) -> None:
 def status(obj: CommandContext, check: bool) -> None:
     """Show applied and pending migrations per set."""
     with obj.errors():
-        rows = runner.status(obj.require_url(), obj.settings)
+        url = obj.require_url(migration=True)
+        rows = runner.status(url, obj.settings)
+        holder = runner.migration_lock_holder(url, obj.settings)
     for row in rows:
         when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}" if row.applied else ""
         click.echo(f"{row.state:<8} {row.label}{when}")
+    if holder is not None:
+        click.echo(f"migration lock: held by {holder}; {holder.how_to_clear}")
     with obj.errors():
         runner.refuse_changed(rows)
     if check and any(row.state != "applied" for row in rows):
@@ -405,7 +441,7 @@ def rollback(
         return not declined
 
     with obj.errors():
-        url = obj.require_url()
+        url = obj.require_url(migration=True)
         if dry_run:
             targets = runner.rollback(url, obj.settings, to=to, everything=everything, dry_run=True)
             _show_rollback(targets, "would roll back")
@@ -429,7 +465,7 @@ def _show_rollback(targets: list[Migration], verb: str) -> None:
 def verify(obj: CommandContext) -> None:
     """Audit the database: counters vs truth, indexes valid, functions present."""
     with obj.errors():
-        problems = runner.verify(obj.require_url(), obj.settings)
+        problems = runner.verify(obj.require_url(migration=True), obj.settings)
     for problem in problems:
         click.echo(str(problem))
     if problems:
@@ -444,7 +480,8 @@ def verify(obj: CommandContext) -> None:
 def repair_counters(obj: CommandContext, dry_run: bool) -> None:
     """Recompute drifted counter columns, in batches."""
     with obj.errors():
-        result = runner.repair_counters(obj.require_url(), obj.settings, dry_run=dry_run)
+        url = obj.require_url(migration=True)
+        result = runner.repair_counters(url, obj.settings, dry_run=dry_run)
     verb = "differ from the truth" if dry_run else "fixed"
     for counter, rows in result.items():
         click.echo(f"{counter}: {rows} rows {verb}")

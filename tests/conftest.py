@@ -17,6 +17,9 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 
 from feature_gates.pgserver import LocalPostgres
+from feature_gates.pgserver import PostgresNotFound
+from feature_gates.pgserver import find_bindir
+from feature_gates.pgserver import server_major_version
 from feature_gates.testing import DatabaseFactory
 
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;
@@ -41,6 +44,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the chaos suite (tests/chaos) at full length: minutes instead of seconds",
     )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which PostgreSQL the throwaway servers run (make test-matrix runs each version)."""
+    if os.environ.get("FEATURE_GATES_TEST_DATABASE_URL"):
+        return "PostgreSQL: the server of FEATURE_GATES_TEST_DATABASE_URL"
+    try:
+        bindir = find_bindir()
+    except PostgresNotFound as exc:
+        return f"PostgreSQL: none found ({exc})"
+    return f"PostgreSQL: {server_major_version(bindir)} from {bindir}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -36,8 +36,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +294,32 @@ class PgBouncer:
                         f"its log:\n{log_path.read_text(errors='replace')}"
                     ) from None
                 time.sleep(0.05)
+
+
+@contextmanager
+def busy(url: str, clients: int = 8) -> Iterator[None]:
+    """``clients`` connections to ``url`` running short transactions all along,
+    as an application's workers keep a pooler busy."""
+    stop = threading.Event()
+    ready = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+            conn.execute("SELECT 1")
+            ready.wait()
+            while not stop.is_set():
+                conn.execute("SELECT pg_sleep(0.002)")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 @pytest.fixture(scope="session")

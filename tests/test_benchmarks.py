@@ -82,3 +82,22 @@ def test_missing_names_absent_and_mistyped_figures():
         "jsonb_len_us_p50",
         "migrate_1m_messages_s",
     ]
+
+
+def test_the_migration_scans_benchmark_runs(feature_gates_server_url, tmp_path):
+    out = tmp_path / "scans.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.migrate_scans", "--smoke"]
+        + ["--database-url", feature_gates_server_url, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["verify_problems"] == []
+    assert "core/0006_feature_usage_summary" in figures["core_step_ms"]
+    assert "counters/0002_counter_backfill" in figures["counters_step_ms"]
+    for key in ("core_longest_snapshots", "counters_longest_snapshots"):
+        assert all(s["seconds"] >= 0 and s["statement"] for s in figures[key])

@@ -61,16 +61,63 @@ def test_the_database_url_comes_from_the_environment(run, empty_url):
     assert len(applied_migrations(empty_url)) == CORE_COUNT
 
 
+UNREACHABLE = "postgresql://nobody@/nodb?host=/nonexistent"
+
+
+def test_migration_commands_prefer_the_migration_url(run, empty_url):
+    """--database-url, then FEATURE_GATES_MIGRATION_DATABASE_URL (the commands
+    on the migrations only), then FEATURE_GATES_DATABASE_URL, then DATABASE_URL;
+    an error names the one in use."""
+    env = {
+        "FEATURE_GATES_MIGRATION_DATABASE_URL": empty_url,
+        "FEATURE_GATES_DATABASE_URL": UNREACHABLE,
+        "DATABASE_URL": UNREACHABLE,
+    }
+    for command in ("migrate", "status", "verify"):
+        result = run(command, env=env)
+        assert result.exit_code == 0, result.output
+    assert len(applied_migrations(empty_url)) == CORE_COUNT
+    result = run("prune", env=env)
+    assert result.output.startswith(
+        "Error: cannot reach the database named by FEATURE_GATES_DATABASE_URL"
+    )
+    result = run("prune", env={**env, "FEATURE_GATES_DATABASE_URL": ""})
+    assert result.output.startswith("Error: cannot reach the database named by DATABASE_URL")
+    result = run("--database-url", UNREACHABLE, "status", env=env)
+    assert result.output.startswith("Error: cannot reach the database named by --database-url")
+    result = run("status", env={**env, "FEATURE_GATES_MIGRATION_DATABASE_URL": "garbage"})
+    assert result.output.startswith(
+        "Error: FEATURE_GATES_MIGRATION_DATABASE_URL is not a valid PostgreSQL URL"
+    )
+
+
+def test_flask_reads_the_migration_url_from_the_apps_config(empty_url, monkeypatch):
+    monkeypatch.setenv("FEATURE_GATES_MIGRATION_DATABASE_URL", UNREACHABLE)
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE)
+    app = Flask(__name__)
+    app.config.update(
+        FEATURE_GATES_MIGRATION_DATABASE_URL=empty_url, FEATURE_GATES_DATABASE_URL=UNREACHABLE
+    )
+    app.cli.add_command(cli)
+    result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert len(applied_migrations(empty_url)) == CORE_COUNT
+    result = app.test_cli_runner().invoke(args=["feature-gates", "refresh"])
+    assert result.output.startswith(
+        "Error: cannot reach the database named by FEATURE_GATES_DATABASE_URL"
+    )
+
+
 def test_sets_are_chosen_with_set(run, app_url):
     result = run("--database-url", app_url, "--set", "core", "--set", "counters", "migrate")
     assert result.exit_code == 0, result.output
     assert "applied counters/0003_counter_indexes" in result.output
     result = run("--database-url", app_url, "--set", "counters", "status")
-    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 3
+    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 4
     # After the command name too, as deploy scripts tend to write it.
     result = run("--database-url", app_url, "status", "--set", "counters", "--check")
     assert result.exit_code == 0
-    assert len(result.output.splitlines()) == 3
+    assert len(result.output.splitlines()) == 4
     result = run("--database-url", app_url, "status", "--set", "nope")
     assert "Error: unknown migration set 'nope'" in result.output
 
@@ -259,9 +306,20 @@ def test_verify_and_repair_counters(run, app_url):
     assert result.output.splitlines() == [
         "chat_threads.thread_messages_count: 8 rows differ from the truth",
         "travel_itineraries.destinations_count: 0 rows differ from the truth",
+        "chat_threads.message_count: 0 rows differ from the truth",
     ]
     result = run(*args, "repair-counters")
     assert "chat_threads.thread_messages_count: 8 rows fixed" in result.output
+    assert run(*args, "verify").exit_code == 0
+    # The application's own legacy counter is audited and repaired too.
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        conn.execute("UPDATE chat_threads SET message_count = message_count + 1 WHERE id = 3")
+    result = run(*args, "verify")
+    assert result.exit_code == 1
+    assert result.output.startswith("legacy counter: chat_threads.message_count id=3 has ")
+    assert "(1 rows of chat_threads differ; run repair-counters)" in result.output
+    result = run(*args, "repair-counters")
+    assert "chat_threads.message_count: 1 rows fixed" in result.output
     assert run(*args, "verify").exit_code == 0
 
 
@@ -296,9 +354,14 @@ def test_prune_for_cron(run, feature_gates_database_url):
 def test_errors_are_one_clear_line(run, empty_url):
     result = run("migrate", env={"DATABASE_URL": ""})
     assert result.exit_code == 1
-    assert (
-        result.output == "Error: no database: set --database-url or DATABASE_URL to your "
-        "PostgreSQL URL\n"
+    assert result.output == (
+        "Error: no database: set --database-url, FEATURE_GATES_MIGRATION_DATABASE_URL, "
+        "FEATURE_GATES_DATABASE_URL or DATABASE_URL to your PostgreSQL URL\n"
+    )
+    result = run("prune", env={"DATABASE_URL": ""})
+    assert result.output == (
+        "Error: no database: set --database-url, FEATURE_GATES_DATABASE_URL or DATABASE_URL "
+        "to your PostgreSQL URL\n"
     )
     result = run("--database-url", "postgresql://nobody@/nodb?host=/nonexistent", "status")
     assert result.exit_code == 1
@@ -388,7 +451,10 @@ def test_flask_without_a_database_url_names_the_setting():
     result = app.test_cli_runner().invoke(
         args=["feature-gates", "status"], env={"DATABASE_URL": ""}
     )
-    assert "no database: set FEATURE_GATES_DATABASE_URL" in result.output
+    assert (
+        "no database: set --database-url, FEATURE_GATES_MIGRATION_DATABASE_URL, "
+        "FEATURE_GATES_DATABASE_URL or DATABASE_URL" in result.output
+    )
 
 
 def test_the_console_script_serves_an_adopted_table_of_integer_ids(run, empty_url):

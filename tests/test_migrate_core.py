@@ -14,8 +14,10 @@ from psycopg import errors
 from feature_gates import ConfigError
 from feature_gates.migrate import MigrationError
 from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import applied_migrations
 from feature_gates.migrate import archive
 from feature_gates.migrate import migrate
+from feature_gates.migrate import migration_script
 from feature_gates.migrate import refresh
 from feature_gates.migrate import rollback
 from feature_gates.migrate import verify
@@ -752,3 +754,63 @@ def test_an_archive_table_the_job_cannot_write_is_refused_by_name(empty_url):
     assert "updated_at, a unique key on exactly (user_id, feature, period_start)" in str(
         refused.value
     )
+
+
+def _applied(url):
+    return [a.label for a in applied_migrations(url, CORE)]
+
+
+def test_a_summary_of_the_applications_own_is_refused_before_core_0006(empty_url):
+    """core/0006 creates its view IF NOT EXISTS: without its check, an
+    application's table of that name would be taken for it, and dropped by
+    rollback."""
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE feature_usage_summary (day date, visits bigint)")
+        conn.execute("INSERT INTO feature_usage_summary VALUES ('2026-01-01', 12)")
+    with pytest.raises(MigrationError) as refused:
+        migrate(empty_url, CORE)
+    assert str(refused.value) == (
+        "core/0006_feature_usage_summary failed: the application already has table "
+        "feature_usage_summary: core/0006 would take it for its summary view, and "
+        "its rollback would drop it; rename it, or set FEATURE_GATES_SCHEMA to install "
+        "feature-gates in a schema of its own"
+    )
+    assert _applied(empty_url)[-1] == "core/0005_feature_usage_archive"
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        assert scalar(conn, "SELECT visits FROM feature_usage_summary") == 12
+        assert scalar(conn, "SELECT to_regproc('refresh_feature_usage_summary')") is None
+        conn.execute("ALTER TABLE feature_usage_summary RENAME TO site_visits")
+    migrate(empty_url, CORE)
+    rollback(empty_url, CORE, everything=True)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        assert scalar(conn, "SELECT visits FROM site_visits") == 12
+
+
+def test_tables_and_functions_of_the_applications_own_are_refused_before_core_0007(empty_url):
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE feature_usage_batches (id serial PRIMARY KEY, rows int)")
+        conn.execute(
+            "CREATE FUNCTION prune_feature_usage_idempotency(integer) RETURNS bigint "
+            "LANGUAGE sql AS 'SELECT 42::bigint'"
+        )
+    with pytest.raises(MigrationError) as refused:
+        migrate(empty_url, CORE)
+    assert str(refused.value).startswith(
+        "core/0007_feature_usage_idempotency failed: the application already has table "
+        "feature_usage_batches, index feature_usage_batches_pkey, function "
+        "prune_feature_usage_idempotency(integer): core/0007 would take it for the "
+        "idempotency records it keeps"
+    )
+    assert _applied(empty_url)[-1] == "core/0006_feature_usage_summary"
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        assert scalar(conn, "SELECT prune_feature_usage_idempotency(1)") == 42
+        assert scalar(conn, "SELECT to_regclass('feature_usage_idempotency')") is None
+
+
+def test_the_checks_are_in_the_sql_script_and_skip_applied_migrations(empty_url):
+    script = migration_script(empty_url, CORE)
+    assert script.count("the application already has %") == 2
+    migrate(empty_url, CORE)
+    assert "the application already has %" not in migration_script(empty_url, CORE)
+    # Applied, the objects are feature-gates' own: migrate again is a no-op.
+    assert migrate(empty_url, CORE) == []

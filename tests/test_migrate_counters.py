@@ -43,12 +43,18 @@ def destinations(conn):
 
 
 def test_backfill_counts_every_thread_and_every_shape_of_itinerary(app_url, conn):
+    # The application's own counter has drifted on one thread.
+    drifted = conn.execute(
+        "UPDATE chat_threads SET message_count = message_count + 2 "
+        "WHERE id = (SELECT id FROM chat_threads ORDER BY id LIMIT 1) RETURNING id, message_count"
+    ).fetchone()
     before = app_fingerprint(conn)
     applied = migrate(app_url, COUNTERS)
-    assert [m.label for m in applied][-3:] == [
+    assert [m.label for m in applied][-4:] == [
         "counters/0001_counter_columns",
         "counters/0002_counter_backfill",
         "counters/0003_counter_indexes",
+        "counters/0004_legacy_message_count",
     ]
     assert stored_message_counts(conn) == true_message_counts(conn)
     assert set(true_message_counts(conn).values()) >= {0, 1, 16}
@@ -65,9 +71,14 @@ def test_backfill_counts_every_thread_and_every_shape_of_itinerary(app_url, conn
             )
         )
         assert count == wanted, data
-    # The legacy counter is left as the application keeps it, drift and all.
+    # The legacy counter is left as the application keeps it, drift and all;
+    # verify reports the drift.
     assert app_fingerprint(conn) == before
-    assert verify(app_url, COUNTERS) == []
+    id_, stored = drifted
+    assert [str(p) for p in verify(app_url, COUNTERS)] == [
+        f"legacy counter: chat_threads.message_count id={id_} has {stored}, truth {stored - 2} "
+        "(1 rows of chat_threads differ; run repair-counters)"
+    ]
     indexes = conn.execute(
         "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
         "WHERE indrelid IN ('chat_threads'::regclass, 'travel_itineraries'::regclass) "
@@ -104,7 +115,10 @@ def test_triggers_keep_the_counters_exact_after_the_backfill(app_url, conn):
     conn.execute(
         "INSERT INTO travel_itineraries (user_id, data) VALUES (1, '{\"waypoints\": [1]}')"
     )
-    assert verify(app_url, COUNTERS) == []
+    # Only the application's own counter, which these writes did not keep, is off.
+    assert [(p.check, f"id={first} " in p.detail) for p in verify(app_url, COUNTERS)] == [
+        ("legacy counter", True)
+    ]
     conn.execute("TRUNCATE chat_messages")
     assert set(stored_message_counts(conn).values()) == {0}
 
@@ -182,6 +196,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):
     assert [m.label for m in migrate(app_url, COUNTERS)] == [
         "counters/0002_counter_backfill",
         "counters/0003_counter_indexes",
+        "counters/0004_legacy_message_count",
     ]
     assert conn.execute("SELECT count(*) FROM feature_gates_backfill_progress").fetchone() == (0,)
 
@@ -189,6 +204,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):
 def test_verify_names_drifted_rows_and_repair_fixes_them(app_url, conn):
     migrate(app_url, COUNTERS)
     conn.execute("UPDATE chat_threads SET thread_messages_count = thread_messages_count + 5")
+    conn.execute("UPDATE chat_threads SET message_count = 0")
     conn.execute("ALTER TABLE travel_itineraries DISABLE TRIGGER USER")
     conn.execute("UPDATE travel_itineraries SET destinations_count = 3 WHERE data IS NULL")
     conn.execute("ALTER TABLE travel_itineraries ENABLE TRIGGER USER")
@@ -200,12 +216,22 @@ def test_verify_names_drifted_rows_and_repair_fixes_them(app_url, conn):
         "travel_itineraries.destinations_count" in p.detail and "has 3, truth 0" in p.detail
         for p in counter_problems
     )
-    assert repair_counters(app_url, COUNTERS) == {
+    # The application's own counter too (the threads with messages; 7 have none).
+    legacy = [p.detail for p in problems if p.check == "legacy counter"]
+    assert len(legacy) == 20
+    assert all(d.endswith("(23 rows of chat_threads differ; run repair-counters)") for d in legacy)
+    assert all(d.startswith("chat_threads.message_count id=") for d in legacy)
+    drift = {
         "chat_threads.thread_messages_count": 30,
         "travel_itineraries.destinations_count": 2,
+        "chat_threads.message_count": 23,
     }
+    assert repair_counters(app_url, COUNTERS, dry_run=True) == drift
+    assert repair_counters(app_url, COUNTERS) == drift
     assert verify(app_url, COUNTERS) == []
-    assert repair_counters(app_url, COUNTERS)["chat_threads.thread_messages_count"] == 0
+    assert set(repair_counters(app_url, COUNTERS).values()) == {0}
+    legacy_counts = dict(conn.execute("SELECT id, message_count FROM chat_threads").fetchall())
+    assert legacy_counts == true_message_counts(conn)
 
 
 def test_verify_reports_a_disabled_trigger(app_url, conn):
@@ -226,14 +252,17 @@ def test_repair_without_the_counters_set_says_how_to_install_it(feature_gates_da
 def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_url, conn):
     before = app_fingerprint(conn)
     migrate(app_url, COUNTERS)
+    # The application writes meanwhile, its own counter included.
     conn.execute(
-        "INSERT INTO chat_messages (thread_id, body) "
-        "SELECT id, 'during' FROM chat_threads ORDER BY id LIMIT 3"
+        "WITH t AS (SELECT id FROM chat_threads ORDER BY id LIMIT 3), "
+        "m AS (INSERT INTO chat_messages (thread_id, body) SELECT id, 'during' FROM t) "
+        "UPDATE chat_threads SET message_count = message_count + 1 WHERE id IN (SELECT id FROM t)"
     )
     during = app_fingerprint(conn)
     assert during != before
     rolled = rollback(app_url, COUNTERS, to=f"core/{LAST_CORE_VERSION}")
     assert [m.label for m in rolled] == [
+        "counters/0004_legacy_message_count",
         "counters/0003_counter_indexes",
         "counters/0002_counter_backfill",
         "counters/0001_counter_columns",

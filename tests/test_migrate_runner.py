@@ -99,7 +99,7 @@ def test_a_migration_without_its_rollback_file_is_refused(tmp_path):
         load_set("app", tmp_path)
     (tmp_path / "0001_a.down.sql").write_text("SELECT 1;")
     (tmp_path / "0002_b.down.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="rollback files without a migration: 0002_b"):
+    with pytest.raises(MigrationError, match="files without a migration: 0002_b.down.sql"):
         load_set("app", tmp_path)
 
 
@@ -133,11 +133,14 @@ def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
             "FEATURE_GATES_MIGRATION_FOLDERS": {"app": str(tmp_path)},
             "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT": 0.5,
             "FEATURE_GATES_MIGRATION_BATCH_SIZE": 50,
+            "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT": 0,
         }
     )
     assert settings.sets == ("app", "core")
     assert settings.folders == {"app": tmp_path}
     assert settings.lock_timeout_ms == "500ms"
+    assert settings.statement_timeout_ms == "0"
+    assert MigrationSettings().statement_timeout_ms == "60000ms"
     for key, value in [
         ("FEATURE_GATES_MIGRATION_SETS", "core"),
         ("FEATURE_GATES_MIGRATION_SETS", ["Core!"]),
@@ -147,6 +150,8 @@ def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
         ("FEATURE_GATES_MIGRATION_LOCK_RETRIES", -1),
         ("FEATURE_GATES_MIGRATION_LOCK_WAIT", True),
         ("FEATURE_GATES_MIGRATION_BATCH_SIZE", 1.5),
+        ("FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT", -1),
+        ("FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT", "1m"),
         ("FEATURE_GATES_USER_ID_TYPE", "int"),
     ]:
         with pytest.raises(ConfigError, match=key):
@@ -161,6 +166,27 @@ def test_settings_from_config_keep_the_base_for_absent_keys(tmp_path):
     )
     with pytest.raises(ConfigError, match="FEATURE_GATES_SCHEMA must be a schema name"):
         MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": ""}, base=base)
+
+
+def test_a_step_longer_than_the_statement_timeout_stops_the_migration(empty_url, app_folder):
+    """A step that reads a whole table holds a snapshot as long as it runs: it
+    is cancelled after FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT."""
+    (app_folder / "0002_long_scan.up.sql").write_text(
+        "CREATE TABLE scanned (id int);\nSELECT pg_sleep(2);\n"
+    )
+    (app_folder / "0002_long_scan.down.sql").write_text("DROP TABLE scanned;\n")
+    with pytest.raises(MigrationError) as stopped:
+        migrate(empty_url, with_app(app_folder, statement_timeout=0.2))
+    assert str(stopped.value).startswith(
+        "app/0002_long_scan was stopped after FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT (0.2 s): "
+        "a step that reads a whole table holds a snapshot"
+    )
+    assert [a.label for a in applied_migrations(empty_url, with_app(app_folder))] == [
+        "app/0001_accounts"
+    ]
+    assert [m.label for m in migrate(empty_url, with_app(app_folder, statement_timeout=0))] == [
+        "app/0002_long_scan"
+    ]
 
 
 # -- history -------------------------------------------------------------------------
@@ -369,7 +395,10 @@ def test_an_invalid_index_is_dropped_without_lock_timeout(empty_url):
     settings = MigrationSettings(sets=("core", "counters"), lock_timeout=0.05, lock_retries=1)
     leave_an_invalid_counter_index(empty_url, settings)
     with idle_reader(empty_url, "chat_threads", 2.0):
-        assert [m.label for m in migrate(empty_url, settings)] == ["counters/0003_counter_indexes"]
+        assert [m.label for m in migrate(empty_url, settings)] == [
+            "counters/0003_counter_indexes",
+            "counters/0004_legacy_message_count",
+        ]
     assert verify(empty_url, settings) == []
 
 

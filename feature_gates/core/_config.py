@@ -209,6 +209,9 @@ class Settings:
     enabled: bool = _option(True, _boolean)
     #: The PostgreSQL URL of the application's database.
     database_url: str | None = _option(None, _optional_text)
+    #: The URL the migration commands use instead, when the application's goes
+    #: through a connection pooler in transaction mode (read by the CLI only).
+    migration_database_url: str | None = _option(None, _optional_text)
     #: The plan catalogue: a mapping, or the path of a TOML or JSON file.
     plans: Mapping[str, Any] | Path | None = _option(None, _plans)
     #: Plans from lowest to highest tier; the order of ``plans`` when not set.
@@ -268,13 +271,15 @@ class Settings:
     #: Folders of an application's own sets, by set name.
     migration_folders: Mapping[str, Folder] | None = _option(None, _folders)
     #: Seconds a migration step waits for a table lock before it retries.
-    migration_lock_timeout: float = _option(2.0, _seconds(0.001))
+    migration_lock_timeout: float = _option(0.2, _seconds(0.001))
     #: Retries of a step that hit the lock timeout.
-    migration_lock_retries: int = _option(10, _number(0, integer=True))
+    migration_lock_retries: int = _option(12, _number(0, integer=True))
     #: Seconds to wait for another runner's migration lock.
     migration_lock_wait: float = _option(300.0, _seconds(0.001))
     #: Rows per transaction of a batched backfill.
     migration_batch_size: int = _option(1000, _number(1, integer=True))
+    #: Seconds a migration step run in a transaction may take (0: no limit).
+    migration_statement_timeout: float = _option(60.0, _seconds(0))
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, prefix: str = PREFIX) -> Settings:

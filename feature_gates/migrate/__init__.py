@@ -5,6 +5,8 @@ from __future__ import annotations
 from .audit import Problem as Problem
 from .audit import repair_counters as repair_counters
 from .audit import verify as verify
+from .lock import LockHolder as LockHolder
+from .lock import NotOneSession as NotOneSession
 from .maintenance import ArchiveResult as ArchiveResult
 from .maintenance import archive as archive
 from .maintenance import prune as prune
@@ -13,6 +15,7 @@ from .runner import AppliedMigration as AppliedMigration
 from .runner import MigrationStatus as MigrationStatus
 from .runner import applied_migrations as applied_migrations
 from .runner import migrate as migrate
+from .runner import migration_lock_holder as migration_lock_holder
 from .runner import pending_migrations as pending_migrations
 from .runner import recorded_user_id_type as recorded_user_id_type
 from .runner import refuse_changed as refuse_changed
@@ -28,14 +31,17 @@ __all__ = [
     "BUNDLED_SETS",
     "AppliedMigration",
     "ArchiveResult",
+    "LockHolder",
     "Migration",
     "MigrationError",
     "MigrationSettings",
     "MigrationStatus",
+    "NotOneSession",
     "Problem",
     "applied_migrations",
     "archive",
     "migrate",
+    "migration_lock_holder",
     "migration_script",
     "pending_migrations",
     "prune",

@@ -33,8 +33,7 @@ def archive(
     ``feature_usage_archive`` (one transaction); see ``archive_old_feature_usage``."""
     _check_count("keep months", keep_months, 0, MAX_KEEP_MONTHS)
     with Session(conninfo, settings or MigrationSettings()) as session:
-        row = session.conn.execute(store.ARCHIVE, {"keep": keep_months}).fetchone()
-    assert row is not None
+        (row,) = session.query(store.ARCHIVE, {"keep": keep_months})
     return ArchiveResult(int(row[0]), row[1])  # type: ignore[call-overload, arg-type]
 
 
@@ -42,9 +41,10 @@ def refresh(conninfo: str, settings: MigrationSettings | None = None) -> int:
     """Refresh ``feature_usage_summary`` without blocking its readers; return its
     row count."""
     with Session(conninfo, settings or MigrationSettings()) as session:
-        session.conn.execute(store.REFRESH)
-        row = session.conn.execute(store.SUMMARY_ROWS).fetchone()
-    return int(row[0]) if row else 0  # type: ignore[call-overload]
+        session.query(store.REFRESH)
+        ((rows,),) = session.query(store.SUMMARY_ROWS)
+    assert isinstance(rows, int)
+    return rows
 
 
 def prune(conninfo: str, settings: MigrationSettings | None = None, *, keep_days: int = 30) -> int:
@@ -52,8 +52,9 @@ def prune(conninfo: str, settings: MigrationSettings | None = None, *, keep_days
     return how many rows went; see ``prune_feature_usage_idempotency``."""
     _check_count("keep days", keep_days, 1, MAX_KEEP_DAYS)
     with Session(conninfo, settings or MigrationSettings()) as session:
-        row = session.conn.execute(store.PRUNE, {"keep": keep_days}).fetchone()
-    return int(row[0]) if row else 0  # type: ignore[call-overload]
+        ((pruned,),) = session.query(store.PRUNE, {"keep": keep_days})
+    assert isinstance(pruned, int)
+    return pruned
 
 
 def _check_count(name: str, value: object, low: int, high: int) -> None:

@@ -16,19 +16,22 @@ from datetime import datetime
 from typing import Literal
 
 import psycopg
+from psycopg import errors
 
 from . import store
-from .session import Connection
+from .lock import LockHolder
 from .session import Session
 from .settings import MigrationSettings
 from .sources import Migration
 from .sources import MigrationError
+from .sources import Step
 
 __all__ = [
     "AppliedMigration",
     "MigrationStatus",
     "applied_migrations",
     "migrate",
+    "migration_lock_holder",
     "pending_migrations",
     "recorded_user_id_type",
     "rollback",
@@ -88,11 +91,12 @@ class MigrationStatus:
         return self.applied.label
 
 
-def read_history(conn: Connection) -> dict[tuple[str, str], AppliedMigration]:
-    exists = conn.execute(store.HISTORY_EXISTS).fetchone()
-    if not (exists and exists[0]):
-        return {}
-    rows = conn.execute(store.SELECT_HISTORY).fetchall()
+def read_history(session: Session) -> dict[tuple[str, str], AppliedMigration]:
+    with session.transaction() as conn:
+        exists = conn.execute(store.HISTORY_EXISTS).fetchone()
+        if not (exists and exists[0]):
+            return {}
+        rows = conn.execute(store.SELECT_HISTORY).fetchall()
     applied = [AppliedMigration(*row) for row in rows]  # type: ignore[arg-type]
     return {a.key: a for a in applied}
 
@@ -125,9 +129,9 @@ def refuse_changed(rows: Sequence[MigrationStatus]) -> None:
             )
 
 
-def _recorded_user_id_type(conn: Connection, schema: str) -> str | None:
-    row = conn.execute(store.RECORDED_USER_ID_TYPE, (schema,)).fetchone()
-    return str(row[0]) if row and row[0] else None
+def _recorded_user_id_type(session: Session, schema: str) -> str | None:
+    rows = session.query(store.RECORDED_USER_ID_TYPE, (schema,))
+    return str(rows[0][0]) if rows and rows[0][0] else None
 
 
 def recorded_user_id_type(conninfo: str, settings: MigrationSettings | None = None) -> str | None:
@@ -136,16 +140,16 @@ def recorded_user_id_type(conninfo: str, settings: MigrationSettings | None = No
     before it (an existing feature_usage table not yet adopted records nothing)."""
     settings = settings or MigrationSettings()
     with Session(conninfo, settings) as session:
-        recorded = _recorded_user_id_type(session.conn, settings.schema)
+        recorded = _recorded_user_id_type(session, settings.schema)
     return "bigint" if recorded == "integer" else recorded
 
 
-def _check_user_id_type(conn: Connection, settings: MigrationSettings) -> None:
-    recorded = _recorded_user_id_type(conn, settings.schema)
+def _check_user_id_type(session: Session, settings: MigrationSettings) -> None:
+    recorded = _recorded_user_id_type(session, settings.schema)
     source = "fixed at the first migrate"
     if recorded is None:
-        row = conn.execute(store.EXISTING_USER_ID_COLUMN, (settings.schema,)).fetchone()
-        recorded = str(row[0]) if row and row[0] else None
+        rows = session.query(store.EXISTING_USER_ID_COLUMN, (settings.schema,))
+        recorded = str(rows[0][0]) if rows and rows[0][0] else None
         source = "the type of the existing feature_usage.user_id column"
     compatible = {"bigint": {"bigint", "integer"}, "uuid": {"uuid"}}[settings.user_id_type]
     # Another type is not ours to judge here: core/0001 says what is wrong with it.
@@ -171,22 +175,33 @@ def _apply(session: Session, migration: Migration) -> None:
 
     if migration.transactional:
         (step,) = migration.up_steps
-        session.run_step(step, migration.label, after=record)
+        session.run_step(step, migration.label, before=migration.check_sql, after=record)
     else:
+        if migration.check_sql is not None:
+            session.run_step(Step("statement", migration.check_sql), migration.label)
         for step in migration.up_steps:
             session.run_step(step, migration.label)
         record()
 
 
-def _failed(migration: Migration, exc: psycopg.Error) -> MigrationError:
-    diag = exc.diag
-    message = diag.message_primary or str(exc).strip()
-    extra = "".join(f"; {part}" for part in (diag.message_detail, diag.message_hint) if part)
+def _failed(
+    migration: Migration, exc: psycopg.Error, settings: MigrationSettings
+) -> MigrationError:
     resume = (
         ""
         if migration.transactional
         else " (its finished statements stay; migrate again to finish it)"
     )
+    if isinstance(exc, errors.QueryCanceled) and "statement timeout" in str(exc):
+        return MigrationError(
+            f"{migration.label} was stopped after FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT "
+            f"({settings.statement_timeout:g} s){resume}: a step that reads a whole table holds "
+            "a snapshot, and holds vacuum back, as long as it runs; run it when that is "
+            "acceptable, with a larger FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT (0: no limit)"
+        )
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip()
+    extra = "".join(f"; {part}" for part in (diag.message_detail, diag.message_hint) if part)
     return MigrationError(f"{migration.label} failed{resume}: {message}{extra}")
 
 
@@ -199,9 +214,9 @@ def pending_migrations(conninfo: str, settings: MigrationSettings | None = None)
     settings = settings or MigrationSettings()
     migrations = settings.load()
     with Session(conninfo, settings) as session:
-        rows = _statuses(migrations, read_history(session.conn), settings.sets)
+        rows = _statuses(migrations, read_history(session), settings.sets)
         refuse_changed(rows)
-        _check_user_id_type(session.conn, settings)
+        _check_user_id_type(session, settings)
     return [row.migration for row in rows if row.state == "pending" and row.migration]
 
 
@@ -209,16 +224,19 @@ def migrate(conninfo: str, settings: MigrationSettings | None = None) -> list[Mi
     """Apply every pending migration of ``settings.sets``; return those applied.
 
     Safe to run from several processes at once: each migration is applied once.
+    Through a connection pooler in transaction mode it stops before it locks or
+    changes anything (:class:`~feature_gates.migrate.NotOneSession`).
     """
     settings = settings or MigrationSettings()
     migrations = settings.load()
     with Session(conninfo, settings) as session:
-        session.ensure_schema()
         with session.migration_lock():
-            session.conn.execute(store.CREATE_HISTORY)
-            history = read_history(session.conn)
+            session.ensure_schema()
+            with session.transaction() as conn:
+                conn.execute(store.CREATE_HISTORY)
+            history = read_history(session)
             refuse_changed(_statuses(migrations, history, settings.sets))
-            _check_user_id_type(session.conn, settings)
+            _check_user_id_type(session, settings)
             applied = []
             for migration in migrations:
                 if migration.key in history:
@@ -227,7 +245,7 @@ def migrate(conninfo: str, settings: MigrationSettings | None = None) -> list[Mi
                 try:
                     _apply(session, migration)
                 except psycopg.Error as exc:
-                    raise _failed(migration, exc) from exc
+                    raise _failed(migration, exc, settings) from exc
                 applied.append(migration)
     return applied
 
@@ -238,7 +256,7 @@ def applied_migrations(
     """The history rows of the database, oldest first."""
     settings = settings or MigrationSettings()
     with Session(conninfo, settings) as session:
-        return list(read_history(session.conn).values())
+        return list(read_history(session).values())
 
 
 def status(conninfo: str, settings: MigrationSettings | None = None) -> list[MigrationStatus]:
@@ -247,8 +265,17 @@ def status(conninfo: str, settings: MigrationSettings | None = None) -> list[Mig
     settings = settings or MigrationSettings()
     migrations = settings.load()
     with Session(conninfo, settings) as session:
-        history = read_history(session.conn)
+        history = read_history(session)
     return _statuses(migrations, history, settings.sets)
+
+
+def migration_lock_holder(
+    conninfo: str, settings: MigrationSettings | None = None
+) -> LockHolder | None:
+    """The session holding the migration lock (a migration running, or a lock a
+    killed or pooled run left behind), or None when it is free."""
+    with Session(conninfo, settings or MigrationSettings()) as session:
+        return session.lock_holder()
 
 
 def _find_version(migrations: Sequence[Migration], target: str) -> int:
@@ -293,21 +320,26 @@ def rollback(
     if to is not None and everything:
         raise MigrationError("give either --to VERSION or --all, not both")
     migrations = settings.load()
+
+    def targets_now(session: Session) -> list[Migration]:
+        history = read_history(session)
+        refuse_changed(_statuses(migrations, history, settings.sets))
+        applied = [m for m in migrations if m.key in history]
+        if everything:
+            targets = applied
+        elif to is not None:
+            position = _find_version(migrations, to)
+            targets = [m for m in migrations[position + 1 :] if m.key in history]
+        else:
+            targets = applied[-1:]
+        return list(reversed(targets))
+
     with Session(conninfo, settings) as session:
+        if dry_run:
+            return targets_now(session)
         with session.migration_lock():
-            history = read_history(session.conn)
-            rows = _statuses(migrations, history, settings.sets)
-            refuse_changed(rows)
-            applied = [m for m in migrations if m.key in history]
-            if everything:
-                targets = applied
-            elif to is not None:
-                position = _find_version(migrations, to)
-                targets = [m for m in migrations[position + 1 :] if m.key in history]
-            else:
-                targets = applied[-1:]
-            targets = list(reversed(targets))
-            if dry_run or not targets:
+            targets = targets_now(session)
+            if not targets:
                 return targets
             if confirm is not None and not confirm(targets):
                 return []
@@ -316,7 +348,7 @@ def rollback(
                 try:
                     _unapply(session, migration)
                 except psycopg.Error as exc:
-                    raise _failed(migration, exc) from exc
+                    raise _failed(migration, exc, settings) from exc
     return targets
 
 

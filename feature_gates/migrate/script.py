@@ -3,6 +3,7 @@
 The script does what :func:`~feature_gates.migrate.migrate` would do, for a
 DBA to read and run by hand (``psql -X -f script.sql``): it takes the
 migration lock (failing at once when another runner holds it), runs each
+migration's check, runs each
 transactional migration in a transaction with its history row, runs
 no-transaction files statement by statement, drops an INVALID index left by a
 failed concurrent build before rebuilding it, and turns each batched backfill
@@ -67,7 +68,9 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
     parts = [
         f"-- feature-gates migrations for the sets {sets}: "
         f"{len(pending)} pending when this script was written.\n"
-        "-- Run it with: psql -X -f THIS_FILE DATABASE_URL\n"
+        "-- Run it with: psql -X -f THIS_FILE DATABASE_URL, a direct URL of PostgreSQL:\n"
+        "-- through a pooler in transaction mode, its settings and lock would land on\n"
+        "-- server connections other clients get.\n"
         "-- It stops at the first error; running it again picks up where it stopped.\n",
         text(
             store.SCRIPT_SESSION.format(
@@ -101,12 +104,15 @@ def _render(conn: Connection, settings: MigrationSettings, pending: list[Migrati
                 )
             )
         )
+        check = [_statement(migration.check_sql)] if migration.check_sql is not None else []
         if migration.transactional:
             parts.append("BEGIN;\n")
+            parts.extend(check)
             parts.append(_statement(migration.up_sql))
             parts.append(record)
             parts.append("COMMIT;\n")
         else:
+            parts.extend(check)
             for step in migration.up_steps:
                 parts.append(step_text(step))
             parts.append(record)

@@ -1,5 +1,11 @@
 """A migration session: one connection, the migration lock, and the steps it runs.
 
+Each transaction the session opens sets the runner's settings (search path,
+user id type, batch size, lock and statement timeouts) locally, first thing,
+so reads work through a connection pooler in transaction mode as well as
+directly. Work that needs one session (the migration lock, the migrations
+themselves) first proves that it has one (:mod:`.lock`).
+
 Every step that takes a table lock runs with a short ``lock_timeout`` and is
 retried with exponential backoff and jitter when the lock cannot be had, so a
 migration never waits long in a lock queue, where it would block the
@@ -14,6 +20,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from typing import TypeVar
 
 import psycopg
@@ -21,22 +28,31 @@ from psycopg import errors
 from psycopg import sql
 
 from . import store
+from .lock import LockHolder
+from .lock import NotOneSession
+from .lock import prove_one_session
+from .lock import read_holder
 from .settings import MigrationSettings
 from .sources import MigrationError
 from .sources import Step
 
-__all__ = ["Connection", "Session"]
+__all__ = ["APPLICATION_NAME", "Connection", "Session"]
 
 logger = logging.getLogger("feature_gates.migrate")
 
 Connection = psycopg.Connection[tuple[object, ...]]
 T = TypeVar("T")
 
+#: How the runner's connections show in pg_stat_activity.
+APPLICATION_NAME = "feature-gates migrate"
 #: Errors after which the same step is tried again: the lock was not granted in
 #: time, or PostgreSQL broke a deadlock by cancelling this side.
 RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 10.0
+#: Tries, 50 ms apart, to release a lock left on a server connection the
+#: session was moved away from.
+RELEASE_TRIES = 40
 
 
 def backoff(attempt: int) -> float:
@@ -54,24 +70,23 @@ def _log_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
 
 
 class Session:
-    """One autocommit connection set up for the runner: schema, user id type,
-    batch size. Use as a context manager."""
+    """One autocommit connection for the runner. Use as a context manager.
+
+    No server-side prepared statements (a pooler would send them to the wrong
+    server connection), and no setting kept in the session until
+    :meth:`migration_lock` has proven that the session is one.
+    """
 
     def __init__(self, conninfo: str, settings: MigrationSettings) -> None:
         self.settings = settings
+        self._conninfo = conninfo
+        #: The session's token once it is proven to be one (see lock.py).
+        self._token: str | None = None
+        self._locked = False
         self.conn: Connection = psycopg.connect(
-            conninfo, autocommit=True, application_name="feature-gates migrate"
+            conninfo, autocommit=True, application_name=APPLICATION_NAME, prepare_threshold=None
         )
-        try:
-            self.conn.add_notice_handler(_log_notice)
-            self.conn.execute(store.SET_SEARCH_PATH, {"schema": settings.schema})
-            self.conn.execute(store.SET_USER_ID_TYPE, (settings.user_id_type,))
-            self.conn.execute(store.SET_BATCH_SIZE, (str(settings.batch_size),))
-            self.conn.execute(store.SET_SESSION_LOCK_TIMEOUT, (settings.lock_timeout_ms,))
-            self.conn.execute(store.NO_STATEMENT_TIMEOUT)
-        except BaseException:
-            self.conn.close()
-            raise
+        self.conn.add_notice_handler(_log_notice)
 
     def __enter__(self) -> Session:
         return self
@@ -79,56 +94,119 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.conn.close()
 
+    def _settings(self, *, local: bool = True, bounded: bool = False) -> dict[str, Any]:
+        return {
+            "local": local,
+            "schema": self.settings.schema,
+            "user_id_type": self.settings.user_id_type,
+            "batch_size": str(self.settings.batch_size),
+            "lock_timeout": self.settings.lock_timeout_ms,
+            "statement_timeout": self.settings.statement_timeout_ms if bounded else "0",
+        }
+
+    @contextmanager
+    def transaction(self, *, bounded: bool = False) -> Iterator[Connection]:
+        """A transaction whose first statement sets the runner's settings in it;
+        in a proven session, it stops when it finds itself on another one.
+
+        ``bounded``: a migration's step, cancelled after the migration statement
+        timeout; reads are not bounded.
+        """
+        with self.conn.transaction():
+            settings = self._settings(bounded=bounded)
+            row = self.conn.execute(store.SET_SETTINGS, settings).fetchone()
+            if self._token is not None and (row is None or row[-1] != self._token):
+                raise NotOneSession(
+                    "a transaction of the runner ran on a server connection other than its "
+                    "session's",
+                    changed=self._locked,
+                )
+            yield self.conn
+
+    def query(self, statement: str | bytes, params: Any = None) -> list[tuple[object, ...]]:
+        """The rows of one statement, in a transaction of its own."""
+        with self.transaction():
+            cursor = self.conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description is not None else []
+
     def ensure_schema(self) -> None:
-        row = self.conn.execute(store.SCHEMA_EXISTS, (self.settings.schema,)).fetchone()
-        if not (row and row[0]):
-            self.conn.execute(
-                store.CREATE_SCHEMA.format(schema=sql.Identifier(self.settings.schema))
-            )
+        with self.transaction():
+            row = self.conn.execute(store.SCHEMA_EXISTS, (self.settings.schema,)).fetchone()
+            if not (row and row[0]):
+                self.conn.execute(
+                    store.CREATE_SCHEMA.format(schema=sql.Identifier(self.settings.schema))
+                )
 
     # -- the migration lock ------------------------------------------------------
 
+    def lock_holder(self) -> LockHolder | None:
+        """The session holding the migration lock, or None."""
+        with self.transaction():
+            return read_holder(self.conn)
+
     @contextmanager
     def migration_lock(self) -> Iterator[None]:
-        """Hold the session-level migration lock.
+        """Prove that this is one session, then hold the session-level migration
+        lock.
 
         Polled with pg_try_advisory_lock: a runner blocked inside
         pg_advisory_lock holds a snapshot, and CREATE INDEX CONCURRENTLY run by
         the lock holder waits for every older snapshot, so two runners would
         deadlock.
         """
+        if self._token is None:
+            self._token = prove_one_session(self.conn, self._conninfo)
+            self.conn.execute(store.SET_SETTINGS, self._settings(local=False))
+        lock_pid = self._take_lock()
+        self._locked = True
+        try:
+            yield
+        finally:
+            self._locked = False
+            if not self.conn.closed:
+                self._release_lock(lock_pid)
+
+    def _take_lock(self) -> int:
         keys = (store.LOCK_CLASS_ID, store.LOCK_OBJECT_ID)
         wait = self.settings.lock_wait
         deadline = time.monotonic() + wait
         reported = False
         while True:
-            row = self.conn.execute(store.TRY_LOCK, keys).fetchone()
-            if row and row[0]:
-                break
+            with self.transaction():
+                row = self.conn.execute(store.TRY_LOCK, keys).fetchone()
+            if row and row[0] and isinstance(row[1], int):
+                return row[1]
+            holder = self.lock_holder()
+            held_by = str(holder) if holder else "another session"
             if not reported:
-                logger.warning("waiting for the migration lock held by %s", self._lock_holder())
+                clear = f"; {holder.how_to_clear}" if holder else ""
+                logger.warning("waiting for the migration lock held by %s%s", held_by, clear)
                 reported = True
             if time.monotonic() > deadline:
+                clear = f" ({holder.how_to_clear})" if holder else ""
                 raise MigrationError(
-                    f"another migration ({self._lock_holder()}) has held the migration lock "
-                    f"for more than {wait:.0f} s; try again when it has finished"
+                    f"another migration ({held_by}) has held the migration lock "
+                    f"for more than {wait:g} s; try again when it has finished{clear}"
                 )
             time.sleep(0.5)
-        try:
-            yield
-        finally:
-            if not self.conn.closed:
-                self.conn.execute(store.UNLOCK, keys)
 
-    def _lock_holder(self) -> str:
+    def _release_lock(self, lock_pid: int) -> None:
+        """Release the lock. If a pooler moved the session away from the server
+        connection that holds it, try a while to get that connection back, and
+        otherwise say how to end it."""
         keys = (store.LOCK_CLASS_ID, store.LOCK_OBJECT_ID)
-        holder = self.conn.execute(store.LOCK_HOLDER, keys).fetchone()
-        if not holder:
-            return "another session"
-        pid, user, app, addr, since = holder
-        return (
-            f"pid {pid}, user {user}, {app or 'no application name'}"
-            f"{f' from {addr}' if addr else ''}, connected since {since:%Y-%m-%d %H:%M:%S}"
+        for _ in range(RELEASE_TRIES):
+            try:
+                with self.transaction():
+                    self.conn.execute(store.UNLOCK, keys)
+                return
+            except NotOneSession:
+                time.sleep(0.05)
+        logger.error(
+            "the migration lock stays on the pooled server connection pid %d; end that "
+            "session with pg_terminate_backend(%d)",
+            lock_pid,
+            lock_pid,
         )
 
     # -- retries -------------------------------------------------------------------
@@ -153,10 +231,10 @@ class Session:
         raise AssertionError("unreachable")
 
     def _oldest_transaction(self) -> str:
-        row = self.conn.execute(store.OLDEST_TRANSACTION).fetchone()
-        if row is None:
+        rows = self.query(store.OLDEST_TRANSACTION)
+        if not rows:
             return "no other transaction is open now"
-        pid, user, app, state, seconds, query = row
+        pid, user, app, state, seconds, query = rows[0]
         return (
             f"the oldest open transaction is pid {pid} ({user}, {app}, {state}, "
             f"open for {seconds} s: {query!r})"
@@ -164,22 +242,33 @@ class Session:
 
     # -- steps ---------------------------------------------------------------------
 
-    def run_step(self, step: Step, what: str, after: Callable[[], None] | None = None) -> int:
-        """Run one step; ``after`` runs in the same transaction when the step is a
-        whole file in one. Returns the rows a batched step changed (else 0)."""
+    def run_step(
+        self,
+        step: Step,
+        what: str,
+        *,
+        before: str | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> int:
+        """Run one step; ``before`` (SQL) and ``after`` run in the same transaction
+        when the step is a whole file in one. Returns the rows a batched step
+        changed (else 0)."""
         if step.kind == "transaction":
-            self.with_retries(what, lambda: self._in_transaction(step.sql, after))
+            self.with_retries(what, lambda: self._in_transaction(step.sql, before, after))
         elif step.kind == "statement":
-            self.with_retries(what, lambda: self._in_transaction(step.sql, None))
+            self.with_retries(what, lambda: self._in_transaction(step.sql, None, None))
         elif step.kind == "concurrent":
             self._concurrently(step, what)
         else:
             return self._batched(step, what)
         return 0
 
-    def _in_transaction(self, statement: str, after: Callable[[], None] | None) -> None:
-        with self.conn.transaction():
-            self.conn.execute(store.SET_LOCK_TIMEOUT, (self.settings.lock_timeout_ms,))
+    def _in_transaction(
+        self, statement: str, before: str | None, after: Callable[[], None] | None
+    ) -> None:
+        with self.transaction(bounded=True):
+            if before is not None:
+                self.conn.execute(before.encode())
             self.conn.execute(statement.encode())
             if after is not None:
                 after()
@@ -209,10 +298,10 @@ class Session:
     def drop_invalid_index(self, index: str) -> bool:
         """Drop ``index`` if a failed build left it INVALID; True when it did.
         Run it without lock_timeout, as :meth:`_concurrently` does."""
-        row = self.conn.execute(store.INVALID_INDEX, (index,)).fetchone()
-        if row is None:
+        rows = self.query(store.INVALID_INDEX, (index,))
+        if not rows:
             return False
-        schema, name = str(row[0]), str(row[1])
+        schema, name = str(rows[0][0]), str(rows[0][1])
         logger.warning("dropping INVALID index %s.%s left by a failed build", schema, name)
         self.conn.execute(
             store.DROP_INDEX_CONCURRENTLY.format(
@@ -234,6 +323,5 @@ class Session:
         return changed
 
     def _one_batch(self, statement: str) -> tuple[object, ...] | None:
-        with self.conn.transaction():
-            self.conn.execute(store.SET_LOCK_TIMEOUT, (self.settings.lock_timeout_ms,))
+        with self.transaction(bounded=True):
             return self.conn.execute(statement.encode()).fetchone()

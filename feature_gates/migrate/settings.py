@@ -33,6 +33,7 @@ _SETTINGS = {
     "lock_retries": "migration_lock_retries",
     "lock_wait": "migration_lock_wait",
     "batch_size": "migration_batch_size",
+    "statement_timeout": "migration_statement_timeout",
 }
 
 #: The FEATURE_GATES_* keys :meth:`MigrationSettings.from_config` reads.
@@ -55,16 +56,21 @@ class MigrationSettings:
         retried (with exponential backoff and jitter) before the run stops.
     :param lock_wait: seconds to wait for another runner's migration lock.
     :param batch_size: rows per transaction of a batched backfill.
+    :param statement_timeout: seconds a step run in a transaction may take
+        before it is cancelled and the migration stops (0: no limit): a step that
+        reads a whole table holds a snapshot, and holds vacuum back, that long.
+        Concurrent index builds are not bounded.
     """
 
     sets: tuple[str, ...] = ("core",)
     folders: Mapping[str, Folder] | None = None
     schema: str = "public"
     user_id_type: str = "bigint"
-    lock_timeout: float = 2.0
-    lock_retries: int = 10
+    lock_timeout: float = 0.2
+    lock_retries: int = 12
     lock_wait: float = 300.0
     batch_size: int = 1000
+    statement_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -91,6 +97,13 @@ class MigrationSettings:
     def lock_timeout_ms(self) -> str:
         """``lock_timeout`` as a PostgreSQL setting value."""
         return f"{max(1, round(self.lock_timeout * 1000))}ms"
+
+    @property
+    def statement_timeout_ms(self) -> str:
+        """``statement_timeout`` as a PostgreSQL setting value (``0``: none)."""
+        if not self.statement_timeout:
+            return "0"
+        return f"{max(1, round(self.statement_timeout * 1000))}ms"
 
     def load(self) -> list[Migration]:
         return load_sets(self.sets, self.folders)

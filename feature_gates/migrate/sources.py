@@ -5,6 +5,13 @@ matching ``<version>_<name>.down.sql``. Versions are digits and order the set.
 An optional ``verify.sql`` in the folder is the set's audit query (one row per
 problem found), run by ``feature-gates verify``.
 
+An optional ``<version>_<name>.check.sql`` runs before its migration, only on a
+database that has not applied it yet, and stops it by raising an error: a guard
+added after the migration landed (its up file, checksummed, never changes). For
+a transactional migration it runs in the migration's transaction; otherwise as
+a statement of its own before the first one, again when an interrupted run
+resumes, so it must accept what the migration's own statements leave.
+
 Directives are SQL comments:
 
 ``-- feature-gates: no-transaction`` (in a file's first comment lines)
@@ -52,7 +59,9 @@ __all__ = [
 #: The sets shipped inside the package, in the order they build on each other.
 BUNDLED_SETS = ("core", "counters")
 
-_FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
+_FILE_NAME = re.compile(
+    r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down|check)\.sql$"
+)
 _DIRECTIVE = re.compile(r"^\s*--\s*feature-gates:\s*(?P<name>[a-z-]+)\s*$", re.MULTILINE)
 _CONCURRENTLY = re.compile(
     r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\w+)\s+CONCURRENTLY\b",
@@ -136,6 +145,8 @@ class Migration:
     name: str
     up_sql: str
     down_sql: str
+    #: What runs before the migration where it is pending (``.check.sql``).
+    check_sql: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -214,6 +225,7 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
     folder = _folder(set_name, folder)
     ups: dict[str, tuple[str, str]] = {}
     downs: dict[str, str] = {}
+    checks: dict[str, str] = {}
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None:
@@ -227,8 +239,10 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
                     f"{ups[version][0]} and {name}"
                 )
             ups[version] = (name, text)
-        else:
+        elif match["direction"] == "down":
             downs[f"{version}_{name}"] = text
+        else:
+            checks[f"{version}_{name}"] = text
     migrations = []
     for version in sorted(ups, key=int):
         name, up_sql = ups[version]
@@ -238,14 +252,18 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
                 f"{set_name}/{version}_{name}.up.sql has no matching "
                 f"{version}_{name}.down.sql; every migration needs a rollback file"
             )
-        migration = Migration(set_name, version, name, up_sql, down_sql)
+        check_sql = checks.pop(f"{version}_{name}", None)
+        migration = Migration(set_name, version, name, up_sql, down_sql, check_sql)
         _check_directives(migration.label + ".up.sql", up_sql)
         _check_directives(migration.label + ".down.sql", down_sql)
         migrations.append(migration)
-    if downs:
+    if downs or checks:
         raise MigrationError(
-            f"set {set_name!r} has rollback files without a migration: "
-            + ", ".join(f"{stem}.down.sql" for stem in sorted(downs))
+            f"set {set_name!r} has files without a migration: "
+            + ", ".join(
+                [f"{stem}.down.sql" for stem in sorted(downs)]
+                + [f"{stem}.check.sql" for stem in sorted(checks)]
+            )
         )
     return migrations
 

@@ -14,32 +14,57 @@ from psycopg import sql
 LOCK_CLASS_ID: int = struct.unpack(">i", b"fgat")[0]
 LOCK_OBJECT_ID: int = 1
 
-TRY_LOCK = "SELECT pg_try_advisory_lock(%s, %s)"
+#: Taken inside a transaction that first checked the session token, so the
+#: lock lands only on the runner's own session; the pid says where it is held.
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s, %s), pg_backend_pid()"
 UNLOCK = "SELECT pg_advisory_unlock(%s, %s)"
+#: The session holding the migration lock in this database (advisory locks are
+#: per database). Another role's session may hide its details (NULLs).
 LOCK_HOLDER = """
-SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start
+SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.client_port,
+       a.backend_start, a.state, extract(epoch FROM now() - a.state_change)::integer,
+       left(a.query, 120)
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::int = %s AND l.objid::int = %s AND l.objsubid = 2
 """
 
-#: The schema first; ``public`` next (where an application's own tables usually
-#: are) when the feature-gates schema is another one; ``pg_temp`` last so that a
-#: temporary table can never shadow a real one.
-SET_SEARCH_PATH = """
+#: The token that marks the runner's session: a setting of the session, which
+#: only that session sees (see lock.prove_one_session).
+SET_SESSION_TOKEN = "SELECT set_config('feature_gates.session', %s, false), pg_backend_pid()"
+READ_SESSION_TOKEN = "SELECT current_setting('feature_gates.session', true)"
+
+#: The runner's settings. Sent first in each of its transactions, local to it
+#: (``local`` true), so that no pooler can put them on one server connection
+#: and the statements on another; the last column is then the session token,
+#: if any. Once the session is proven to be one, also for the whole session
+#: (``local`` false), for the CONCURRENTLY statements that run outside any
+#: transaction, with keepalives (where the server has them) that end the
+#: session, and free the lock, within about a minute of its runner's host
+#: vanishing, even in the middle of a statement. The schema first on the
+#: search path; ``public`` next (where an application's own tables usually
+#: are) when the feature-gates schema is another one; ``pg_temp`` last so that
+#: a temporary table can never shadow a real one.
+SET_SETTINGS = """
 SELECT set_config('search_path',
                   concat_ws(', ', quote_ident(%(schema)s),
                             CASE WHEN %(schema)s <> 'public' THEN 'public' END, 'pg_temp'),
-                  false)
+                  %(local)s),
+       set_config('feature_gates.user_id_type', %(user_id_type)s, %(local)s),
+       set_config('feature_gates.batch_size', %(batch_size)s, %(local)s),
+       set_config('lock_timeout', %(lock_timeout)s, %(local)s),
+       set_config('statement_timeout', %(statement_timeout)s, %(local)s),
+       (SELECT count(set_config(s.name, v.value, false))
+        FROM (VALUES ('tcp_keepalives_idle', '30'), ('tcp_keepalives_interval', '10'),
+                     ('tcp_keepalives_count', '3'),
+                     ('client_connection_check_interval', '10s')) AS v (name, value)
+        JOIN pg_settings s ON s.name = v.name
+        WHERE NOT %(local)s),
+       current_setting('feature_gates.session', true)
 """
-SET_USER_ID_TYPE = "SELECT set_config('feature_gates.user_id_type', %s, false)"
-SET_BATCH_SIZE = "SELECT set_config('feature_gates.batch_size', %s, false)"
-SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 SET_SESSION_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
-#: No statement_timeout a role may carry: index builds and validations are long
-#: by nature, and lock_timeout is what keeps the application unblocked.
-NO_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', false)"
 SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
 CREATE_SCHEMA = sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema}")
 
@@ -134,6 +159,17 @@ FROM feature_gates_counters() c
 LEFT JOIN feature_gates_counter_audit() a ON a.counter = c.counter
 GROUP BY c.counter
 ORDER BY c.counter
+"""
+#: The application's legacy chat_threads.message_count, audited and repaired
+#: in batches (counters/0004) when the table has it.
+LEGACY_COUNT_PRESENT = """
+SELECT to_regproc('feature_gates_message_count_batch') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass('chat_threads') AND attname = 'message_count'
+                     AND NOT attisdropped)
+"""
+LEGACY_COUNT_BATCH = """
+SELECT scanned, last_key, differing, examples FROM feature_gates_message_count_batch(%s, %s)
 """
 RESET_BACKFILL = "SELECT feature_gates_backfill_reset(%s)"
 BACKFILL_STEP = "SELECT scanned, changed FROM feature_gates_backfill_counter(%s)"

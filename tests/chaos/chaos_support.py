@@ -32,6 +32,8 @@ class Budget:
     outages: int
     #: Rows of the database whose counters backfill is killed half-way.
     backfill_threads: int
+    #: One-session checks run against each kind of pooler.
+    session_checks: int
 
 
 SHORT = Budget(
@@ -41,6 +43,7 @@ SHORT = Budget(
     outage_seconds=1.0,
     outages=1,
     backfill_threads=25_000,
+    session_checks=5,
 )
 LONG = Budget(
     soak_seconds=180.0,
@@ -49,6 +52,7 @@ LONG = Budget(
     outage_seconds=8.0,
     outages=3,
     backfill_threads=400_000,
+    session_checks=300,
 )
 
 

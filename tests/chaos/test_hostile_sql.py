@@ -93,7 +93,11 @@ valid_features = st.one_of(
 features = st.one_of(
     valid_features,
     st.sampled_from([None, *INJECTIONS]),
-    st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=80),
+    # Any text PostgreSQL can receive: no NUL, no lone surrogate (not encodable).
+    st.text(
+        alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        max_size=80,
+    ),
 )
 amounts = st.one_of(
     st.integers(1, 5),

@@ -32,11 +32,12 @@ FILL = [
     INSERT INTO chat_threads (user_id, title)
     SELECT (SELECT id FROM users), 'thread ' || g FROM generate_series(1, %(threads)s) g
     """,
-    # 0 to 6 messages a thread.
+    # 0 to 6 messages a thread, and the application's legacy counter kept right.
     """
     INSERT INTO chat_messages (thread_id, content)
     SELECT t.id, 'message ' || m FROM chat_threads t, generate_series(1, (t.id %% 7)::int) m
     """,
+    "UPDATE chat_threads SET message_count = (id %% 7)::int",
     # Every shape of data: waypoints arrays of 0 to 4, none, and not an array.
     """
     INSERT INTO travel_itineraries (user_id, data)
@@ -131,11 +132,19 @@ def test_a_migrate_killed_in_the_backfill_resumes_and_ends_verified(
 
         # The application goes on writing meanwhile, on both sides of the saved
         # position: the triggers count what the backfill has passed.
+        # (Its own message_count too.)
         conn.execute(
-            "INSERT INTO chat_messages (thread_id, content) SELECT id, 'later' FROM chat_threads "
-            "WHERE id % 97 = 0"
+            "WITH added AS (INSERT INTO chat_messages (thread_id, content) "
+            "SELECT id, 'later' FROM chat_threads WHERE id % 97 = 0 RETURNING thread_id) "
+            "UPDATE chat_threads t SET message_count = message_count + 1 "
+            "FROM added WHERE t.id = added.thread_id"
         )
-        conn.execute("DELETE FROM chat_messages WHERE id % 89 = 0")
+        conn.execute(
+            "WITH gone AS (DELETE FROM chat_messages WHERE id % 89 = 0 RETURNING thread_id) "
+            "UPDATE chat_threads t SET message_count = message_count - g.n "
+            "FROM (SELECT thread_id, count(*) AS n FROM gone GROUP BY thread_id) AS g "
+            "WHERE t.id = g.thread_id"
+        )
         conn.execute(
             "UPDATE travel_itineraries SET data = '{\"waypoints\": [1, 2, 3, 4, 5, 6]}' "
             "WHERE id % 83 = 0"
