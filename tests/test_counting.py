@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from feature_gates._counting import Key
-from feature_gates._counting import Rule
-from feature_gates._counting import RuleError
-from feature_gates._counting import parse_rule
-from feature_gates._counting import zone_named
+from feature_gates.core._counting import Key
+from feature_gates.core._counting import Rule
+from feature_gates.core._counting import RuleError
+from feature_gates.core._counting import parse_rule
+from feature_gates.core._counting import zone_named
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 22, 30, tzinfo=UTC)  # 00:30 on the 30th in Paris (summer time)

@@ -24,14 +24,14 @@ from hypothesis import example
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feature_gates._calendar import EPOCH
-from feature_gates._calendar import FIRST_INSTANT
-from feature_gates._calendar import Span
-from feature_gates._calendar import Window
-from feature_gates._calendar import anchored_span
-from feature_gates._calendar import calendar_span
-from feature_gates._calendar import join_start
-from feature_gates._calendar import split_start
+from feature_gates.core._periods import EPOCH
+from feature_gates.core._periods import FIRST_INSTANT
+from feature_gates.core._periods import Span
+from feature_gates.core._periods import Window
+from feature_gates.core._periods import anchored_span
+from feature_gates.core._periods import calendar_span
+from feature_gates.core._periods import join_start
+from feature_gates.core._periods import split_start
 
 UTC = timezone.utc
 LAST_INSTANT = datetime.max.replace(tzinfo=UTC)

@@ -26,16 +26,16 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
-from ._calendar import ANCHORED_PERIODS
-from ._calendar import EPOCH
-from ._calendar import PERIODS
-from ._calendar import UTC
-from ._calendar import PeriodKind
-from ._calendar import Span
-from ._calendar import Window
-from ._calendar import anchored_span
-from ._calendar import calendar_span
-from ._calendar import split_start
+from ._periods import ANCHORED_PERIODS
+from ._periods import EPOCH
+from ._periods import PERIODS
+from ._periods import UTC
+from ._periods import PeriodKind
+from ._periods import Span
+from ._periods import Window
+from ._periods import anchored_span
+from ._periods import calendar_span
+from ._periods import split_start
 
 __all__ = ["SCOPES", "Key", "Rule", "parse_rule", "zone_named"]
 
@@ -206,6 +206,26 @@ def parse_rule(value: Mapping[str, Any]) -> tuple[Rule, int | None]:
 
     :raises RuleError: saying what is wrong (the caller names plan and feature).
     """
+    _check_keys(value)
+    scope = value.get("scope", "user")
+    if scope not in SCOPES:
+        raise RuleError(f"scope must be 'user' or 'org', got {scope!r}")
+    window = _window_of(value)
+    period = value.get("period", "month")
+    if window is None and period not in PERIODS:
+        raise RuleError(f"period must be one of {', '.join(PERIODS)}; got {period!r}")
+    anchored = _anchored(value.get("anchor"), period, window)
+    rule = Rule(
+        scope=scope,
+        period=None if window else period,
+        window=window,
+        anchored=anchored,
+        zoned=window is None,
+    )
+    return rule, _per_user(value.get("per_user"), scope)
+
+
+def _check_keys(value: Mapping[str, Any]) -> None:
     unknown = sorted(set(value) - set(MAPPING_KEYS))
     later = [key for key in unknown if key in NOT_YET]
     if later:
@@ -215,43 +235,40 @@ def parse_rule(value: Mapping[str, Any]) -> tuple[Rule, int | None]:
             "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', "
             f"'scope', 'per_user', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
         )
-    scope = value.get("scope", "user")
-    if scope not in SCOPES:
-        raise RuleError(f"scope must be 'user' or 'org', got {scope!r}")
-    window = None
-    if "window" in value:
-        if "period" in value:
-            raise RuleError("'period' and 'window' exclude each other: give one")
-        try:
-            window = Window.parse(value["window"])
-        except ValueError as exc:
-            raise RuleError(str(exc)) from None
-    period = value.get("period", "month")
-    if window is None and period not in PERIODS:
-        raise RuleError(f"period must be one of {', '.join(PERIODS)}; got {period!r}")
-    anchor = value.get("anchor")
-    if anchor is not None:
-        if anchor != "subscription":
-            raise RuleError(f"anchor must be 'subscription', got {anchor!r}")
-        if window is not None or period not in ANCHORED_PERIODS:
-            raise RuleError(
-                "anchor = 'subscription' counts days, weeks, months or years from the "
-                f"subject's period_anchor; a {window.label + ' window' if window else period} "
-                "has no anchor"
-            )
-    per_user = value.get("per_user")
-    if per_user is not None:
-        if scope != "org":
-            raise RuleError(
-                "per_user caps a member's share of an organisation's pool: it needs scope = 'org'"
-            )
-        if isinstance(per_user, bool) or not isinstance(per_user, int) or per_user < 1:
-            raise RuleError(f"per_user must be a whole number of 1 or more, got {per_user!r}")
-    rule = Rule(
-        scope=scope,
-        period=None if window else period,
-        window=window,
-        anchored=anchor is not None,
-        zoned=window is None,
-    )
-    return rule, per_user
+
+
+def _window_of(value: Mapping[str, Any]) -> Window | None:
+    if "window" not in value:
+        return None
+    if "period" in value:
+        raise RuleError("'period' and 'window' exclude each other: give one")
+    try:
+        return Window.parse(value["window"])
+    except ValueError as exc:
+        raise RuleError(str(exc)) from None
+
+
+def _anchored(anchor: Any, period: Any, window: Window | None) -> bool:
+    if anchor is None:
+        return False
+    if anchor != "subscription":
+        raise RuleError(f"anchor must be 'subscription', got {anchor!r}")
+    if window is not None or period not in ANCHORED_PERIODS:
+        counted = f"{window.label} window" if window else period
+        raise RuleError(
+            "anchor = 'subscription' counts days, weeks, months or years from the "
+            f"subject's period_anchor; a {counted} has no anchor"
+        )
+    return True
+
+
+def _per_user(per_user: Any, scope: str) -> int | None:
+    if per_user is None:
+        return None
+    if scope != "org":
+        raise RuleError(
+            "per_user caps a member's share of an organisation's pool: it needs scope = 'org'"
+        )
+    if isinstance(per_user, bool) or not isinstance(per_user, int) or per_user < 1:
+        raise RuleError(f"per_user must be a whole number of 1 or more, got {per_user!r}")
+    return per_user
