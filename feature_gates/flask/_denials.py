@@ -52,6 +52,9 @@ _FROM_DENIAL = frozenset(
         "cost",
         "reset_at",
         "remaining",
+        "scope",
+        "period",
+        "window",
     }
 )
 
