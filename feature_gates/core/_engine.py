@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from typing import Any
 from typing import NoReturn
@@ -70,6 +71,12 @@ __all__ = ["Engine"]
 
 logger = logging.getLogger("feature_gates")
 denial_logger = logging.getLogger("feature_gates.denials")
+
+
+def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
+    """Whether ``cost`` alone is more than a level's whole limit."""
+    limits = (entitlement.limit, entitlement.per_user if entitlement.rule.scope == "org" else None)
+    return any(limit is not None and cost > limit for limit in limits)
 
 
 class Engine:
@@ -193,6 +200,10 @@ class Engine:
         if not entitlement.metered or cost == 0:
             # Unlimited: nothing to check, so no round trip; the tracker records it.
             return Grant(gate, subject, track=cost if gate.track_usage else 0, key=key)
+        if _over_a_limit(entitlement, cost):
+            # More than a whole limit is refused whatever was used, as the database
+            # would refuse it; and it may be more than the database takes in one call.
+            raise self._whole_limit_denial(gate, subject, entitlement, key, cost)
         if cost > decision.MAX_AMOUNT:
             raise ValueError(
                 f"cost of the gate on {gate.feature!r} is {cost}; one call consumes at most "
@@ -227,6 +238,30 @@ class Engine:
             remaining=tightest.remaining,
             reset_at=tightest.reset_at,
         )
+
+    def _whole_limit_denial(
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, key: Key, cost: int
+    ) -> Denial:
+        """The denial of a cost larger than a level's whole limit, with the counts
+        when they can be read."""
+        try:
+            reading = self._readings([key]).get(gate.feature)
+        except StorageError:
+            reading = None
+        levels = levels_of(
+            entitlement,
+            key,
+            cost,
+            used=None if reading is None else reading.used,
+            member_used=None if reading is None else reading.member_used,
+            buckets=None if reading is None else reading.buckets,
+            member_buckets=None if reading is None else reading.member_buckets,
+            newest=None if reading is None else reading.newest_bucket,
+        )
+        refused = decision.refusing(levels, cost) or levels[0]
+        if reading is None:
+            refused = replace(refused, used=None, remaining=None)
+        return self._limit_denial(gate, subject, cost, entitlement, refused)
 
     def _consume(
         self, gate: Gate, subject: Subject, entitlement: Entitlement, key: Key, cost: int
@@ -445,7 +480,10 @@ class Engine:
             stock = (decision.level(key.scope, entitlement.limit, used, None),)
             return decision.judge(entitlement, subject, stock, cost)
         if readings is None:
-            readings = self._readings([key])
+            try:
+                readings = self._readings([key])
+            except StorageError as exc:
+                readings = exc
         if isinstance(readings, StorageError):
             return self._unread(readings, feature, subject, entitlement.limit)
         reading = readings.get(feature)
