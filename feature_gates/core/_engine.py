@@ -401,6 +401,14 @@ class Engine:
         elif grant.consumed:
             self._refund(grant)
 
+    def track_use(
+        self, feature: str, subject: Subject, amount: int, idempotency_key: str | None = None
+    ) -> None:
+        """Record uses of ``feature`` by ``subject`` now, as its plan counts them."""
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        key = counted_key(entitlement, subject, self.clock(), self.zone)
+        self.tracker.record(key, amount, idempotency_key)
+
     def _tracked_key(self, grant: Grant) -> Key:
         """What a tracked use counts against: the key fixed when the request began, else
         (a gate that counts nothing of its own) the feature's as the plan counts it,

@@ -438,6 +438,24 @@ class FeatureGates:
         """
         self._state().engine.tracker.track(user_id, feature, amount, idempotency_key, period)
 
+    def track_use(
+        self,
+        feature: str,
+        amount: int = 1,
+        *,
+        subject: Subject | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record ``amount`` uses of ``feature`` by ``subject`` (the current request's by
+        default) now, as the subject's plan counts the feature: its period or window,
+        its organisation's pool and the member's share. No I/O: returns at once; no
+        limit is checked (a metered gate does that). With ``idempotency_key``, the uses
+        count once for that subject (the organisation, for a pool), feature and key.
+        """
+        state = self._state()
+        subject = self._subject_of(state, subject, "track_use")
+        state.engine.track_use(feature, subject, amount, idempotency_key)
+
     def flush(self, timeout: float | None = None) -> None:
         """Write all usage tracked so far; returns when it is in the database.
 
