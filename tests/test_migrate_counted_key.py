@@ -245,7 +245,9 @@ ALL_SUBJECTS = "-- all subjects:"
 #: Functions of the released files that work on every subject, for cron.
 RELEASED_MAINTENANCE = {"prune_feature_usage_idempotency", "refresh_feature_usage_summary"}
 _TABLE_USE = re.compile(
-    r"\b(?:FROM|JOIN|INTO|UPDATE)\s+(?:ONLY\s+)?(" + "|".join(USAGE_TABLES) + r")\b(?!\s*\()",
+    r"\b(?:FROM|JOIN|INTO|UPDATE)\s+(?:ONLY\s+)?(?:\{schema\}\.|\w+\.)?("
+    + "|".join(USAGE_TABLES)
+    + r")\b(?!\s*\()",
     re.IGNORECASE,
 )
 _FUNCTION = re.compile(
@@ -267,16 +269,13 @@ def _latest_functions() -> dict[tuple[str, str], str]:
 
 
 def _store_statements() -> list[tuple[str, str]]:
-    found = []
-    for module in sorted((ROOT / "feature_gates").rglob("store*.py")):
-        if "migrate" in module.parts:
-            continue
-        text = module.read_text(encoding="utf-8")
-        for name, sql in re.findall(r'^(\w+) = """(.*?)"""', text, re.MULTILINE | re.DOTALL):
-            found.append((f"{module.name}:{name}", sql))
-        for name, sql in re.findall(r'^(\w+) = "([^"].*)"$', text, re.MULTILINE):
-            found.append((f"{module.name}:{name}", sql))
-    return found
+    """The runtime's statements, as the storage module writes them."""
+    module = ROOT / "feature_gates" / "core" / "_storage" / "statements.py"
+    text = module.read_text(encoding="utf-8")
+    found = re.findall(r'^(\w+) = sql\.SQL\("""(.*?)"""\)', text, re.MULTILINE | re.DOTALL)
+    found += re.findall(r'^(\w+) = sql\.SQL\("([^"].*)"\)$', text, re.MULTILINE)
+    assert len(found) >= 10, "the statements module changed shape: read it here again"
+    return [(f"statements.py:{name}", sql) for name, sql in found]
 
 
 def _unkeyed(where: str, sql: str) -> list[str]:
