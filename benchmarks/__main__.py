@@ -79,6 +79,12 @@ GOALS = [
         lambda f: f["tracker_flush_vs_raw_batched"] >= 0.5,
     ),
     Goal(
+        "tracker_end_to_end",
+        "events through track + flush >= 0.5x that ceiling, end to end",
+        "tracker_vs_raw_batched_events",
+        lambda f: f["tracker_vs_raw_batched_events"] >= 0.5,
+    ),
+    Goal(
         "enqueue",
         "gates.track() <= 5 us (p50)",
         "track_enqueue_us_p50",

@@ -20,8 +20,16 @@ UPDATE. Tracking is on (background), as in production.
     idle), and both must pay the same.
 ``consume_statement_us_p50`` / ``raw_update_statement_us_p50`` / ``raw_upsert_statement_us_p50``
     The metered check's statement, the bare UPDATE and the check's upsert written
-    out without its function, as round trips on one connection (no Flask): the
-    database's share of the figures above.
+    out without its function, as round trips on one connection (no Flask), each
+    sent as the package sends its statements: the database's share of the figures
+    above.
+``raw_update_prepared_session_us_p50`` / ``raw_update_per_transaction_vs_prepared_session``
+    The bare UPDATE sent the way the package sent statements before: a prepared
+    statement on a connection whose statement timeout and search_path are set on
+    the session; and what sending them with each transaction instead costs.
+``raw_update_unprepared_session_us_p50`` / ``raw_update_unprepared_vs_prepared_session``
+    The same without preparing it: the share of that cost that is the prepared
+    statement's (the rest is the SET LOCAL).
 ``feature_usage_updates`` / ``feature_usage_hot_updates``
     Updates of feature_usage rows in the run, and how many of them were HOT.
 ``consume_race_exact`` / ``consume_race_granted``
@@ -44,24 +52,36 @@ from typing import Any
 
 import psycopg
 from flask import Flask
+from psycopg import ClientCursor
+from psycopg import sql
 from psycopg.abc import Params
 from psycopg.rows import TupleRow
+from psycopg.rows import tuple_row
 
 from feature_gates import FeatureGates
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import feature_required
+from feature_gates.core import month_start
+from feature_gates.core import utc_now
+from feature_gates.core._storage.statements import CONSUME as CONSUME_TEMPLATE
+from feature_gates.core._storage.statements import Statements
 from feature_gates.migrate import MigrationSettings
 from feature_gates.testing import DatabaseFactory
-from feature_gates.usage import store
-from feature_gates.usage.tracker import month_start
-from feature_gates.usage.tracker import utc_now
 
 from . import harness
 
 LIMIT = 2**40  # never reached: the benchmark measures allowed calls
 RAW_UPDATE = (
     "UPDATE feature_usage SET usage_count = usage_count + %s "
+    "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
+    "RETURNING usage_count"
+)
+#: The statement timeout of every statement measured, in seconds (the default).
+STATEMENT_TIMEOUT = 5.0
+#: The same in the package's schema, for the storage to send as it sends its own.
+RAW_UPDATE_IN_SCHEMA = sql.SQL(
+    "UPDATE {schema}.feature_usage SET usage_count = usage_count + %s "
     "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
     "RETURNING usage_count"
 )
@@ -75,6 +95,27 @@ ON CONFLICT (user_id, feature, period_start) DO UPDATE
     WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
 RETURNING fu.usage_count
 """
+#: The same in the package's schema.
+RAW_UPSERT_IN_SCHEMA = sql.SQL("""
+INSERT INTO {schema}.feature_usage AS fu (user_id, feature, period_start, usage_count)
+VALUES (%s, %s, %s, %s)
+ON CONFLICT (user_id, feature, period_start) DO UPDATE
+    SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count, updated_at = now()
+    WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
+RETURNING fu.usage_count
+""")
+#: Ratios of the statement figures: (name, (side, divided by)).
+STATEMENT_RATIOS = {
+    "consume_vs_raw_update_statement": ("consume_statement", "raw_update_statement"),
+    "raw_update_per_transaction_vs_prepared_session": (
+        "raw_update_statement",
+        "raw_update_prepared_session",
+    ),
+    "raw_update_unprepared_vs_prepared_session": (
+        "raw_update_unprepared_session",
+        "raw_update_prepared_session",
+    ),
+}
 RACE_THREADS = 32
 RACE_LIMIT = 100
 RACE_ATTEMPTS_PER_THREAD = 10
@@ -113,10 +154,16 @@ def make_app(database_url: str) -> tuple[Flask, FeatureGates]:
     def metered() -> str:
         return "ok"
 
+    storage = app.extensions["feature_gates"].engine.storage
+    raw_update = storage.statements.render(RAW_UPDATE_IN_SCHEMA)
+
     @app.post("/raw")
     def raw() -> str:
-        with app.extensions["feature_gates"].pool.get().connection() as conn:
-            conn.execute(RAW_UPDATE, (1, 2, "raw", 1, LIMIT)).fetchone()
+        # Through the same storage as the metered check: the same pool, the same
+        # connection settings, the statement timeout sent the same way.
+        storage.run(
+            raw_update, (1, 2, "raw", 1, LIMIT), row=tuple_row, what="raw", idempotent=False
+        )
         return "ok"
 
     return app, gates
@@ -137,38 +184,64 @@ def view_latencies(call: Callable[[str], None], sizes: dict[str, int]) -> dict[s
 
 
 def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
-    """The metered check's statement against a bare conditional UPDATE and against
-    its own upsert written out, round trips on one connection, taking turns: how
-    much of the metered figure is the database's and how much is Python's."""
+    """Round trips on one connection, taking turns: the metered check's statement
+    against a bare conditional UPDATE and against its own upsert written out, all
+    sent as the package sends its statements (no prepared statement, the statement
+    timeout in the same message): how much of the metered figure is the
+    database's. And the bare UPDATE the way the package sent statements before
+    (prepared after five runs, the timeout and search_path set on the session):
+    what sending everything with each transaction costs."""
     period = month_start(utc_now())
     consume = {"user_id": 4, "feature": "sql", "amount": 1, "limit": LIMIT, "period": period}
-    with psycopg.connect(url, autocommit=True) as conn:
+    statements = Statements.build("public", STATEMENT_TIMEOUT)
+    with (
+        psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn,
+        psycopg.connect(url, autocommit=True) as session,
+    ):
         conn.execute(
             "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
             "VALUES (5, 'raw', %s, 0)",
             (period,),
         )
+        session.execute(
+            "SELECT set_config('statement_timeout', %s, false), "
+            "set_config('search_path', 'public', false)",
+            (str(round(STATEMENT_TIMEOUT * 1000)),),
+        )
 
-        def send(query: str, params: Params) -> Callable[[], object]:
-            return lambda: conn.execute(query, params, prepare=True).fetchone()
+        def send(template: sql.SQL, params: Params) -> Callable[[], object]:
+            # As the package's storage sends a statement: its SET LOCAL first.
+            query = statements.render(template)
+            cursor = ClientCursor(conn)
 
+            def once() -> object:
+                cursor.execute(query, params)
+                cursor.nextset()
+                return cursor.fetchone()
+
+            return once
+
+        def on_session(query: str, params: Params, prepare: bool) -> Callable[[], object]:
+            return lambda: session.execute(query, params, prepare=prepare).fetchone()
+
+        update = (1, 5, "raw", 1, LIMIT)
         times = harness.alternate(
             {
-                "consume": send(store.CONSUME_OR_USAGE, consume),
-                "raw_update": send(RAW_UPDATE, (1, 5, "raw", 1, LIMIT)),
-                "raw_upsert": send(RAW_UPSERT, (6, "upsert", period, 1, LIMIT)),
+                "consume_statement": send(CONSUME_TEMPLATE, consume),
+                "raw_update_statement": send(RAW_UPDATE_IN_SCHEMA, update),
+                "raw_upsert_statement": send(RAW_UPSERT_IN_SCHEMA, (6, "upsert", period, 1, LIMIT)),
+                "raw_update_prepared_session": on_session(RAW_UPDATE, update, True),
+                "raw_update_unprepared_session": on_session(RAW_UPDATE, update, False),
             },
             blocks=sizes["blocks"],
             per_block=sizes["per_block"],
             warmup=sizes["warmup"],
         )
     median = {name: round(harness.p50(values), 1) for name, values in times.items()}
-    return {
-        "consume_statement_us_p50": median["consume"],
-        "raw_update_statement_us_p50": median["raw_update"],
-        "raw_upsert_statement_us_p50": median["raw_upsert"],
-        "consume_vs_raw_update_statement": harness.ratio(median["consume"], median["raw_update"]),
-    }
+    figures: dict[str, Any] = {f"{name}_us_p50": value for name, value in median.items()}
+    for ratio, (side, base) in STATEMENT_RATIOS.items():
+        figures[ratio] = harness.ratio(median[side], median[base])
+    return figures
 
 
 def hot_updates(url: str) -> dict[str, Any]:

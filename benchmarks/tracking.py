@@ -39,14 +39,14 @@ from typing import Any
 
 import psycopg
 from flask import Flask
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
 
 from feature_gates import FeatureGates
+from feature_gates.core import month_start
+from feature_gates.core import utc_now
 from feature_gates.migrate import MigrationSettings
-from feature_gates.pool import LazyPool
 from feature_gates.testing import DatabaseFactory
-from feature_gates.usage import store
-from feature_gates.usage.tracker import month_start
-from feature_gates.usage.tracker import utc_now
 
 from . import harness
 
@@ -58,8 +58,11 @@ Batch = tuple[list[int], list[str], list[date], list[int]]
 
 FEATURES = ("chat_messages", "pdf_exports", "route_analysis", "api_calls", "itineraries")
 
-# The two reference statements exist only to be measured against; the runtime's
-# statements live in feature_gates/usage/store.py.
+# The reference statements exist only to be measured against; the runtime's
+# statements live in feature_gates/core/_storage/statements.py.
+
+#: The original system's way: one call of the one-row function per use.
+INCREMENT = "SELECT increment_feature_usage_safe(%s, %s, %s, %s)"
 
 #: A plain batched upsert: no function, no validation, no batch id.
 RAW_BATCHED_UPSERT = """
@@ -180,14 +183,16 @@ def measure_sync_upserts(url: str, events: list[Key], threads: int) -> dict[str,
     """The same events, one increment_feature_usage_safe call (and commit) each."""
     period = month_start(utc_now())
     shares = [events[n::threads] for n in range(threads)]
-    pool = LazyPool(url, min_size=threads, max_size=threads)
+    pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+        url, min_size=threads, max_size=threads, kwargs={"autocommit": True}, open=False
+    )
+    pool.open(wait=True, timeout=60)
     try:
-        pool.get().wait(timeout=60)
 
         def work(index: int) -> None:
             for user_id, feature in shares[index]:
-                with pool.get().connection() as conn:
-                    conn.execute(store.INCREMENT, (user_id, feature, 1, period))
+                with pool.connection() as conn:
+                    conn.execute(INCREMENT, (user_id, feature, 1, period))
 
         elapsed = harness.in_threads(work, threads)
     finally:
@@ -237,7 +242,7 @@ def _tracker_flush(url: str, rows: dict[Key, int]) -> float:
             for (user_id, feature), amount in rows.items():
                 gates.track(user_id, feature, amount)
             state = app.extensions["feature_gates"]
-            state.pool.get().wait(timeout=60)
+            state.engine.storage.pool.get().wait(timeout=60)
             started = time.perf_counter()
             gates.flush(timeout=600)
             return time.perf_counter() - started

@@ -17,12 +17,15 @@ pooler); ``FEATURE_GATES_DATABASE_URL``; ``$DATABASE_URL``. Under flask the
 ``FEATURE_GATES_*`` URLs come from the application's configuration, for the
 console script from the environment.
 
-Each command is a thin wrapper over a function of :mod:`feature_gates.migrate`.
+Each command is a thin wrapper over a function of :mod:`feature_gates.migrate` or
+:mod:`feature_gates.reports`. Nothing imports this module: ``init_app`` adds a
+stand-in for the group to ``app.cli`` that loads it when a command runs.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
@@ -40,19 +44,29 @@ import psycopg
 from click.core import ParameterSource
 from flask import Flask
 from flask import current_app
+from flask import has_app_context
 from flask.cli import NoAppException
 from flask.cli import ScriptInfo
 from psycopg.conninfo import conninfo_to_dict
 
 from . import migrate as runner
-from .errors import one_line
+from .core import USER_ID_TYPES
+from .core import ConfigError
+from .core import Settings
+from .core import StorageError
+from .core import StorageUnavailable
+from .core import one_line
+from .flask import EXTENSION_KEY
+from .flask import AppGates
 from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
 from .migrate import NotOneSession
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
-from .migrate.settings import USER_ID_TYPES
+from .reports import PlanValue
+from .reports import gated_routes
+from .reports import usage_report
 
 __all__ = ["cli", "main"]
 
@@ -124,8 +138,15 @@ class CommandContext:
             yield
         except NotOneSession as exc:
             raise click.ClickException(exc.explain(self.url_source)) from exc
-        except MigrationError as exc:
+        except (MigrationError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except StorageUnavailable as exc:
+            error = exc.error if exc.error is not None else exc
+            raise click.ClickException(
+                f"cannot reach the database named by {self.url_source}: {one_line(error)}"
+            ) from exc
+        except StorageError as exc:
+            raise click.ClickException(f"the database refused: {exc}") from exc
         except psycopg.OperationalError as exc:
             raise click.ClickException(
                 f"cannot reach the database named by {self.url_source}: {one_line(exc)}"
@@ -196,13 +217,14 @@ def _context_from_flask(ctx: click.Context, database_url: str | None) -> Command
     app = _flask_app(ctx)
     if app is None:
         return None
-    state = app.extensions.get("feature_gates")
-    config = app.config
-    if state is not None:
-        settings = state.migration_settings
-    else:
-        settings = MigrationSettings.from_config(config)
-    return CommandContext(settings, _urls(database_url, config))
+    state: AppGates | None = app.extensions.get(EXTENSION_KEY)
+    # The application's settings, as its extension parsed them (or would).
+    settings = state.settings if state is not None else Settings.from_mapping(app.config)
+    urls = {
+        MIGRATION_URL_KEY: settings.migration_database_url,
+        "FEATURE_GATES_DATABASE_URL": settings.database_url,
+    }
+    return CommandContext(MigrationSettings.from_settings(settings), _urls(database_url, urls))
 
 
 def _folders(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -280,7 +302,7 @@ def cli(
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
         command_context = _context_from_flask(ctx, database_url)
-    except MigrationError as exc:
+    except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The options as FEATURE_GATES_* keys, read by the parser the extension uses.
     config: dict[str, Any] = {}
@@ -514,9 +536,120 @@ def main() -> None:
     cli(prog_name="feature-gates")
 
 
-# The reports on the gates (routes, usage) live in their own module.
-from .reports import routes_command  # noqa: E402
-from .reports import usage_command  # noqa: E402
+# -- reports on the gates ------------------------------------------------------------------
 
-cli.add_command(routes_command)
-cli.add_command(usage_command)
+
+def _show(value: PlanValue) -> str:
+    if value is True:
+        return "yes"
+    if value is False or value == 0:
+        return "no"
+    return "unlimited" if value is None else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _app_state() -> tuple[Flask, AppGates | None]:
+    """The application the command runs in, and its feature-gates (None without)."""
+    if not has_app_context():
+        raise click.ClickException(
+            "this command reads a Flask application's gates: run it as "
+            "'flask --app yourapp feature-gates ...'"
+        )
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app, app.extensions.get(EXTENSION_KEY)
+
+
+@cli.command("routes")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def routes_command(obj: CommandContext, as_json: bool) -> None:
+    """List every gated endpoint with its feature, kind and limit per plan."""
+    app, _ = _app_state()
+    with obj.errors():
+        found = gated_routes(app)
+    if as_json:
+        click.echo(json.dumps([asdict(route) for route in found], indent=2))
+        return
+    if not found:
+        click.echo("no gated endpoints")
+        return
+    plans = list(found[0].plans)
+    rows = [
+        [
+            route.rule,
+            ",".join(route.methods),
+            route.endpoint,
+            route.kind if route.min_tier is None else f"tier>={route.min_tier}",
+            route.feature,
+            *(_show(route.plans[plan]) for plan in plans),
+        ]
+        for route in found
+    ]
+    _table(["rule", "methods", "endpoint", "kind", "feature", *plans], rows)
+
+
+@cli.command("usage")
+@click.option(
+    "--top",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many features to list.",
+)
+@click.option(
+    "--near-limit",
+    "near_limit",
+    type=click.FloatRange(0, min_open=True),
+    metavar="PCT",
+    help="Also list users at or above PCT% of their plan's limit of a feature.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_obj
+def usage_command(obj: CommandContext, top: int, near_limit: float | None, as_json: bool) -> None:
+    """Show this month's most used features, and users near their limits.
+
+    --near-limit needs the plans: run it as 'flask feature-gates usage'.
+    """
+    state = _app_state()[1] if has_app_context() else None
+    if near_limit is not None and state is None:
+        raise click.ClickException(
+            "--near-limit needs the plans of an application that uses FeatureGates: run "
+            "it as 'flask --app yourapp feature-gates usage --near-limit PCT'"
+        )
+    with obj.errors():
+        report = usage_report(
+            obj.require_url(),
+            state=state,
+            top=top,
+            near_limit=near_limit,
+            schema=obj.settings.schema,
+        )
+    if as_json:
+        data = {
+            "period_start": report.period_start.isoformat(),
+            "top": [{"feature": f, "uses": u, "users": n} for f, u, n in report.top],
+            "near_limit": [asdict(n) for n in report.near_limit],
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(f"usage since {report.period_start.isoformat()}")
+    if report.top:
+        _table(["feature", "uses", "users"], [[f, str(u), str(n)] for f, u, n in report.top])
+    else:
+        click.echo("no usage recorded this month")
+    if near_limit is not None:
+        click.echo("")
+        click.echo(f"users at or above {near_limit:g}% of their limit")
+        rows = [
+            [str(n.user_id), n.plan, n.feature, str(n.used), str(n.limit), f"{n.percent:.0f}%"]
+            for n in report.near_limit
+        ]
+        if rows:
+            _table(["user", "plan", "feature", "used", "limit", "share"], rows)
+        else:
+            click.echo("none")

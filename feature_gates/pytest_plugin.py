@@ -46,7 +46,8 @@ from .testing import start_test_server
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import FeatureGates
+    from .flask import AppGates
+    from .flask import FeatureGates
 
 MARKER = "feature_gates"
 
@@ -96,10 +97,12 @@ def feature_gates_database_url(
 
 
 def _gates_of(app: Flask) -> FeatureGates:
-    state = app.extensions.get("feature_gates")
+    from .flask import EXTENSION_KEY
+
+    state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError("the app fixture's application has no FeatureGates: call init_app")
-    return state.extension  # type: ignore[no-any-return]
+    return state.extension
 
 
 @pytest.fixture

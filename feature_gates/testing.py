@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,9 @@ from werkzeug.serving import make_server
 
 from .migrate import MigrationSettings
 from .migrate import migrate
-from .pgserver import LocalPostgres
+
+if TYPE_CHECKING:
+    from .pgserver import LocalPostgres
 
 __all__ = [
     "DatabaseFactory",
@@ -49,6 +52,9 @@ def start_test_server() -> tuple[str, LocalPostgres | None]:
     url = os.environ.get(TEST_DATABASE_URL_ENV)
     if url:
         return url, None
+    # Only here: the server module runs initdb and postgres, and needs their binaries.
+    from .pgserver import LocalPostgres
+
     server = LocalPostgres().start()
     return server.url(), server
 

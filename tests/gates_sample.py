@@ -40,6 +40,16 @@ def trip_pdf():
     return {"pdf": "trip"}
 
 
+def usage(db, user_id=7, feature="chat_messages_monthly"):
+    """The count of ``feature`` by ``user_id`` in every period, through connection ``db``."""
+    row = db.execute(
+        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
+        "WHERE user_id = %s AND feature = %s",
+        (user_id, feature),
+    ).fetchone()
+    return row[0]
+
+
 def headers(user=None, plan=None):
     """The request headers naming a caller."""
     found = {}

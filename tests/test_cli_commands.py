@@ -8,6 +8,7 @@ from app_schema import create_app_tables
 from click.testing import CliRunner
 from flask import Flask
 
+from feature_gates import FeatureGates
 from feature_gates.cli import cli
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
@@ -417,14 +418,20 @@ def test_flask_reads_the_apps_feature_gates_config(empty_url):
 
 
 def test_flask_uses_the_extensions_migration_settings_when_it_has_them(app_url):
-    class State:
-        migration_settings = MigrationSettings(sets=("core", "counters"), batch_size=2)
-
     app = Flask(__name__)
-    app.config["FEATURE_GATES_DATABASE_URL"] = app_url
-    app.extensions["feature_gates"] = State()
-    app.cli.add_command(cli)
-    result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    app.config.update(
+        FEATURE_GATES_DATABASE_URL=app_url,
+        FEATURE_GATES_TRACKING="off",
+        FEATURE_GATES_MIGRATION_SETS=["core", "counters"],
+        FEATURE_GATES_MIGRATION_BATCH_SIZE=2,
+    )
+    FeatureGates(app)
+    # What the extension parsed at init_app counts, as for its gates.
+    app.config["FEATURE_GATES_MIGRATION_SETS"] = ["core"]
+    try:
+        result = app.test_cli_runner().invoke(args=["feature-gates", "migrate"])
+    finally:
+        app.extensions["feature_gates"].close()
     assert result.exit_code == 0, result.output
     assert "applied counters/0003_counter_indexes" in result.output
 

@@ -15,7 +15,7 @@ from feature_gates import FeatureGates
 from feature_gates import feature_limit
 from feature_gates import feature_required
 from feature_gates import feature_tier
-from feature_gates.gate import gates_of
+from feature_gates.flask import gates_of
 
 # (method, path, JSON body, the feature usage is recorded under, status per plan)
 ENDPOINTS = [

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 
-from feature_gates.config import PREFIX
-from feature_gates.config import Settings
-from feature_gates.migrate.settings import MIGRATION_KEYS
+from feature_gates.core import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT_ONLY = {
@@ -19,8 +16,7 @@ ENVIRONMENT_ONLY = {
 
 
 def known_keys() -> set[str]:
-    extension = {PREFIX + f.name.upper() for f in fields(Settings) if "parse" in f.metadata}
-    return extension | set(MIGRATION_KEYS)
+    return set(Settings.keys())
 
 
 def test_every_setting_is_documented_and_every_documented_key_exists():

@@ -10,6 +10,7 @@ from flask import Flask
 
 from feature_gates import ConfigError
 from feature_gates import FeatureGates
+from feature_gates.migrate import MigrationSettings
 
 
 def make_app(**config):
@@ -102,8 +103,8 @@ def test_migration_keys_reach_the_runner_through_the_extension(feature_gates_dat
     FeatureGates(app)
     state = app.extensions["feature_gates"]
     try:
-        assert state.migration_settings.sets == ("core", "counters")
-        assert state.migration_settings.batch_size == 50
-        assert state.settings.schema == "gates"
+        migration = MigrationSettings.from_settings(state.settings)
+        assert migration.sets == ("core", "counters")
+        assert (migration.batch_size, migration.schema) == (50, "gates")
     finally:
         state.close()

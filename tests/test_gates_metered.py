@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from datetime import datetime
 from datetime import timezone
@@ -9,18 +10,10 @@ from datetime import timezone
 import pytest
 from gates_sample import PLANS
 from gates_sample import headers
+from gates_sample import usage
 
 from feature_gates import FeatureGates
 from feature_gates import feature_limit
-
-
-def usage(db, user_id=7, feature="chat_messages_monthly"):
-    row = db.execute(
-        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-        "WHERE user_id = %s AND feature = %s",
-        (user_id, feature),
-    ).fetchone()
-    return row[0]
 
 
 def test_a_metered_call_is_counted_once_and_a_denied_call_not_at_all(app, gates, db):
@@ -177,12 +170,20 @@ def test_an_unlimited_stock_limit_does_not_read_the_stock(make_app):
         client.post("/trips/1/stops", headers=headers(7, "pro"))
 
 
-def test_an_unmigrated_database_says_to_migrate(make_app, feature_gates_databases):
+def test_an_unmigrated_database_says_to_migrate(make_app, feature_gates_databases, caplog):
     empty = feature_gates_databases.create(None)
     try:
         app = make_app(empty, FEATURE_GATES_TRACKING="off")
-        with pytest.raises(RuntimeError, match="run 'flask feature-gates migrate'"):
-            app.test_client().post("/messages", headers=headers(7, "free"))
+        with caplog.at_level(logging.ERROR, logger="feature_gates"):
+            response = app.test_client().post("/messages", headers=headers(7, "free"))
+        # A missing function is an error, not an outage: no fail mode, a 503.
+        assert response.status_code == 503
+        assert response.get_json()["title"] == "Feature check failed"
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "feature_gates"]
+        assert "SQLSTATE 42883" in line and "run 'flask feature-gates migrate'" in line
+        with app.app_context():
+            errors = app.extensions["feature_gates"].extension.storage_stats().errors
+        assert errors == {"42883": 1}
         app.extensions["feature_gates"].close()
     finally:
         feature_gates_databases.drop(empty)

@@ -54,10 +54,9 @@ def signals_of(app, *names):
 
 
 def wait_until_recovered(app, gates, subject, timeout=60):
-    state = app.extensions["feature_gates"]
     deadline = time.monotonic() + timeout
     with app.app_context():
-        while state.storage.down_since is not None:
+        while gates.storage_stats().unavailable_since is not None:
             assert time.monotonic() < deadline, "the gates never saw the database again"
             gates.check("chat_messages_monthly", subject)  # a read: probes when due
             time.sleep(0.1)

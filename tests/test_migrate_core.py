@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from feature_gates import ConfigError
 from feature_gates.migrate import MigrationError
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
@@ -313,7 +314,7 @@ def test_the_user_id_type_cannot_change_after_the_first_migrate(uuid_db):
 
 
 def test_an_unknown_user_id_type_is_refused_with_the_key_named():
-    with pytest.raises(MigrationError, match="FEATURE_GATES_USER_ID_TYPE"):
+    with pytest.raises(ConfigError, match="FEATURE_GATES_USER_ID_TYPE"):
         MigrationSettings(user_id_type="text")
 
 

@@ -17,6 +17,7 @@ from app_schema import app_fingerprint
 from app_schema import create_app_tables
 from psycopg import sql
 
+from feature_gates import ConfigError
 from feature_gates.migrate import MigrationError
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
@@ -153,7 +154,7 @@ def test_settings_from_config_use_defaults_and_name_bad_keys(tmp_path):
         ("FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT", "1m"),
         ("FEATURE_GATES_USER_ID_TYPE", "int"),
     ]:
-        with pytest.raises(MigrationError, match=key):
+        with pytest.raises(ConfigError, match=key):
             MigrationSettings.from_config({key: value})
 
 
@@ -163,7 +164,7 @@ def test_settings_from_config_keep_the_base_for_absent_keys(tmp_path):
     assert settings == MigrationSettings(
         sets=("app", "core"), folders={"app": tmp_path}, batch_size=5, schema="gates"
     )
-    with pytest.raises(MigrationError, match="FEATURE_GATES_SCHEMA must be a schema name"):
+    with pytest.raises(ConfigError, match="FEATURE_GATES_SCHEMA must be a schema name"):
         MigrationSettings.from_config({"FEATURE_GATES_SCHEMA": ""}, base=base)
 
 

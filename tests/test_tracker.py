@@ -14,10 +14,9 @@ from datetime import timezone
 
 import psycopg
 import pytest
+from tracking_support import tracker_for
 
-from feature_gates.pool import LazyPool
-from feature_gates.usage import tracker as tracker_module
-from feature_gates.usage.tracker import UsageTracker
+from feature_gates.core import _periods as periods_module
 
 
 class Recorder:
@@ -40,15 +39,14 @@ def make_tracker(feature_gates_database_url):
     made = []
 
     def make(url=feature_gates_database_url, **options):
-        pool = url if isinstance(url, LazyPool) else LazyPool(url)
-        tracker = UsageTracker(pool, **options)
+        tracker = tracker_for(url, **options)
         made.append(tracker)
         return tracker
 
     yield make
     for tracker in made:
         tracker.close(timeout=30)
-        tracker.pool.close()
+        tracker.storage.close()
 
 
 def counts(db, period=None):
@@ -122,7 +120,7 @@ def test_the_system_clock_turns_the_month_at_midnight_utc(make_tracker, db, monk
     last_second = datetime(2026, 10, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp()
     for moment in (last_second, last_second + 0.001, last_second):
         with monkeypatch.context() as patch:
-            patch.setattr(tracker_module.time, "time", lambda moment=moment: moment)
+            patch.setattr(periods_module.time, "time", lambda moment=moment: moment)
             tracker.track(1, "route_analysis")
     tracker.flush(timeout=30)
     assert counts(db, date(2026, 10, 1)) == {(1, "route_analysis"): 2}
@@ -139,7 +137,7 @@ def test_sync_mode_writes_before_track_returns(make_tracker, db):
 
 
 def test_off_mode_records_nothing_and_needs_no_database():
-    tracker = UsageTracker(LazyPool(None), mode="off")
+    tracker = tracker_for(None, mode="off")
     tracker.track(3, "pdf_exports", 2)
     tracker.flush(timeout=1)
     tracker.close(timeout=1)
@@ -182,7 +180,7 @@ def test_the_bound_counts_keys_on_their_way_to_the_database(
     # merged back: keys in a batch on its way must count, or each retry lets in
     # another map's worth.
     tracker = make_tracker(
-        LazyPool(feature_gates_database_url, statement_timeout=0.3),
+        storage={"statement_timeout": 0.3},
         max_pending_keys=100,
         flush_interval=0.05,
     )
@@ -212,9 +210,10 @@ def test_a_key_being_written_takes_more_uses_when_the_bound_is_full(
         writing = threading.Thread(target=tracker.flush, kwargs={"timeout": 30})
         writing.start()
         deadline = time.monotonic() + 10
-        while tracker._pending and time.monotonic() < deadline:
+        while tracker._pending.counts and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not tracker._pending and tracker.stats().pending_keys == 2  # both in flight
+        # Both in flight.
+        assert not tracker._pending.counts and tracker.stats().pending_keys == 2
         tracker.track(1, "exports", 5)  # in the batch being written: kept
         tracker.track(3, "exports")  # new, and the bound counts the batch: dropped
         holder.rollback()
@@ -277,7 +276,7 @@ def test_usage_recorded_carries_the_new_totals(make_tracker):
         ((1, "exports", -1), {}, "must not be negative"),
         ((1, "exports", "3"), {}, "must be an integer"),
         ((1, "exports", True), {}, "must be an integer"),
-        ((1, "Exports"), {}, "invalid feature name"),
+        ((1, "Exports"), {}, "is not a valid feature name"),
         ((None, "exports"), {}, "user_id"),
         ((1, "exports"), {"idempotency_key": ""}, "idempotency_key"),
         ((1, "exports"), {"idempotency_key": "k" * 256}, "idempotency_key"),

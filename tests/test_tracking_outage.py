@@ -21,16 +21,16 @@ import pytest
 from flask import Flask
 from gates_sample import create_app
 from gates_sample import headers
+from gates_sample import usage
+from tracking_support import tracker_for
 
 from feature_gates import FeatureGates
-from feature_gates.gate import StorageHealth
+from feature_gates import FlushTimeout
+from feature_gates.core._storage import Health
 from feature_gates.migrate import MigrationSettings
-from feature_gates.pool import LazyPool
 from feature_gates.signals import storage_recovered
 from feature_gates.signals import storage_unavailable
 from feature_gates.signals import tracking_failed
-from feature_gates.usage.tracker import FlushTimeout
-from feature_gates.usage.tracker import UsageTracker
 
 SOCKET_NAME = ".s.PGSQL.5432"
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05I"
@@ -45,12 +45,12 @@ def url(own_databases):
 
 def count_of(url, user_id, feature):
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-            "WHERE user_id = %s AND feature = %s",
-            (user_id, feature),
-        ).fetchone()
-    return row[0]
+        return usage(conn, user_id, feature)
+
+
+def stats_of(app):
+    with app.app_context():
+        return app.extensions["feature_gates"].extension.tracking_stats()
 
 
 def wait_until(condition, seconds=60.0):
@@ -106,15 +106,14 @@ def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(
                 if response.status_code == 200:
                     served[n % 40] += 1
 
-    state = app.extensions["feature_gates"]
     clients = [threading.Thread(target=client, args=(seed,)) for seed in range(3)]
     try:
         with caplog.at_level(logging.INFO, logger="feature_gates.tracking"):
             for thread in clients:
                 thread.start()
-            wait_until(lambda: state.tracker.stats().written > 200)
+            wait_until(lambda: stats_of(app).written > 200)
             own_server.halt()
-            wait_until(lambda: state.tracker.stats().retries >= 3)
+            wait_until(lambda: stats_of(app).retries >= 3)
             during = sum(statuses.values())
             wait_until(lambda: sum(statuses.values()) > during + 200)
             own_server.start()
@@ -134,7 +133,7 @@ def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(
     assert set(statuses) == {200}
     for user_id, expected in served.items():
         assert count_of(url, user_id, "api_calls") == expected
-    stats = state.tracker.stats()
+    stats = stats_of(app)
     assert stats.written == stats.tracked == sum(served.values())
     assert stats.dropped == stats.rejected == stats.pending == 0
     assert events["unavailable"] == 1 and events["failed"] >= 3
@@ -149,7 +148,7 @@ def test_requests_keep_succeeding_through_an_outage_and_every_count_is_exact(
 
 
 def test_flush_raises_with_the_pending_count_while_the_database_is_down(own_server, url):
-    tracker = UsageTracker(LazyPool(url, timeout=1), flush_interval=3600)
+    tracker = tracker_for(url, storage={"pool_timeout": 1}, flush_interval=3600)
     try:
         tracker.track(1, "exports", 4)
         tracker.track(2, "exports", 3)
@@ -166,7 +165,7 @@ def test_flush_raises_with_the_pending_count_while_the_database_is_down(own_serv
         assert tracker.stats().unavailable_since is None
     finally:
         tracker.close(timeout=30)
-        tracker.pool.close()
+        tracker.storage.close()
 
 
 class CuttingProxy:
@@ -275,7 +274,7 @@ def proxy(own_server):
 @pytest.mark.parametrize("when", ["after-commit", "before-server"])
 def test_a_batch_whose_reply_was_lost_is_counted_once(proxy, url, when, caplog):
     dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    tracker = UsageTracker(LazyPool(proxy.url(dbname)), flush_interval=3600)
+    tracker = tracker_for(proxy.url(dbname), flush_interval=3600)
     try:
         tracker.track(1, "exports", 3)
         tracker.track(2, "exports", 1, idempotency_key="job-1")
@@ -300,7 +299,7 @@ def test_a_batch_whose_reply_was_lost_is_counted_once(proxy, url, when, caplog):
         assert sorted(records) == ([(False,), (True,)] if when == "before-server" else [(True,)])
     finally:
         tracker.close(timeout=30)
-        tracker.pool.close()
+        tracker.storage.close()
 
 
 def test_a_refund_whose_reply_was_lost_is_not_sent_again(proxy, url):
@@ -316,7 +315,7 @@ def test_a_refund_whose_reply_was_lost_is_not_sent_again(proxy, url):
         statuses.append(client.post("/messages?status=500", headers=headers(7, "free")).status_code)
         assert proxy.cuts == 1
         # The lost reply looked like an outage: let the gate's first probe come due.
-        time.sleep(StorageHealth.first_backoff * 2)
+        time.sleep(Health.first_backoff * 2)
         statuses += [
             client.post("/messages", headers=headers(7, "free")).status_code for _ in range(2)
         ]

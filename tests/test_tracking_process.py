@@ -10,9 +10,7 @@ import time
 import warnings
 
 import psycopg
-
-from feature_gates.pool import LazyPool
-from feature_gates.usage.tracker import UsageTracker
+from tracking_support import tracker_for
 
 
 def totals(url):
@@ -70,7 +68,7 @@ def test_the_exit_flush_works_without_an_opened_pool(feature_gates_database_url)
         feature_gates_database_url,
         """
         gates.track(1, "exports", 5)
-        assert not state.pool.opened
+        assert not state.engine.storage.pool.opened
         """,
     )
     assert totals(feature_gates_database_url) == {(1, "exports"): 5}
@@ -84,7 +82,7 @@ def fork():
 
 
 def test_a_forked_child_tracks_on_its_own(feature_gates_database_url):
-    tracker = UsageTracker(LazyPool(feature_gates_database_url), flush_interval=0.05)
+    tracker = tracker_for(feature_gates_database_url, flush_interval=0.05)
     try:
         tracker.track(1, "parent_feature", 5)
         tracker.flush(timeout=30)  # the parent has a pool and a writer thread now
@@ -103,9 +101,9 @@ def test_a_forked_child_tracks_on_its_own(feature_gates_database_url):
                 while tracker.stats().written < 3:
                     assert time.monotonic() < deadline, "the child's writer did not write"
                     time.sleep(0.02)
-                assert tracker._writer is not None and tracker._writer.is_alive()
+                assert tracker._thread is not None and tracker._thread.is_alive()
                 tracker.close(timeout=30)
-                tracker.pool.close()
+                tracker.storage.close()
                 os.write(write_end, b"ok")
                 code = 0
             except BaseException as exc:
@@ -120,7 +118,7 @@ def test_a_forked_child_tracks_on_its_own(feature_gates_database_url):
         tracker.flush(timeout=30)
     finally:
         tracker.close(timeout=30)
-        tracker.pool.close()
+        tracker.storage.close()
     # The parent's pending 2 were written once, by the parent.
     assert totals(feature_gates_database_url) == {
         (1, "parent_feature"): 7,

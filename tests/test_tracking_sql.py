@@ -10,9 +10,11 @@ from importlib.resources import files
 import psycopg
 import pytest
 
-from feature_gates.usage import store
+from feature_gates.core._storage.statements import Statements
 
 NOV = date(2026, 11, 1)
+#: The runtime's statements, without a statement timeout: sent as plain statements here.
+STATEMENTS = Statements.build("public", 0)
 
 BULK = """
 SELECT user_id, feature, period_start, increment, usage_count
@@ -30,7 +32,7 @@ def bulk(db, rows, keys=None):
 def write_batch(db, batch_id, rows, forget=()):
     user_ids, features, amounts, periods = (list(column) for column in zip(*rows, strict=True))
     params = (batch_id, list(forget), [str(u) for u in user_ids], features, amounts, periods, None)
-    return db.execute(store.WRITE_BATCH, params).fetchall()
+    return db.execute(STATEMENTS.write_batch, params).fetchall()
 
 
 def usage(db, user_id, feature, period=NOV):
@@ -94,11 +96,11 @@ def test_a_batch_is_written_once_under_its_id(db):
 
 def test_resolving_a_batch_that_never_arrived_keeps_it_out_for_good(db):
     lost = uuid.uuid4()
-    assert db.execute(store.RESOLVE_BATCH, (lost,)).fetchone() == (False,)
+    assert db.execute(STATEMENTS.resolve_batch, (lost,)).fetchone() == (False,)
     # It turns up late: it writes nothing, and the answer does not change.
     assert write_batch(db, lost, [(1, "exports", 3, NOV)]) == []
     assert usage(db, 1, "exports") == 0
-    assert db.execute(store.RESOLVE_BATCH, (lost,)).fetchone() == (False,)
+    assert db.execute(STATEMENTS.resolve_batch, (lost,)).fetchone() == (False,)
 
 
 def test_resolving_a_batch_still_in_flight_waits_for_its_outcome(db, feature_gates_database_url):
@@ -109,7 +111,7 @@ def test_resolving_a_batch_still_in_flight_waits_for_its_outcome(db, feature_gat
 
         def resolve():
             with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
-                answers.append(conn.execute(store.RESOLVE_BATCH, (batch_id,)).fetchone()[0])
+                answers.append(conn.execute(STATEMENTS.resolve_batch, (batch_id,)).fetchone()[0])
 
         resolver = threading.Thread(target=resolve)
         resolver.start()

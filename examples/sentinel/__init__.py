@@ -99,10 +99,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["sentinel"] = sentinel
     atexit.register(sentinel.close)
 
-    if app.config["SENTINEL_DEMO_DATA"] and sentinel.accounts.count_users() == 0:
-        demo.seed(sentinel.accounts, sentinel.thread_manager, sentinel.itinerary_manager)
-        logger.info("created the demo accounts")
-
     problems.register(app)
     app.after_request(csrf.store)
     app.after_request(negotiate.vary_on_accept)
@@ -114,4 +110,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # of the plans (a typo fails here, at start, not on the first request).
     gates.init_app(app)
     sentinel.features = usage_views.gated_features(app)
+
+    if app.config["SENTINEL_DEMO_DATA"] and sentinel.accounts.count_users() == 0:
+        with app.app_context():
+            demo.seed(sentinel.accounts, sentinel.thread_manager, sentinel.itinerary_manager, gates)
+        logger.info("created the demo accounts")
     return app

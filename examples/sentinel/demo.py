@@ -14,13 +14,13 @@ from datetime import date
 from datetime import datetime
 from datetime import timezone
 
+from feature_gates import FeatureGates
+
 from .accounts import Accounts
 from .itineraries import ItineraryManager
 from .threads import ThreadManager
 
 __all__ = ["DEMO_USERS", "DemoUser", "seed"]
-
-RECORD_USAGE = "SELECT increment_feature_usage_safe(%s, %s, %s, %s)"
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,11 @@ def _months_back(today: date, count: int) -> list[date]:
     return months[::-1]
 
 
-def seed(accounts: Accounts, threads: ThreadManager, itineraries: ItineraryManager) -> None:
-    """Create the demo accounts and their history (call on an empty database)."""
+def seed(
+    accounts: Accounts, threads: ThreadManager, itineraries: ItineraryManager, gates: FeatureGates
+) -> None:
+    """Create the demo accounts and their history (call on an empty database, in an
+    application context: the history is recorded through ``gates``)."""
     for demo in DEMO_USERS:
         user = accounts.create_user(demo.email, demo.name, demo.plan, is_admin=demo.is_admin)
         accounts.add_token(user.id, "demo token", demo.token)
@@ -114,10 +117,10 @@ def seed(accounts: Accounts, threads: ThreadManager, itineraries: ItineraryManag
             },
             alerts_config={"min_level": 2, "email": True},
         )
-    _history(accounts)
+    _history(accounts, gates)
 
 
-def _history(accounts: Accounts) -> None:
+def _history(accounts: Accounts, gates: FeatureGates) -> None:
     rng = random.Random(2024)
     months = _months_back(datetime.now(timezone.utc).date(), 6)
     this_month = months[-1]
@@ -138,7 +141,7 @@ def _history(accounts: Accounts) -> None:
         for feature, limit in limits.items():
             if rng.random() < 0.35:
                 usage[(user.id, feature, this_month)] = limit - rng.randint(0, 3)
-    with accounts.pool.connection() as conn, conn.transaction():
-        for (user_id, feature, month), amount in sorted(usage.items()):
-            conn.execute(RECORD_USAGE, (user_id, feature, amount, month))
+    for (user_id, feature, month), amount in sorted(usage.items()):
+        gates.track(user_id, feature, amount, period=month)
+    gates.flush(timeout=60)
     # feature_usage_summary is refreshed when the dashboard first opens.

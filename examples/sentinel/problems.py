@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request as BaseRequest
 from werkzeug.wrappers import Response as BaseResponse
 
 from feature_gates import FeatureDenied
+from feature_gates import StorageError
 
 from .error_pages import denial_page
 from .error_pages import error_page
@@ -215,9 +216,12 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(psycopg.OperationalError)
     @app.errorhandler(psycopg.InterfaceError)
-    def database_away(error: psycopg.Error) -> Response:
+    @app.errorhandler(StorageError)
+    def database_away(error: psycopg.Error | StorageError) -> Response:
         # The database is stopped, restarting or out of connections (a pooled
-        # connection it closed fails once): the client may try again shortly.
+        # connection it closed fails once), or a read through feature-gates failed
+        # (StorageUnavailable while its health says the database is away): the
+        # client may try again shortly.
         logger.warning(
             "%s %s: the database does not answer: %s", request.method, request.path, error
         )

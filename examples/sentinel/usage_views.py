@@ -1,15 +1,14 @@
 """Usage pages: each user's own ("12 of 50 left") and the admin dashboard.
 
-Both read what feature-gates recorded: ``feature_usage`` for this month (live)
-and the ``feature_usage_summary`` materialized view for the months before.
+Both read what feature-gates recorded, through its API: ``gates.get_user_usage``,
+``gates.usage_report`` (this month, live) and ``gates.usage_trend`` (this month
+live, the months before from the summary view).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from flask import Blueprint
@@ -23,12 +22,11 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from feature_gates import Subject
+from feature_gates.core import month_start
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import refresh
 from feature_gates.reports import GatedRoute
 from feature_gates.reports import gated_routes
-from feature_gates.reports import usage_report
-from feature_gates.usage.tracker import month_start
 
 from . import charts
 from . import csrf
@@ -64,29 +62,10 @@ PRIVATE = {"Cache-Control": "private, no-store"}
 #: What a page lists for export, most recent first.
 EXPORTS_SHOWN = 10
 
-TREND = """
-SELECT period_start, feature, total_usage, unique_users
-FROM feature_usage_summary
-WHERE period_start >= %s
-ORDER BY period_start, feature
-"""
-
-ACTIVE_USERS = """
-SELECT period_start, count(DISTINCT user_id)
-FROM feature_usage
-WHERE period_start >= %s AND usage_count > 0
-GROUP BY period_start
-"""
-
 #: The summary is refreshed by cron in production (`feature-gates refresh`); the
 #: demo refreshes it when the dashboard is opened, at most this often (seconds).
 SUMMARY_MAX_AGE = 60.0
 TREND_MONTHS = 6
-
-
-def _months_before(month: date, count: int) -> date:
-    index = month.year * 12 + month.month - 1 - count
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def gated_features(app: Flask) -> dict[str, GatedRoute]:
@@ -211,18 +190,10 @@ def dashboard_data() -> dict[str, Any]:
     # This month's uses per feature, and every user with a finite limit and some
     # use of it (near_limit=0: at or above 0 % of the limit), closest first; the
     # users' plans come from FEATURE_GATES_USER_PLAN_SQL.
-    report = usage_report(
-        current_app.config["FEATURE_GATES_DATABASE_URL"],
-        state=current_app.extensions["feature_gates"],
-        top=len(features),
-        near_limit=0,
-    )
-    month = report.period_start
-    since = _months_before(month, TREND_MONTHS - 1)
+    report = gates.usage_report(top=len(features), near_limit=0)
+    # The same month again, live, with the five before it from the summary view.
+    trend = gates.usage_trend(TREND_MONTHS).months
     users = {u.id: u for u in accounts.list_users()}
-    with sentinel().pool.connection() as conn:
-        trend_rows = conn.execute(TREND, (since,)).fetchall()
-        active: dict[date, int] = dict(conn.execute(ACTIVE_USERS, (since,)).fetchall())
 
     # Monthly quotas only: a stock limit (tokens held, say) is not a count of this
     # month's uses, so this month's usage says nothing about how close it is.
@@ -239,21 +210,16 @@ def dashboard_data() -> dict[str, Any]:
         if n.feature in metered and n.user_id in users
     ]
 
-    months = [_months_before(month, TREND_MONTHS - 1 - i) for i in range(TREND_MONTHS)]
-    totals: dict[date, int] = defaultdict(int)
-    per_feature: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
-    for period, feature, total, _ in trend_rows:
-        totals[period] += int(total)
-        per_feature[feature][period] = int(total)
+    names = sorted({feature for month in trend for feature in month.features})
     return {
-        "month": month,
-        "months": months,
+        "month": report.period_start,
+        "months": [month.period_start for month in trend],
         "features": [{"feature": f, "uses": uses, "users": n} for f, uses, n in report.top],
         "near": near[:8],
         "users_near": len({r["user"].id for r in near if r["share"] >= 0.8}),
-        "totals": [totals[m] for m in months],
-        "active": [int(active.get(m, 0)) for m in months],
-        "per_feature": {f: [by[m] for m in months] for f, by in sorted(per_feature.items())},
+        "totals": [month.uses for month in trend],
+        "active": [month.active_users for month in trend],
+        "per_feature": {f: [month.features.get(f, 0) for month in trend] for f in names},
         "users": len(users),
     }
 

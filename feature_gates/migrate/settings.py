@@ -1,42 +1,43 @@
-"""What the runner needs to know besides the database, and how it is configured."""
+"""What the runner needs to know besides the database, and how it is configured.
+
+The keys are read and checked by the same parsers as every other setting
+(:mod:`feature_gates.core`), so a wrong value raises the same
+:class:`~feature_gates.ConfigError` naming the key.
+"""
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    from importlib.resources.abc import Traversable
-else:  # pragma: no cover
-    from importlib.abc import Traversable
+from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
+from ..core import USER_ID_TYPES
+from ..core import Folder
+from ..core import Settings
+from ..core import parse_setting
+from ..core import read_settings
 from .sources import Migration
-from .sources import MigrationError
 from .sources import load_sets
 
 __all__ = ["MIGRATION_KEYS", "USER_ID_TYPES", "MigrationSettings"]
 
-USER_ID_TYPES = ("bigint", "uuid")
-
-_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
-
+#: Each field of MigrationSettings, and the setting (a field of Settings) it is read from.
+_SETTINGS = {
+    "sets": "migration_sets",
+    "folders": "migration_folders",
+    "schema": "schema",
+    "user_id_type": "user_id_type",
+    "lock_timeout": "migration_lock_timeout",
+    "lock_retries": "migration_lock_retries",
+    "lock_wait": "migration_lock_wait",
+    "batch_size": "migration_batch_size",
+    "statement_timeout": "migration_statement_timeout",
+}
 
 #: The FEATURE_GATES_* keys :meth:`MigrationSettings.from_config` reads.
-MIGRATION_KEYS = (
-    "FEATURE_GATES_MIGRATION_SETS",
-    "FEATURE_GATES_MIGRATION_FOLDERS",
-    "FEATURE_GATES_SCHEMA",
-    "FEATURE_GATES_USER_ID_TYPE",
-    "FEATURE_GATES_MIGRATION_LOCK_TIMEOUT",
-    "FEATURE_GATES_MIGRATION_LOCK_RETRIES",
-    "FEATURE_GATES_MIGRATION_LOCK_WAIT",
-    "FEATURE_GATES_MIGRATION_BATCH_SIZE",
-    "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT",
-)
+MIGRATION_KEYS = tuple("FEATURE_GATES_" + name.upper() for name in _SETTINGS.values())
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class MigrationSettings:
     """
 
     sets: tuple[str, ...] = ("core",)
-    folders: Mapping[str, Traversable | Path] | None = None
+    folders: Mapping[str, Folder] | None = None
     schema: str = "public"
     user_id_type: str = "bigint"
     lock_timeout: float = 0.2
@@ -72,32 +73,9 @@ class MigrationSettings:
     statement_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.user_id_type not in USER_ID_TYPES:
-            raise MigrationError(
-                f"FEATURE_GATES_USER_ID_TYPE must be one of {', '.join(USER_ID_TYPES)}, "
-                f"not {self.user_id_type!r}"
-            )
-        for set_name in self.sets:
-            if not isinstance(set_name, str) or not _SET_NAME.fullmatch(set_name):
-                raise MigrationError(
-                    f"FEATURE_GATES_MIGRATION_SETS: {set_name!r} is not a set name "
-                    "(lowercase letters, digits and _)"
-                )
-        if not self.schema or not isinstance(self.schema, str):
-            raise MigrationError("FEATURE_GATES_SCHEMA must be a schema name")
-        _positive("FEATURE_GATES_MIGRATION_LOCK_TIMEOUT", self.lock_timeout)
-        _positive("FEATURE_GATES_MIGRATION_LOCK_WAIT", self.lock_wait)
-        _positive("FEATURE_GATES_MIGRATION_BATCH_SIZE", self.batch_size, integer=True)
-        timeout = self.statement_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise MigrationError(
-                "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT must be a number of seconds, 0 or "
-                f"more (0: no limit), not {timeout!r}"
-            )
-        if isinstance(self.lock_retries, bool) or not isinstance(self.lock_retries, int):
-            raise MigrationError("FEATURE_GATES_MIGRATION_LOCK_RETRIES must be an integer")
-        if self.lock_retries < 0:
-            raise MigrationError("FEATURE_GATES_MIGRATION_LOCK_RETRIES must be 0 or more")
+        for f in fields(self):
+            value = parse_setting(_SETTINGS[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
 
     @classmethod
     def from_config(
@@ -105,34 +83,15 @@ class MigrationSettings:
     ) -> MigrationSettings:
         """Settings from ``FEATURE_GATES_*`` keys (a Flask app's config, or the
         console script's options); the keys that are absent keep their value in
-        ``base``, else their default."""
-        defaults = base or cls()
-        sets = config.get("FEATURE_GATES_MIGRATION_SETS", defaults.sets)
-        if isinstance(sets, str) or not isinstance(sets, (list, tuple)):
-            raise MigrationError(
-                'FEATURE_GATES_MIGRATION_SETS must be a list of set names, like ["core"]'
-            )
-        folders = config.get("FEATURE_GATES_MIGRATION_FOLDERS", defaults.folders) or None
-        if folders is not None and not isinstance(folders, Mapping):
-            raise MigrationError(
-                "FEATURE_GATES_MIGRATION_FOLDERS must map set names to folders, "
-                'like {"app": "migrations/app"}'
-            )
-        return cls(
-            sets=tuple(sets),
-            folders={k: v if isinstance(v, Traversable) else Path(v) for k, v in folders.items()}
-            if folders
-            else None,
-            schema=config.get("FEATURE_GATES_SCHEMA", defaults.schema),
-            user_id_type=config.get("FEATURE_GATES_USER_ID_TYPE", defaults.user_id_type),
-            lock_timeout=config.get("FEATURE_GATES_MIGRATION_LOCK_TIMEOUT", defaults.lock_timeout),
-            lock_retries=config.get("FEATURE_GATES_MIGRATION_LOCK_RETRIES", defaults.lock_retries),
-            lock_wait=config.get("FEATURE_GATES_MIGRATION_LOCK_WAIT", defaults.lock_wait),
-            batch_size=config.get("FEATURE_GATES_MIGRATION_BATCH_SIZE", defaults.batch_size),
-            statement_timeout=config.get(
-                "FEATURE_GATES_MIGRATION_STATEMENT_TIMEOUT", defaults.statement_timeout
-            ),
-        )
+        ``base``, else their default. Other keys are left alone."""
+        values = read_settings(config, only=_SETTINGS.values())
+        found = {ours: values[theirs] for ours, theirs in _SETTINGS.items() if theirs in values}
+        return replace(base or cls(), **found)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MigrationSettings:
+        """The runner's part of an application's :class:`~feature_gates.core.Settings`."""
+        return cls(**{ours: getattr(settings, theirs) for ours, theirs in _SETTINGS.items()})
 
     @property
     def lock_timeout_ms(self) -> str:
@@ -148,10 +107,3 @@ class MigrationSettings:
 
     def load(self) -> list[Migration]:
         return load_sets(self.sets, self.folders)
-
-
-def _positive(key: str, value: object, integer: bool = False) -> None:
-    number = isinstance(value, int) or (not integer and isinstance(value, float))
-    if isinstance(value, bool) or not number or value <= 0:  # type: ignore[operator]
-        what = "a positive integer" if integer else "a positive number of seconds"
-        raise MigrationError(f"{key} must be {what}, not {value!r}")

@@ -1,1 +1,1 @@
-"""Usage metering: the SQL the runtime sends, and the non-blocking tracker."""
+"""Deprecated module paths: ``feature_gates.usage.tracker``."""

@@ -23,8 +23,8 @@ from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import feature_required
 from feature_gates import feature_tier
+from feature_gates.core import month_start
 from feature_gates.migrate import MigrationSettings
-from feature_gates.usage.tracker import month_start
 
 pytestmark = pytest.mark.chaos
 

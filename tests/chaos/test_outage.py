@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 
 import psycopg
 import pytest
@@ -53,7 +54,7 @@ CALLS = [("/report", "GET", "reports", 2), ("/intel", "GET", "intel", 2),
 PROBLEM = "application/problem+json"
 
 
-def gated_app(url: str, fail_mode: str) -> tuple[Flask, FeatureGates]:
+def gated_app(url: str, fail_mode: str, **config: Any) -> tuple[Flask, FeatureGates]:
     app = Flask(__name__)
     app.config.update(
         FEATURE_GATES_DATABASE_URL=url,
@@ -61,6 +62,7 @@ def gated_app(url: str, fail_mode: str) -> tuple[Flask, FeatureGates]:
         FEATURE_GATES_FAIL_MODE=fail_mode,
         FEATURE_GATES_FLUSH_INTERVAL=0.05,
         FEATURE_GATES_FLUSH_MAX_BACKOFF=0.5,
+        **config,
     )
     gates = FeatureGates()
 
@@ -191,21 +193,21 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
 ):
     url = own_databases.create(MigrationSettings())
     app, gates = gated_app(url, fail_mode)
-    state = app.extensions["feature_gates"]
     users = [(n, plan) for n, plan in enumerate(["free", "pro", "enterprise"] * 2, start=1)]
 
     def recovered():
         # A metered check reached the database again, and the writer wrote.
         with app.app_context():
             gates.check("messages", Subject(1, "free"))
-        return state.storage.down_since is None and state.tracker.stats().last_error is None
+            down = gates.storage_stats().unavailable_since
+            return down is None and gates.tracking_stats().last_error is None
 
     try:
         with serve(app) as base_url:
             timeline = run_through_outages(base_url, users, own_server, budget, recovered)
         with app.app_context():
             gates.flush(timeout=60)
-        stats = state.tracker.stats()
+            stats = gates.tracking_stats()
     finally:
         gates.close(app, timeout=60)
 
@@ -255,6 +257,50 @@ def test_gates_answer_through_an_outage_and_count_every_use_once(
         granted_over_limit_by_fail_open=sum(over.values()),
         write_retries=stats.retries,
         seconds_to_notice_recovery=[round(seen - up, 1) for *_, up, seen in timeline.outages],
+    )
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+def test_metered_checks_reach_the_database_soon_after_it_is_back(
+    own_server, own_databases, budget, fail_mode, report
+):
+    """After each restart: the seconds from the server accepting connections again to
+    the first metered check that reached it (fail open granting unchecked, or fail
+    closed refusing, until then). Reported, not bounded: docs/reliability.md."""
+    url = own_databases.create(MigrationSettings())
+    # With the limit headers, a consumed call says what is left; one let through by
+    # fail open, uncounted, does not.
+    app, gates = gated_app(url, fail_mode, FEATURE_GATES_HEADERS_ENABLED=True)
+    client = app.test_client()
+    pro = {"X-User": "1", "X-Plan": "pro"}
+
+    def checked() -> bool:
+        response = client.post("/messages", headers=pro)
+        return response.status_code == 201 and "X-Feature-Remaining" in response.headers
+
+    seconds, unchecked = [], 0
+    try:
+        assert checked()
+        for _ in range(max(budget.outages, 3)):
+            own_server.halt()
+            away = time.monotonic() + max(budget.outage_seconds, 1.5)
+            while time.monotonic() < away:  # the probes back off to their longest
+                assert not checked()
+                time.sleep(0.05)
+            own_server.start()
+            up = time.monotonic()
+            while not checked():
+                unchecked += 1
+                assert time.monotonic() - up < 60, "the gates never saw the database again"
+                time.sleep(0.01)
+            seconds.append(round(time.monotonic() - up, 2))
+    finally:
+        gates.close(app, timeout=60)
+    report(
+        fail_mode=fail_mode,
+        restarts=len(seconds),
+        seconds_to_first_checked_call=seconds,
+        calls_not_checked_after_restart=unchecked,
     )
 
 
@@ -326,7 +372,7 @@ def test_a_restart_between_requests_is_not_an_outage(own_server, own_databases, 
         with serve(app) as base_url:
             # Enough at once that the pool keeps several connections.
             assert fire_concurrently(base_url, "POST", "/messages", n=16, headers=headers).allowed
-            assert state.pool.get().get_stats()["pool_size"] > 1
+            assert state.engine.storage.pool.get().get_stats()["pool_size"] > 1
             own_server.halt()
             own_server.start()
             # The usage writer is first to meet the closed connections.

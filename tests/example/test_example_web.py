@@ -17,6 +17,7 @@ import pytest
 
 from examples.sentinel.auth import safe_next
 from examples.sentinel.negotiate import prefers_html
+from feature_gates import StorageUnavailable
 
 #: What Chromium sends when it opens a page.
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -223,8 +224,12 @@ def test_not_found_and_server_errors_as_pages(sentinel_app, browser, caplog):
     def database_gone() -> str:
         raise psycopg.OperationalError("connection refused")
 
+    def usage_unreadable() -> str:
+        raise StorageUnavailable("a usage read: the database is unreachable")
+
     sentinel_app.add_url_rule("/broken", view_func=broken)
     sentinel_app.add_url_rule("/database-gone", view_func=database_gone)
+    sentinel_app.add_url_rule("/usage-unreadable", view_func=usage_unreadable)
     missing = browser.get("/nowhere")
     assert (missing.status_code, missing.mimetype) == (404, "text/html")
     assert "Page not found" in missing.get_data(as_text=True)
@@ -238,4 +243,6 @@ def test_not_found_and_server_errors_as_pages(sentinel_app, browser, caplog):
     away = browser.get("/database-gone")
     assert (away.status_code, away.headers["Retry-After"]) == (503, "1")
     assert "the database does not answer" in away.get_data(as_text=True).lower()
+    unread = sentinel_app.test_client().get("/usage-unreadable")
+    assert (unread.status_code, unread.mimetype) == (503, "application/problem+json")
     assert sentinel_app.test_client().get("/broken").mimetype == "application/problem+json"

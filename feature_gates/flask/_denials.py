@@ -1,24 +1,15 @@
-"""Denials: werkzeug HTTP exceptions that render RFC 9457 ``application/problem+json``.
+"""Denials in their HTTP form: werkzeug HTTP exceptions over the core's denials.
 
 Because they are :class:`~werkzeug.exceptions.HTTPException` subclasses, an
 application's own ``@app.errorhandler(403)`` (or ``429``, or the class) sees them
-first; without one they answer with their problem document:
-
-.. code-block:: json
-
-    {"type": "https://github.com/feature-gates/feature-gates/blob/main/docs/errors.md#feature-limit-exceeded",
-     "title": "Feature limit reached", "status": 429,
-     "detail": "plan 'free' allows 50 uses of 'chat_messages_monthly' per month and 50 are used; it resets at 2026-12-01T00:00:00Z.",
-     "feature": "chat_messages_monthly", "plan": "free",
-     "limit": 50, "used": 50, "remaining": 0, "cost": 1, "reset_at": "2026-12-01T00:00:00Z"}
-"""  # noqa: E501
+first; without one they answer with their problem document
+(``application/problem+json``), which the core builds.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
-from datetime import timezone
 from typing import Any
 from typing import ClassVar
 
@@ -28,37 +19,41 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.exceptions import Unauthorized
 
-from .subject import Subject
+from ..core import KINDS
+from ..core import PROBLEM_CONTENT_TYPE
+from ..core import Denial
+from ..core import Subject
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
+    "FeatureCheckFailed",
     "FeatureCheckUnavailable",
     "FeatureDenied",
     "FeatureLimitExceeded",
     "FeatureNotEntitled",
     "NotAuthenticated",
     "TierTooLow",
-    "iso_utc",
+    "http_denial",
 ]
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-#: Each denial's ``type`` is this page's section that describes it.
-DOCS_URL = "https://github.com/feature-gates/feature-gates/blob/main/docs/errors.md"
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line for logs and command output: its first line (libpq puts
-    the host, port and reason there), or its class name when it has no text."""
-    lines = str(error).strip().splitlines()
-    return lines[0].strip() if lines else type(error).__name__
-
-
-def iso_utc(moment: datetime) -> str:
-    """``moment`` as ISO 8601 in UTC with a ``Z``: ``2026-12-01T00:00:00Z``."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+#: The attributes a denial reads from the core's: what its problem document says.
+_FROM_DENIAL = frozenset(
+    {
+        "feature",
+        "subject",
+        "detail",
+        "headers",
+        "plan",
+        "type",
+        "required_tier",
+        "limit",
+        "used",
+        "cost",
+        "reset_at",
+        "remaining",
+    }
+)
 
 
 class FeatureDenied(HTTPException):
@@ -79,13 +74,14 @@ class FeatureDenied(HTTPException):
         ``on_denied`` hook returned).
     """
 
-    #: Why the gate refused: ``anonymous``, ``not-entitled``, ``tier``, ``limit``
-    #: or ``unavailable`` (the same word as the ``access-denied`` signal's ``reason``).
+    #: Why the gate refused: ``anonymous``, ``not-entitled``, ``tier``, ``limit``,
+    #: ``unavailable`` or ``error`` (the same word as the ``access-denied`` signal's
+    #: ``reason``).
     reason: ClassVar[str] = "denied"
     #: The problem type's short, fixed summary.
-    title: ClassVar[str] = "Feature denied"
+    title: ClassVar[str] = KINDS["denied"][0]
     #: The anchor of this denial in docs/errors.md, ending the problem ``type``.
-    slug: ClassVar[str] = "feature-denied"
+    slug: ClassVar[str] = KINDS["denied"][1]
 
     def __init__(
         self,
@@ -95,58 +91,55 @@ class FeatureDenied(HTTPException):
         detail: str,
         headers: Mapping[str, str] | None = None,
         response: Any = None,
+        **members: Any,
     ) -> None:
         super().__init__(detail, response)
-        self.feature = feature
-        self.subject = subject
-        self.detail = detail
-        self.headers = dict(headers or {})
+        #: The denial as the core describes it: what the problem document says.
+        self.denial = Denial(
+            self.reason,
+            status=self.code,
+            feature=feature,
+            subject=subject,
+            detail=detail,
+            headers=headers,
+            **members,
+        )
 
-    @property
-    def plan(self) -> str | None:
-        return None if self.subject is None else self.subject.plan
+    # Read from the core's denial (see __getattr__).
+    feature: str
+    subject: Subject | None
+    detail: str
+    headers: dict[str, str]
+    plan: str | None
+    type: str
 
-    @property
-    def type(self) -> str:
-        return f"{DOCS_URL}#{self.slug}"
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.title, cls.slug = KINDS[cls.reason]
+
+    def __getattr__(self, name: str) -> Any:
+        # What the problem document says is the core denial's, read from it.
+        if name in _FROM_DENIAL:
+            return getattr(self.denial, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem document, as a dict."""
-        return {
-            "type": self.type,
-            "title": self.title,
-            "status": self.code,
-            "detail": self.detail,
-            "feature": self.feature,
-            "plan": self.plan,
-            **self.extensions(),
-        }
+        return self.denial.problem()
 
-    def extensions(self) -> dict[str, Any]:
-        """The members this kind of denial adds to the problem document."""
-        return {}
-
-    def get_body(
-        self,
-        environ: Any = None,
-        scope: dict[str, Any] | None = None,
-    ) -> str:
-        return json.dumps(self.problem())
+    def get_body(self, environ: Any = None, scope: dict[str, Any] | None = None) -> str:
+        return self.denial.body()
 
     def get_headers(
-        self,
-        environ: Any = None,
-        scope: dict[str, Any] | None = None,
+        self, environ: Any = None, scope: dict[str, Any] | None = None
     ) -> list[tuple[str, str]]:
-        return [("Content-Type", PROBLEM_CONTENT_TYPE), *self.headers.items()]
+        return [("Content-Type", PROBLEM_CONTENT_TYPE), *self.denial.headers.items()]
 
 
 class NotAuthenticated(FeatureDenied, Unauthorized):
     """*401*: the endpoint is gated and the subject loader found no caller."""
 
     reason = "anonymous"
-    title = "Authentication required"
-    slug = "not-authenticated"
     code = 401
 
 
@@ -154,8 +147,6 @@ class FeatureNotEntitled(FeatureDenied, Forbidden):
     """*403*: the caller's plan does not include the feature (or grants it 0 uses)."""
 
     reason = "not-entitled"
-    title = "Feature not in plan"
-    slug = "feature-not-entitled"
     code = 403
 
 
@@ -163,16 +154,11 @@ class TierTooLow(FeatureDenied, Forbidden):
     """*403*: the caller's plan ranks below the endpoint's minimum tier."""
 
     reason = "tier"
-    title = "Plan tier too low"
-    slug = "tier-too-low"
     code = 403
+    required_tier: str
 
     def __init__(self, *, required_tier: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.required_tier = required_tier
-
-    def extensions(self) -> dict[str, Any]:
-        return {"required_tier": self.required_tier}
+        super().__init__(required_tier=required_tier, **kwargs)
 
 
 class FeatureLimitExceeded(FeatureDenied):
@@ -186,8 +172,11 @@ class FeatureLimitExceeded(FeatureDenied):
     """
 
     reason = "limit"
-    title = "Feature limit reached"
-    slug = "feature-limit-exceeded"
+    limit: int
+    used: int | None
+    cost: int
+    reset_at: datetime | None
+    remaining: int | None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> FeatureLimitExceeded:
         if cls is FeatureLimitExceeded:
@@ -203,24 +192,7 @@ class FeatureLimitExceeded(FeatureDenied):
         reset_at: datetime | None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.limit = limit
-        self.used = used
-        self.cost = cost
-        self.reset_at = reset_at
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self.used is None else max(self.limit - self.used, 0)
-
-    def extensions(self) -> dict[str, Any]:
-        return {
-            "limit": self.limit,
-            "used": self.used,
-            "remaining": self.remaining,
-            "cost": self.cost,
-            "reset_at": None if self.reset_at is None else iso_utc(self.reset_at),
-        }
+        super().__init__(limit=limit, used=used, cost=cost, reset_at=reset_at, **kwargs)
 
     @staticmethod
     def for_status(status: int, **kwargs: Any) -> FeatureLimitExceeded:
@@ -252,6 +224,39 @@ class FeatureCheckUnavailable(FeatureDenied, ServiceUnavailable):
     """*503*: a metered limit could not reach the database and its fail mode is ``closed``."""
 
     reason = "unavailable"
-    title = "Feature check unavailable"
-    slug = "feature-check-unavailable"
     code = 503
+
+
+class FeatureCheckFailed(FeatureDenied, ServiceUnavailable):
+    """*503*: the database answered a metered check with an error that is not an
+    outage (a deadlock retried in vain, a statement timeout, too many connections, a
+    missing function...). Whatever the fail mode: an error never lets a request past
+    its limit."""
+
+    reason = "error"
+    code = 503
+
+
+_CLASSES: dict[str, type[FeatureDenied]] = {
+    cls.reason: cls
+    for cls in (
+        NotAuthenticated,
+        FeatureNotEntitled,
+        TierTooLow,
+        FeatureCheckUnavailable,
+        FeatureCheckFailed,
+    )
+}
+
+
+def http_denial(denial: Denial) -> FeatureDenied:
+    """The HTTP form of the core's ``denial``."""
+    if denial.reason == "limit":
+        assert denial.status is not None
+        cls: type[FeatureDenied] = _LIMIT_CLASSES[denial.status]
+    else:
+        cls = _CLASSES[denial.reason]
+    error = cls.__new__(cls)
+    HTTPException.__init__(error, denial.detail)
+    error.denial = denial
+    return error

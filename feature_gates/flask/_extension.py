@@ -1,21 +1,20 @@
-"""The Flask extension: settings, pool and tracker per application.
+"""The Flask extension: one engine per application, in ``app.extensions``.
 
-State lives in ``app.extensions["feature_gates"]``, never on the extension object,
-so one :class:`FeatureGates` can serve several applications (factories, tests).
+State lives in ``app.extensions["feature_gates"]`` (an :class:`AppGates`), never on
+the extension object, so one :class:`FeatureGates` can serve several applications
+(factories, tests).
 """
 
 from __future__ import annotations
 
 import atexit
-import uuid
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from dataclasses import field
 from datetime import date
-from functools import partial
 from pathlib import Path
 from typing import Any
 from typing import TypeVar
@@ -24,28 +23,36 @@ from flask import Flask
 from flask import current_app
 from flask.typing import ResponseReturnValue
 
-from . import gate
-from .cli import cli
-from .config import ConfigError
-from .config import Settings
-from .errors import FeatureDenied
-from .migrate import MigrationSettings
-from .plans import Catalogue
-from .pool import LazyPool
-from .signals import _signals
-from .subject import Subject
-from .subject import SubjectLoader
-from .subject import UserIdCache
-from .usage import store
-from .usage.tracker import Clock
-from .usage.tracker import TrackingStats
-from .usage.tracker import UsageTracker
-from .usage.tracker import month_start
-from .usage.tracker import utc_clock
-from .usage.tracker import utc_now
+from ..core import Catalogue
+from ..core import Clock
+from ..core import ConfigError
+from ..core import Decision
+from ..core import Denial
+from ..core import Engine
+from ..core import Gate
+from ..core import Grant
+from ..core import Settings
+from ..core import StorageStats
+from ..core import Subject
+from ..core import SubjectLoader
+from ..core import TrackingStats
+from ..core import UsageReport
+from ..core import UsageTrend
+from ..core import parse_setting
+from ..core import utc_clock
+from ..core import utc_now
+from ..signals import _signals
+from ._commands import DeferredGroup
+from ._denials import FeatureDenied
+from ._denials import http_denial
+from ._request import current_subject
+from ._request import end_request
+from ._request import finish_response
+from ._views import gates_of
 
-__all__ = ["EXTENSION_KEY", "FeatureGates", "GatesState", "Override"]
+__all__ = ["EXTENSION_KEY", "AppGates", "FeatureGates", "Override"]
 
+#: The key of an application's feature-gates in ``app.extensions``.
 EXTENSION_KEY = "feature_gates"
 
 #: Returns a response for a denial (an HTML page, a redirect), or None for the
@@ -54,13 +61,16 @@ DeniedHandler = Callable[[FeatureDenied], "ResponseReturnValue | None"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_ENABLED = "FEATURE_GATES_ENABLED"
+
 
 @dataclass(frozen=True)
 class Override:
-    """A test's pin of the subject (see :meth:`FeatureGates.override`)."""
+    """A test's pin of the subject and of the gates (see :meth:`FeatureGates.override`)."""
 
     plan: str | None = None
     user_id: Any = None
+    enabled: bool | None = None
 
     def apply(self, subject: Subject | None) -> Subject | None:
         if subject is None:
@@ -73,44 +83,41 @@ class Override:
         )
 
 
-def _is_bigint(value: Any) -> bool:
-    return type(value) is int and -(2**63) <= value < 2**63
+class AppGates:
+    """One application's feature-gates: what ``app.extensions["feature_gates"]`` holds.
 
+    Its :attr:`catalogue` is the parsed plan catalogue and :meth:`close` writes
+    pending usage and closes the pool; the rest is the adapter's.
+    """
 
-def _is_uuid(value: Any) -> bool:
-    if isinstance(value, uuid.UUID):
-        return True
-    try:
-        uuid.UUID(value)
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return True
+    def __init__(self, extension: FeatureGates, app: Flask, engine: Engine) -> None:
+        self.extension = extension
+        self.app = app
+        self.engine = engine
+        self.override: Override | None = None
+        self._views_checked = -1
+        # FEATURE_GATES_ENABLED as parsed, and the configuration value it came from.
+        self._enabled = engine.settings.enabled
+        self._enabled_value = app.config.get(_ENABLED, True)
 
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.engine.catalogue
 
-@dataclass
-class GatesState:
-    """What one application's feature-gates needs at run time."""
+    @property
+    def settings(self) -> Settings:
+        return self.engine.settings
 
-    extension: FeatureGates
-    app: Flask
-    settings: Settings
-    pool: LazyPool
-    tracker: UsageTracker
-    catalogue: Catalogue = field(default_factory=lambda: Catalogue({}, {}))
-    storage: gate.StorageHealth = field(init=False)
-    user_ids: UserIdCache = field(init=False)
-    override: Override | None = None
-    #: Features some view gates as a stock limit: their count is the application's,
-    #: not a monthly count in feature_usage.
-    stock_features: frozenset[str] = frozenset()
-    _views_checked: int = field(default=-1, init=False)
-
-    def __post_init__(self) -> None:
-        self.storage = gate.StorageHealth(self.emit)
-        self._valid_user_id = (
-            _is_bigint if self.settings.migration.user_id_type == "bigint" else _is_uuid
-        )
-        self.user_ids = UserIdCache(self.settings.user_cache_ttl)
+    def enabled(self) -> bool:
+        """Whether the gates check and count now: FEATURE_GATES_ENABLED, parsed again
+        when the application's configuration changes it, unless a test overrides it."""
+        if self.override is not None and self.override.enabled is not None:
+            return self.override.enabled
+        value = self.app.config.get(_ENABLED, True)
+        if value is not self._enabled_value:
+            self._enabled = bool(parse_setting("enabled", value))
+            self._enabled_value = value
+        return self._enabled
 
     def load_subject(self) -> Subject | None:
         """Call the subject loader (and apply a test's override)."""
@@ -126,18 +133,9 @@ class GatesState:
                 f"the subject loader must return a feature_gates.Subject or None, "
                 f"got {type(subject).__name__}"
             )
-        if subject is not None and not self._valid_user_id(subject.user_id):
-            kind = self.settings.migration.user_id_type
-            raise TypeError(
-                f"the subject loader returned user_id {subject.user_id!r}; user ids are "
-                f"{kind} here (FEATURE_GATES_USER_ID_TYPE): return "
-                + ("an int that fits a bigint" if kind == "bigint" else "a uuid.UUID or its text")
-            )
+        if subject is not None:
+            self.engine.check_user_id(subject)
         return subject if self.override is None else self.override.apply(subject)
-
-    @property
-    def migration_settings(self) -> MigrationSettings:
-        return self.settings.migration
 
     def check_views(self) -> None:
         """Validate the gates of every view, once per set of views.
@@ -152,40 +150,55 @@ class GatesState:
             return
         stock = set()
         for endpoint, view in views.items():
-            for rule in gate.gates_of(view):
+            for rule in gates_of(view):
                 try:
-                    gate.validate(rule, self)
+                    self.engine.validate(rule)
                 except ConfigError as exc:
                     raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None
                 if rule.kind == "stock":
                     stock.add(rule.feature)
-        self.stock_features = frozenset(stock)
+        self.engine.stock_features = frozenset(stock)
         self._views_checked = len(views)
 
-    def emit(self, name: str, **data: Any) -> None:
-        """Send the signal ``name`` with this application as sender."""
-        _signals.signal(name).send(self.app, **data)
+    def admit(self, rule: Gate, kwargs: dict[str, Any]) -> Grant:
+        """Check ``rule`` for the current request; raise its HTTP denial, or return
+        what the request owes when it ends."""
+        started = time.perf_counter()
+        subject = current_subject(self.load_subject)
+        try:
+            return self.engine.admit(rule, subject, kwargs)
+        except Denial as denial:
+            raise self._denied(denial, started) from None
+
+    def _denied(self, denial: Denial, started: float) -> FeatureDenied:
+        """Log and signal ``denial``, let ``on_denied`` answer it: its HTTP form."""
+        error = http_denial(denial)
+        self.engine.denied(denial, started, error)
+        handler = self.extension.denied_handler
+        if handler is not None:
+            answer = handler(error)
+            if answer is not None:
+                error.response = current_app.make_response(answer)
+        return error
 
     def close(self, timeout: float | None = None) -> None:
         """Write pending usage, stop the writer and close the pool (teardown, tests).
 
         Waits at most ``timeout`` seconds (FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT by
-        default) for the database; raises :class:`~feature_gates.usage.tracker.FlushTimeout`
-        when usage is still pending then.
+        default) for the database; raises :class:`~feature_gates.FlushTimeout` when
+        usage is still pending then.
         """
         atexit.unregister(self.close_at_exit)
-        if timeout is None:
-            timeout = self.settings.shutdown_flush_timeout
-        try:
-            self.tracker.close(timeout)
-        finally:
-            self.pool.close()
+        self.engine.close(timeout)
 
     def close_at_exit(self) -> None:
         """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
         atexit.unregister(self.close_at_exit)
-        self.tracker.close_at_exit(self.settings.shutdown_flush_timeout)
-        self.pool.close()
+        self.engine.close_at_exit()
+
+
+def _listening(name: str) -> bool:
+    return bool(_signals.signal(name).receivers)
 
 
 class FeatureGates:
@@ -209,53 +222,40 @@ class FeatureGates:
 
     def init_app(self, app: Flask) -> None:
         """Read the application's ``FEATURE_GATES_*`` settings and register the extension."""
-        settings = Settings.from_config(app.config)
+        settings = Settings.from_mapping(app.config)
         if settings.database_url is None and settings.tracking != "off":
             raise ConfigError(
                 "FEATURE_GATES_DATABASE_URL is not set: set it to the application's "
                 "PostgreSQL URL (or set FEATURE_GATES_TRACKING = 'off' for gates "
                 "without metering)"
             )
-        pool = LazyPool(
-            settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            schema=settings.schema,
-            statement_timeout=settings.statement_timeout,
-        )
         plans = settings.plans
         if isinstance(plans, Path) and not plans.is_absolute():
             # Like Flask's own files (config.from_file, templates): next to the app.
             plans = Path(app.root_path) / plans
         catalogue = Catalogue.parse(plans, settings.tiers)
-        state = GatesState(self, app, settings, pool, tracker=None, catalogue=catalogue)  # type: ignore[arg-type]
-        state.tracker = UsageTracker(
-            pool,
-            mode=settings.tracking,
-            flush_interval=settings.flush_interval,
-            flush_max_keys=settings.flush_max_keys,
-            max_pending_keys=settings.max_pending_keys,
-            max_backoff=settings.flush_max_backoff,
-            clock=self.clock,
-            emit=partial(_tracker_event, state),
-            listening=lambda name: bool(_signals.signal(name).receivers),
-        )
+
+        def emit(name: str, **data: Any) -> None:
+            _signals.signal(name).send(app, **data)
+
+        engine = Engine(settings, catalogue, clock=self.clock, emit=emit, listening=_listening)
+        state = AppGates(self, app, engine)
         state.check_views()
         app.extensions[EXTENSION_KEY] = state
         app.before_request(state.check_views)
-        app.after_request(gate.finish_response)
-        app.teardown_request(gate.end_request)
+        app.after_request(finish_response)
+        app.teardown_request(end_request)
         app.add_template_global(self.has_feature, "has_feature")
         app.add_template_global(self.feature_remaining, "feature_remaining")
         app.add_template_global(self.has_tier, "has_tier")
         if settings.command_name:
-            app.cli.add_command(cli, settings.command_name)
+            app.cli.add_command(DeferredGroup(settings.command_name), settings.command_name)
         atexit.register(state.close_at_exit)
 
-    def _state(self, app: Flask | None = None) -> GatesState:
+    def _state(self, app: Flask | None = None) -> AppGates:
         if app is None:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-        state: GatesState | None = app.extensions.get(EXTENSION_KEY)
+        state: AppGates | None = app.extensions.get(EXTENSION_KEY)
         if state is None or state.extension is not self:
             raise RuntimeError(
                 "this FeatureGates is not initialised on the current application: "
@@ -288,7 +288,7 @@ class FeatureGates:
 
     def current_subject(self) -> Subject | None:
         """The current request's subject (None outside a request or when anonymous)."""
-        return gate.current_subject(self._state())
+        return current_subject(self._state().load_subject)
 
     def check(
         self,
@@ -297,7 +297,7 @@ class FeatureGates:
         *,
         cost: int = 1,
         used: int | None = None,
-    ) -> gate.Decision:
+    ) -> Decision:
         """May ``subject`` (the current one by default) use ``feature`` now? Consumes nothing.
 
         For a limit, the count is read from ``feature_usage`` (one query), unless
@@ -307,10 +307,10 @@ class FeatureGates:
         state = self._state()
         state.check_views()
         if subject is None:
-            subject = gate.current_subject(state)
-        return gate.decide(state, feature, subject, cost=cost, used=used)
+            subject = current_subject(state.load_subject)
+        return state.engine.check(feature, subject, cost=cost, used=used)
 
-    def entitlements(self, subject: Subject | None = None) -> dict[str, gate.Decision]:
+    def entitlements(self, subject: Subject | None = None) -> dict[str, Decision]:
         """Every feature of the catalogue with its :class:`Decision` for ``subject``.
 
         Reads every count of the subject in one query.
@@ -318,14 +318,8 @@ class FeatureGates:
         state = self._state()
         state.check_views()
         if subject is None:
-            subject = gate.current_subject(state)
-        usage: dict[str, int] | None = {}
-        if subject is not None and "limit" in state.catalogue.kinds.values():
-            usage = gate.read_all_usage(state, subject)
-        return {
-            feature: gate.decide(state, feature, subject, usage=usage)
-            for feature in state.catalogue.kinds
-        }
+            subject = current_subject(state.load_subject)
+        return state.engine.entitlements(subject)
 
     def has_feature(self, feature: str) -> bool:
         """Whether the current subject's plan includes ``feature``. No database read.
@@ -333,7 +327,7 @@ class FeatureGates:
         A template global: ``{% if has_feature("can_export_pdf") %}``.
         """
         state = self._state()
-        subject = gate.current_subject(state)
+        subject = current_subject(state.load_subject)
         if subject is None:
             return False
         return state.catalogue.entitlement(subject.plan, feature).granted
@@ -345,7 +339,7 @@ class FeatureGates:
         """
         state = self._state()
         required = state.catalogue.require_tier(min_tier)
-        subject = gate.current_subject(state)
+        subject = current_subject(state.load_subject)
         if subject is None:
             return False
         rank = state.catalogue.rank(subject.plan)
@@ -360,7 +354,7 @@ class FeatureGates:
         """
         state = self._state()
         state.check_views()
-        if feature in state.stock_features:
+        if feature in state.engine.stock_features:
             raise ValueError(
                 f"{feature!r} is gated as a stock limit: its count is the application's; "
                 f"use gates.check({feature!r}, used=<count>).remaining"
@@ -372,15 +366,7 @@ class FeatureGates:
 
         Answers are cached for FEATURE_GATES_USER_CACHE_TTL seconds.
         """
-        state = self._state()
-
-        def lookup(value: str) -> Any:
-            query: Any = state.settings.user_lookup_sql
-            with state.pool.get().connection() as conn:
-                row = conn.execute(query, (value,)).fetchone()
-            return None if row is None else row[0]
-
-        return state.user_ids.get(email, lookup)
+        return self._state().engine.resolve_user_id(email)
 
     # -- testing ------------------------------------------------------------------------
 
@@ -391,9 +377,11 @@ class FeatureGates:
         *,
         user_id: Any = None,
         usage: Mapping[str, int] | None = None,
+        enabled: bool | None = None,
         app: Flask | None = None,
     ) -> Iterator[None]:
-        """Pin the subject's plan (and user id) and set usage counts, for a test.
+        """Pin the subject's plan (and user id), set usage counts, or switch the gates
+        off, for a test.
 
         .. code-block:: python
 
@@ -405,6 +393,8 @@ class FeatureGates:
             caller becomes this subject too.
         :param usage: counts this period for ``user_id``, written to ``feature_usage``
             (replacing what is there) when the block starts.
+        :param enabled: False turns every gate into a pass-through in the block
+            (True, on), whatever FEATURE_GATES_ENABLED says.
         :param app: the application; the current one by default.
         """
         state = self._state(app)
@@ -416,34 +406,34 @@ class FeatureGates:
         if usage:
             if user_id is None:
                 raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            self._set_usage(state, user_id, usage)
-        previous, state.override = state.override, Override(plan, user_id)
+            state.engine.set_counts(user_id, usage)
+        previous, state.override = state.override, Override(plan, user_id, enabled)
         try:
             yield
         finally:
             state.override = previous
 
-    def _set_usage(self, state: GatesState, user_id: Any, usage: Mapping[str, int]) -> None:
-        # What the tracker still holds would land on top of the counts set here.
-        state.tracker.flush(10.0)
-        period = month_start(self.clock())
-        with state.pool.get().connection() as conn:
-            for feature, count in usage.items():
-                conn.execute(store.SET_USAGE, (user_id, feature, period, count))
-
     # -- usage tracking -----------------------------------------------------------
 
     def track(
-        self, user_id: Any, feature: str, amount: int = 1, *, idempotency_key: str | None = None
+        self,
+        user_id: Any,
+        feature: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        period: date | None = None,
     ) -> None:
         """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once.
 
         The period is the current calendar month (UTC), fixed now, not when the
-        background writer sends it. With ``idempotency_key``, the uses count once
-        for that user, feature and key (a retried job), within the retention of
-        ``prune_feature_usage_idempotency``. See docs/tracking.md.
+        background writer sends it; ``period`` (the first day of a month) records
+        them in another month instead (an import of past usage). With
+        ``idempotency_key``, the uses count once for that user, feature and key (a
+        retried job), within the retention of ``prune_feature_usage_idempotency``.
+        See docs/tracking.md.
         """
-        self._state().tracker.track(user_id, feature, amount, idempotency_key=idempotency_key)
+        self._state().engine.tracker.track(user_id, feature, amount, idempotency_key, period)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write all usage tracked so far; returns when it is in the database.
@@ -451,12 +441,17 @@ class FeatureGates:
         :raises FlushTimeout: after ``timeout`` seconds, saying how much is still
             pending (it stays pending and is retried).
         """
-        self._state().tracker.flush(timeout)
+        self._state().engine.tracker.flush(timeout)
 
     def tracking_stats(self) -> TrackingStats:
         """This process's tracker counters: tracked, written, pending, batches, retries,
         dropped, rejected, duplicates, last error, last flush time."""
-        return self._state().tracker.stats()
+        return self._state().engine.tracker.stats()
+
+    def storage_stats(self) -> StorageStats:
+        """What the database did to this process's statements: errors by SQLSTATE,
+        retries, outages, the current outage's start, the last error."""
+        return self._state().engine.storage.stats()
 
     def close(self, app: Flask | None = None, timeout: float | None = None) -> None:
         """Write pending usage, stop the writer thread and close the pool of ``app``.
@@ -467,32 +462,36 @@ class FeatureGates:
         """
         self._state(app).close(timeout)
 
+    # -- reading usage ------------------------------------------------------------------
+
     def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
         """``user_id``'s recorded usage of ``feature`` in ``period`` (this month by default).
 
         Reads the database: usage still pending in the tracker is not included.
+
+        :raises StorageError: the database failed the read
+            (:class:`~feature_gates.StorageUnavailable` when it cannot be reached).
         """
-        state = self._state()
-        period = period or month_start(self.clock())
-        with state.pool.get().connection() as conn:
-            row = conn.execute(store.GET_USAGE, (user_id, feature, period)).fetchone()
-        return int(row[0]) if row else 0
+        return self._state().engine.count(user_id, feature, period)
 
     def get_user_usage(self, user_id: Any, period: date | None = None) -> dict[str, int]:
         """Every feature ``user_id`` used in ``period`` (this month by default), with its count."""
+        return self._state().engine.counts(user_id, period)
+
+    def usage_report(
+        self, *, top: int = 10, near_limit: float | None = None, period: date | None = None
+    ) -> UsageReport:
+        """``period``'s (this month's) ``top`` most used features, as (feature, uses,
+        users), and with ``near_limit`` (a percentage) the users at or above that share
+        of their plan's limit, closest first; their plans come from
+        FEATURE_GATES_USER_PLAN_SQL. Stock limits are left out of the latter."""
         state = self._state()
-        period = period or month_start(self.clock())
-        with state.pool.get().connection() as conn:
-            rows = conn.execute(store.GET_USER_USAGE, (user_id, period)).fetchall()
-        return {str(feature): int(count) for feature, count, _ in rows}
+        state.check_views()
+        return state.engine.usage_report(top=top, near_limit=near_limit, period=period)
 
-
-def _tracker_event(state: GatesState, name: str, **data: Any) -> None:
-    """Send a signal of the tracker. Its outage reports go through the gates' storage
-    health, so that an outage noticed by both is signalled once."""
-    if name == "storage-unavailable":
-        state.storage.failed(data["error"])
-    elif name == "storage-recovered":
-        state.storage.succeeded()
-    else:
-        state.emit(name, **data)
+    def usage_trend(self, months: int = 6) -> UsageTrend:
+        """Uses (in all and per feature) and active users per month, for the last
+        ``months`` months, oldest first. The current month is read from
+        ``feature_usage`` itself, the months before from ``feature_usage_summary``
+        (refreshed by ``feature-gates refresh``)."""
+        return self._state().engine.usage_trend(months)

@@ -26,14 +26,22 @@ from pathlib import Path
 from typing import Any
 from typing import Literal
 
-from .config import ConfigError
+from ._config import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FEATURE_NAME", "PERIODS", "Catalogue", "Entitlement", "Plan", "UnknownFeature"]
+__all__ = [
+    "FEATURE_NAME",
+    "PERIODS",
+    "Catalogue",
+    "Entitlement",
+    "Plan",
+    "UnknownFeature",
+    "check_feature_name",
+]
 
 #: The names the database accepts for a feature (the feature_usage check constraint).
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
@@ -49,6 +57,17 @@ _TIERS = "FEATURE_GATES_TIERS"
 
 class UnknownFeature(ConfigError):
     """A gate names a feature that no plan defines, or a tier that is not a plan."""
+
+
+def check_feature_name(name: object, hint: str = "") -> str:
+    """``name`` if the database accepts it as a feature name, else ValueError saying
+    what a name is (and ``hint``: what to do about it)."""
+    if isinstance(name, str) and FEATURE_NAME.fullmatch(name):
+        return name
+    raise ValueError(
+        f"{name!r} is not a valid feature name (1 to 64 characters of a-z, 0-9, _ . : - "
+        f"starting with a letter){'; ' + hint if hint else ''}"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,11 +160,10 @@ class Catalogue:
                 )
             parsed[plan] = {}
             for feature, value in features.items():
-                if not isinstance(feature, str) or not FEATURE_NAME.fullmatch(feature):
-                    raise ConfigError(
-                        f"{_PLANS}: plan {plan!r}: {feature!r} is not a valid feature name "
-                        "(1 to 64 characters of a-z, 0-9, _ . : - starting with a letter)"
-                    )
+                try:
+                    check_feature_name(feature)
+                except ValueError as exc:
+                    raise ConfigError(f"{_PLANS}: plan {plan!r}: {exc}") from None
                 is_limit, limit, period = _entitlement(plan, feature, value)
                 parsed[plan][feature] = (is_limit, limit, period)
                 if is_limit or feature not in kinds:

@@ -1,15 +1,19 @@
-"""Who is asking: the :class:`Subject`, and email -> user id resolution with a cache."""
+"""Who is asking: the :class:`Subject`, the check of its user id, and email -> user id
+resolution with a cache."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Subject", "SubjectLoader", "UserIdCache"]
+from ._config import UserIdType
+
+__all__ = ["Subject", "SubjectLoader", "UserIdCache", "user_id_check"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,37 @@ class Subject:
 
 #: Returns the current request's :class:`Subject`, or None for an anonymous caller.
 SubjectLoader = Callable[[], "Subject | None"]
+
+
+def _is_bigint(value: Any) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _is_uuid(value: Any) -> bool:
+    if isinstance(value, uuid.UUID):
+        return True
+    try:
+        uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def user_id_check(user_id_type: UserIdType) -> Callable[[Subject], Subject]:
+    """A check that a subject's user id fits ``user_id_type``, the type of
+    ``feature_usage.user_id``: caught before the view runs, with what to return."""
+    fits = _is_bigint if user_id_type == "bigint" else _is_uuid
+    wanted = "an int that fits a bigint" if user_id_type == "bigint" else "a uuid.UUID or its text"
+
+    def check(subject: Subject) -> Subject:
+        if not fits(subject.user_id):
+            raise TypeError(
+                f"the subject loader returned user_id {subject.user_id!r}; user ids are "
+                f"{user_id_type} here (FEATURE_GATES_USER_ID_TYPE): return {wanted}"
+            )
+        return subject
+
+    return check
 
 
 class UserIdCache:

@@ -1,4 +1,4 @@
-"""The three decorators. Thin: the decision lives in :mod:`feature_gates.gate`.
+"""The three decorators. Thin: the decision lives in the core's engine.
 
 They are module-level and find the extension through ``current_app``, so a
 blueprint imports them without the extension object (as ``flask_login.login_required``
@@ -26,11 +26,15 @@ from flask import Flask
 from flask import current_app
 from flask import request
 
-from . import gate
-from .config import FailMode
-from .extension import EXTENSION_KEY
-from .extension import GatesState
-from .plans import FEATURE_NAME
+from ..core import FailMode
+from ..core import Gate
+from ..core import GateKind
+from ..core import check_feature_name
+from ._extension import EXTENSION_KEY
+from ._extension import AppGates
+from ._request import hold
+from ._views import GATES_ATTRIBUTE
+from ._views import gates_of
 
 __all__ = ["GateDecorator", "feature_limit", "feature_required", "feature_tier"]
 
@@ -55,8 +59,8 @@ def feature_required(feature: str, *, track_usage: bool = True) -> GateDecorator
     :param feature: a feature of ``FEATURE_GATES_PLANS``.
     :param track_usage: record each successful call through the usage tracker.
     """
-    _check_name(feature)
-    return _gated(gate.Gate("feature", feature, track_usage=track_usage))
+    check_feature_name(feature)
+    return _gated(Gate("feature", feature, track_usage=track_usage))
 
 
 def feature_tier(
@@ -73,8 +77,8 @@ def feature_tier(
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         name = feature if feature is not None else view.__name__
-        _check_name(name, hint="pass feature= to name it")
-        rule = gate.Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
+        check_feature_name(name, hint="pass feature= to name it")
+        rule = Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
         return _gated(rule)(view)
 
     return decorator  # type: ignore[return-value]
@@ -110,12 +114,12 @@ def feature_limit(
     :param fail_mode: ``open`` or ``closed`` when the database cannot be reached;
         ``FEATURE_GATES_FAIL_MODE`` by default.
     """
-    _check_name(feature)
+    check_feature_name(feature)
     if fail_mode not in (None, "open", "closed"):
         raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
-    kind: gate.GateKind = "metered" if usage_getter is None else "stock"
+    kind: GateKind = "metered" if usage_getter is None else "stock"
     return _gated(
-        gate.Gate(
+        Gate(
             kind,
             feature,
             cost=cost,
@@ -127,15 +131,7 @@ def feature_limit(
     )
 
 
-def _check_name(name: str, hint: str = "") -> None:
-    if not isinstance(name, str) or not FEATURE_NAME.fullmatch(name):
-        raise ValueError(
-            f"{name!r} is not a valid feature name (1 to 64 characters of a-z, 0-9, "
-            f"_ . : - starting with a letter){'; ' + hint if hint else ''}"
-        )
-
-
-def _gated(rule: gate.Gate) -> GateDecorator:
+def _gated(rule: Gate) -> GateDecorator:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         # Flask's ensure_sync wraps a coroutine function and returns any other view
         # as it is: decided once here rather than inspected on every request.
@@ -149,26 +145,29 @@ def _gated(rule: gate.Gate) -> GateDecorator:
             method: str = request._get_current_object().method  # type: ignore[attr-defined]
             call = app.ensure_sync(view) if asynchronous else view
             # CORS preflights carry no credentials: never gated, never counted.
-            if method == "OPTIONS" or not gate.gates_enabled(app):
+            if method == "OPTIONS":
                 return call(*args, **kwargs)
-            grant = gate.admit(_state(app), rule, kwargs)
+            state = _state(app)
+            if not state.enabled():
+                return call(*args, **kwargs)
+            grant = state.admit(rule, kwargs)
             try:
                 result = call(*args, **kwargs)
             except BaseException:
-                gate.settle(grant, succeeded=False)
+                state.engine.settle(grant, succeeded=False)
                 raise
             # Settled by the response's status, in after_request.
-            gate.hold(grant)
+            hold(state.engine, grant)
             return result
 
-        setattr(wrapper, gate.GATES_ATTRIBUTE, (rule, *gate.gates_of(view)))
+        setattr(wrapper, GATES_ATTRIBUTE, (rule, *gates_of(view)))
         return wrapper
 
     return decorator  # type: ignore[return-value]
 
 
-def _state(app: Flask) -> GatesState:
-    state: GatesState | None = app.extensions.get(EXTENSION_KEY)
+def _state(app: Flask) -> AppGates:
+    state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError(
             "a feature gate ran on an application without FeatureGates: "

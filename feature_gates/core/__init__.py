@@ -1,0 +1,51 @@
+"""The framework-free core of feature-gates: what every adapter (Flask, and others)
+builds on. It imports neither flask, werkzeug nor click.
+
+The names below are the core's API for adapters; the modules behind them are
+private. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from ._config import PREFIX as PREFIX
+from ._config import USER_ID_TYPES as USER_ID_TYPES
+from ._config import ConfigError as ConfigError
+from ._config import FailMode as FailMode
+from ._config import Folder as Folder
+from ._config import Settings as Settings
+from ._config import TrackingMode as TrackingMode
+from ._config import parse_setting as parse_setting
+from ._config import read_settings as read_settings
+from ._decision import Decision as Decision
+from ._decision import Gate as Gate
+from ._decision import GateKind as GateKind
+from ._decision import Grant as Grant
+from ._denials import KINDS as KINDS
+from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
+from ._denials import Denial as Denial
+from ._denials import iso_utc as iso_utc
+from ._engine import Engine as Engine
+from ._periods import Clock as Clock
+from ._periods import month_start as month_start
+from ._periods import period_end as period_end
+from ._periods import utc_clock as utc_clock
+from ._periods import utc_now as utc_now
+from ._plans import Catalogue as Catalogue
+from ._plans import Entitlement as Entitlement
+from ._plans import Plan as Plan
+from ._plans import UnknownFeature as UnknownFeature
+from ._plans import check_feature_name as check_feature_name
+from ._reports import MonthUsage as MonthUsage
+from ._reports import NearLimit as NearLimit
+from ._reports import UsageReport as UsageReport
+from ._reports import UsageTrend as UsageTrend
+from ._reports import usage_report as usage_report
+from ._storage import Storage as Storage
+from ._storage import StorageError as StorageError
+from ._storage import StorageStats as StorageStats
+from ._storage import StorageUnavailable as StorageUnavailable
+from ._storage import one_line as one_line
+from ._subject import Subject as Subject
+from ._subject import SubjectLoader as SubjectLoader
+from ._tracking import FlushTimeout as FlushTimeout
+from ._tracking import TrackingStats as TrackingStats

@@ -1,0 +1,333 @@
+"""Typed settings, parsed and validated once from a mapping of keys.
+
+Every setting has a default, one parser and a line in docs/configuration.md. Flask
+reads them from ``app.config`` with the ``FEATURE_GATES_`` prefix; another adapter
+may pass its own mapping and prefix. A wrong value raises :class:`ConfigError`
+naming the key. The migration runner reads its keys with the same parsers
+(:func:`read_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover - Python 3.10
+    from importlib.abc import Traversable
+
+__all__ = ["PREFIX", "USER_ID_TYPES", "ConfigError", "Settings", "parse_setting", "read_settings"]
+
+#: The prefix of every key in a Flask application's configuration.
+PREFIX = "FEATURE_GATES_"
+
+FailMode = Literal["open", "closed"]
+TrackingMode = Literal["background", "sync", "off"]
+UserIdType = Literal["bigint", "uuid"]
+USER_ID_TYPES: tuple[UserIdType, ...] = ("bigint", "uuid")
+#: A folder of migration files: a path, or a folder inside an installed package.
+Folder = Traversable | Path
+
+_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class ConfigError(ValueError):
+    """A setting has a value feature-gates cannot use; the message names the key."""
+
+
+Parser = Callable[[str, Any], Any]
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigError(f"{key} must be True or False, got {value!r}")
+
+
+def _number(
+    minimum: float, *, integer: bool = False, maximum: float | None = None, unit: str = ""
+) -> Parser:
+    if integer:
+        kind = "a positive integer" if minimum >= 1 else "an integer of 0 or more"
+    else:
+        kind = "a positive number" if minimum > 0 else "a number of 0 or more"
+    kind += unit + ("" if maximum is None else f" up to {maximum}")
+
+    def parse(key: str, value: Any) -> Any:
+        number = isinstance(value, int if integer else (int, float))
+        if (
+            isinstance(value, bool)
+            or not number
+            or not math.isfinite(value)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            raise ConfigError(f"{key} must be {kind}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float, maximum: float | None = None) -> Parser:
+    number = _number(minimum, maximum=maximum, unit=" of seconds")
+    return lambda key, value: float(number(key, value))
+
+
+def _optional_text(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_names(key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value or ()):
+        raise ConfigError(f"{key} must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _plans(key: str, value: Any) -> Mapping[str, Any] | Path | None:
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    raise ConfigError(
+        f"{key} must be a mapping of plans or the path of a TOML or JSON file, got {value!r}"
+    )
+
+
+def _limit_status(key: str, value: Any) -> int:
+    if value not in (402, 403, 429):
+        raise ConfigError(f"{key} must be 402, 403 or 429, got {value!r}")
+    return int(value)
+
+
+def _log_level(key: str, value: Any) -> int:
+    if isinstance(value, str) and isinstance(logging.getLevelName(value.upper()), int):
+        return int(logging.getLevelName(value.upper()))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigError(f"{key} must be a logging level such as 'INFO' or 'DEBUG', got {value!r}")
+
+
+def _connect_options(key: str, value: Any) -> Mapping[str, str | int]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise ConfigError(
+            f"{key} must map libpq connection parameters to strings or integers, "
+            f'like {{"sslmode": "require"}}, got {value!r}'
+        )
+    # The runtime's own choices: a pooler must be able to run any transaction on
+    # any server connection, and connections are in autocommit.
+    taken = sorted(
+        set(value) & {"autocommit", "prepare_threshold", "options", "dbname", "application_name"}
+    )
+    if taken:
+        raise ConfigError(f"{key}: {taken[0]!r} is set by feature-gates itself; leave it out")
+    return dict(value)
+
+
+def _set_names(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f'{key} must be a list of set names, like ["core"], got {value!r}')
+    for name in value:
+        if not isinstance(name, str) or not _SET_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}: {name!r} is not a set name (lowercase letters, digits and _)"
+            )
+    return tuple(value)
+
+
+def _folders(key: str, value: Any) -> Mapping[str, Folder] | None:
+    if not value:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            f'{key} must map set names to folders, like {{"app": "migrations/app"}}, got {value!r}'
+        )
+    return {k: v if isinstance(v, (Traversable, Path)) else Path(v) for k, v in value.items()}
+
+
+def _schema(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a schema name, got {value!r}")
+    return value
+
+
+def _option(default: Any, parse: Parser) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=default.copy, metadata={"parse": parse})
+    return field(default=default, metadata={"parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """feature-gates' settings. Attribute ``x`` is read from key ``FEATURE_GATES_X``."""
+
+    #: Gates check and count; False turns every gate into a pass-through.
+    enabled: bool = _option(True, _boolean)
+    #: The PostgreSQL URL of the application's database.
+    database_url: str | None = _option(None, _optional_text)
+    #: The URL the migration commands use instead, when the application's goes
+    #: through a connection pooler in transaction mode (read by the CLI only).
+    migration_database_url: str | None = _option(None, _optional_text)
+    #: The plan catalogue: a mapping, or the path of a TOML or JSON file.
+    plans: Mapping[str, Any] | Path | None = _option(None, _plans)
+    #: Plans from lowest to highest tier; the order of ``plans`` when not set.
+    tiers: tuple[str, ...] | None = _option(None, _optional_names)
+    #: Connections the pool keeps open, and at most.
+    pool_min_size: int = _option(1, _number(0, integer=True))
+    pool_max_size: int = _option(10, _number(1, integer=True))
+    #: Seconds the usage writer and the reads wait for a pooled connection.
+    pool_timeout: float = _option(5.0, _seconds(0.001))
+    #: Extra libpq connection parameters (sslmode, connect_timeout, ...).
+    connect_options: Mapping[str, str | int] = _option({}, _connect_options)
+    #: The application_name of every connection the package opens.
+    application_name: str = _option("feature-gates", _text)
+    #: Seconds a metered check waits for a pooled connection.
+    db_timeout: float = _option(0.25, _seconds(0.001))
+    #: Seconds after which the server cancels a statement of the package (0: the
+    #: server's own setting). PostgreSQL's statement_timeout is an int of milliseconds.
+    statement_timeout: float = _option(5.0, _seconds(0, 2_147_483.647))
+    #: What a metered check does when the database cannot be reached.
+    fail_mode: FailMode = _option("open", _choice("open", "closed"))
+    #: Status of a limit denial: 429 (default), 402 or 403.
+    limit_status: int = _option(429, _limit_status)
+    #: Add limit, remaining and reset headers to allowed limited responses.
+    headers_enabled: bool = _option(False, _boolean)
+    #: How tracked usage is written: ``background``, ``sync`` or ``off``.
+    tracking: TrackingMode = _option("background", _choice("background", "sync", "off"))
+    #: Seconds between background writes.
+    flush_interval: float = _option(1.0, _seconds(0.001))
+    #: The most keys one statement of the background writer carries.
+    flush_max_keys: int = _option(1000, _number(1, integer=True))
+    #: Keys kept at most while writes fail; beyond, new keys are dropped and reported.
+    #: A background write starts early when half of them are pending.
+    max_pending_keys: int = _option(100_000, _number(1, integer=True))
+    #: The longest wait, in seconds, between two write attempts while writes fail.
+    flush_max_backoff: float = _option(30.0, _seconds(0.001))
+    #: Seconds the last write waits for the database when the application closes.
+    shutdown_flush_timeout: float = _option(10.0, _seconds(0))
+    #: Level of the ``feature_denied`` log record written for every denial.
+    denial_log_level: int = _option(logging.INFO, _log_level)
+    #: Query mapping an email to a user id (one %s parameter).
+    user_lookup_sql: str = _option("SELECT id FROM users WHERE email = %s", _text)
+    #: Query mapping user ids (one %s parameter, an array) to (user id, plan) rows.
+    user_plan_sql: str = _option("SELECT id, plan FROM users WHERE id = ANY(%s)", _text)
+    #: Seconds an email -> user id answer is cached.
+    user_cache_ttl: float = _option(300.0, _seconds(0))
+    #: Name of the command group on ``app.cli``; empty to not register it.
+    command_name: str | None = _option("feature-gates", _optional_text)
+
+    # -- read by the migration runner too ------------------------------------------------
+
+    #: The schema holding feature_usage and its functions.
+    schema: str = _option("public", _schema)
+    #: The type of user ids: ``bigint`` or ``uuid``; fixed by the first migrate.
+    user_id_type: UserIdType = _option("bigint", _choice(*USER_ID_TYPES))
+    #: The migration sets, in order.
+    migration_sets: tuple[str, ...] = _option(("core",), _set_names)
+    #: Folders of an application's own sets, by set name.
+    migration_folders: Mapping[str, Folder] | None = _option(None, _folders)
+    #: Seconds a migration step waits for a table lock before it retries.
+    migration_lock_timeout: float = _option(0.2, _seconds(0.001))
+    #: Retries of a step that hit the lock timeout.
+    migration_lock_retries: int = _option(12, _number(0, integer=True))
+    #: Seconds to wait for another runner's migration lock.
+    migration_lock_wait: float = _option(300.0, _seconds(0.001))
+    #: Rows per transaction of a batched backfill.
+    migration_batch_size: int = _option(1000, _number(1, integer=True))
+    #: Seconds a migration step run in a transaction may take (0: no limit).
+    migration_statement_timeout: float = _option(60.0, _seconds(0))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, prefix: str = PREFIX) -> Settings:
+        """Read and validate every key of ``mapping`` that starts with ``prefix``.
+
+        A key with the prefix that is no setting is refused (a typo); with an empty
+        prefix, every key of the mapping must be a setting.
+        """
+        settings = cls(**read_settings(mapping, prefix=prefix))
+        if settings.pool_min_size > settings.pool_max_size:
+            raise ConfigError(
+                f"{prefix}POOL_MIN_SIZE ({settings.pool_min_size}) is larger than "
+                f"{prefix}POOL_MAX_SIZE ({settings.pool_max_size})"
+            )
+        return settings
+
+    @classmethod
+    def keys(cls, prefix: str = PREFIX) -> list[str]:
+        """Every key, in the order of the fields."""
+        return [prefix + f.name.upper() for f in fields(cls)]
+
+
+_PARSERS: dict[str, Parser] = {f.name: f.metadata["parse"] for f in fields(Settings)}
+
+
+def parse_setting(name: str, value: Any, *, prefix: str = PREFIX) -> Any:
+    """``value`` of the setting ``name`` (a :class:`Settings` field), parsed and checked."""
+    return _PARSERS[name](prefix + name.upper(), value)
+
+
+def read_settings(
+    mapping: Mapping[str, Any], *, prefix: str = PREFIX, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The parsed value of every setting present in ``mapping``, by field name.
+
+    With ``only`` (field names), just those are read and other keys are left alone;
+    without it, a key with the prefix that is no setting raises :class:`ConfigError`.
+    """
+    known = {prefix + name.upper(): name for name in _PARSERS}
+    if only is None:
+        unknown = sorted(k for k in mapping if k.startswith(prefix) and k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {unknown[0]}; the known {prefix}* keys are listed in "
+                "docs/configuration.md"
+            )
+    return {
+        name: _PARSERS[name](key, mapping[key])
+        for key, name in known.items()
+        if key in mapping and (only is None or name in only)
+    }

@@ -1,0 +1,202 @@
+"""The decision, pure: what a plan allows, judged from the subject, the gate, the
+catalogue and a count. No I/O; the engine reads and writes counts around it.
+
+One request through a gated view::
+
+    admit()   the decision, and for a metered limit ONE atomic consume
+              -> a Denial, or a Grant
+    view runs
+    settle()  success (no exception, status < 400): usage goes to the tracker
+              failure: a metered consumption is refunded
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from datetime import datetime
+from typing import Any
+from typing import Literal
+
+from ._config import ConfigError
+from ._config import FailMode
+from ._plans import Catalogue
+from ._plans import Entitlement
+from ._plans import UnknownFeature
+from ._subject import Subject
+
+__all__ = [
+    "MAX_AMOUNT",
+    "MAX_COUNT",
+    "Decision",
+    "Gate",
+    "GateKind",
+    "Grant",
+    "amount",
+    "before_count",
+    "judge",
+    "limit_of",
+    "resolve",
+    "tier_allows",
+    "validate",
+]
+
+GateKind = Literal["feature", "tier", "metered", "stock"]
+#: A value, or a callable taking the view's arguments and returning it.
+Dynamic = Any
+
+#: The most uses one consume takes (the SQL functions' amounts are integers).
+MAX_AMOUNT = 2**31 - 1
+#: The largest usage count (feature_usage.usage_count is a bigint).
+MAX_COUNT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The rule one decorator puts on a view. Listed by ``flask feature-gates routes``."""
+
+    kind: GateKind
+    feature: str
+    min_tier: str | None = None
+    cost: Dynamic = 1
+    limit: Dynamic = None
+    usage_getter: Callable[..., int] | None = None
+    track_usage: bool = True
+    fail_mode: FailMode | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to "may this subject use this feature now?", without consuming.
+
+    ``reason`` is None when allowed, else ``anonymous``, ``not-entitled``, ``limit``,
+    ``unavailable`` (the database cannot be reached, fail mode closed) or ``error``
+    (the database failed the read). ``limit`` and ``remaining`` are None when
+    unlimited; ``reset_at`` is when the period's count starts again (limits only).
+    """
+
+    allowed: bool
+    reason: str | None
+    feature: str
+    plan: str | None
+    limit: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass
+class Grant:
+    """What an admitted request owes when it ends: a usage record or a refund.
+
+    ``track`` uses go to the tracker when the request succeeds; with ``owed``
+    they are uses a metered gate let through uncounted (fail open), which are the
+    limit's count. ``consumed`` uses of ``period`` are refunded when it fails.
+    """
+
+    gate: Gate
+    subject: Subject
+    track: int = 0
+    owed: bool = False
+    consumed: int = 0
+    period: date | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the request's end matters: something to record, refund or report."""
+        return bool(self.track or self.consumed or self.remaining is not None)
+
+
+def resolve(value: Dynamic, args: dict[str, Any]) -> Any:
+    """``value``, or what it returns for the view's arguments when it is a callable."""
+    return value(**args) if callable(value) else value
+
+
+def amount(value: Any, name: str, gate: Gate) -> int:
+    """``value`` checked as a count of uses (a cost, a limit, a stock)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(
+            f"{name} of the gate on {gate.feature!r} must be an integer of 0 or more, got {value!r}"
+        )
+    return value
+
+
+def limit_of(gate: Gate, catalogue: Catalogue, plan: str, args: dict[str, Any]) -> int | None:
+    """The limit ``gate`` puts on ``plan`` for this call: the gate's own (dynamic) one,
+    else the plan's; None for no limit, 0 for not entitled."""
+    if gate.limit is None:
+        return catalogue.entitlement(plan, gate.feature).limit
+    limit = resolve(gate.limit, args)
+    if limit is None:
+        return None
+    limit = amount(limit, "limit", gate)
+    # A count is a bigint: it can never reach this limit.
+    return None if limit >= MAX_COUNT else limit
+
+
+def tier_allows(catalogue: Catalogue, min_tier: str, plan: str) -> bool:
+    """Whether ``plan`` ranks at least ``min_tier``."""
+    required = catalogue.require_tier(min_tier)
+    rank = catalogue.rank(plan)
+    return rank is not None and rank >= required
+
+
+def validate(gate: Gate, catalogue: Catalogue, *, has_database: bool) -> None:
+    """Raise :class:`~feature_gates.ConfigError` if ``gate`` cannot work with this
+    catalogue (and database)."""
+    if gate.kind == "tier":
+        assert gate.min_tier is not None
+        catalogue.require_tier(gate.min_tier)
+        return
+    if gate.limit is None and gate.feature not in catalogue:
+        raise UnknownFeature(
+            f"feature {gate.feature!r} is not defined in any plan; define it under "
+            "FEATURE_GATES_PLANS"
+        )
+    if gate.kind == "metered" and not has_database:
+        raise ConfigError(
+            f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
+            "set it to the application's PostgreSQL URL"
+        )
+
+
+def before_count(
+    entitlement: Entitlement | None, feature: str, subject: Subject | None, *, stock: bool
+) -> Decision | None:
+    """The decision when no count is needed (``entitlement`` is the subject's plan's
+    of ``feature``), or None when it needs the count."""
+    if subject is None or entitlement is None:
+        return Decision(False, "anonymous", feature, None, remaining=0)
+    limit = entitlement.limit
+    if limit == 0:
+        return Decision(False, "not-entitled", feature, subject.plan, limit=0, remaining=0)
+    if entitlement.kind == "boolean":
+        return Decision(True, None, feature, subject.plan)
+    if stock:
+        # A stock limit's count is the application's: without it, only the grant.
+        return Decision(True, None, feature, subject.plan, limit)
+    return None
+
+
+def judge(
+    entitlement: Entitlement, subject: Subject, used: int, cost: int, reset_at: datetime | None
+) -> Decision:
+    """Whether ``cost`` more uses fit the limit with ``used`` counted."""
+    feature, plan, limit = entitlement.feature, subject.plan, entitlement.limit
+    if limit is None:
+        return Decision(True, None, feature, plan, None, used, None, reset_at)
+    allowed = used + cost <= limit
+    return Decision(
+        allowed,
+        None if allowed else "limit",
+        feature,
+        plan,
+        limit,
+        used,
+        max(limit - used, 0),
+        reset_at,
+    )
