@@ -43,7 +43,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_period IS NULL
-       OR p_period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)?|window:[1-9][0-9]{1,8})$'
+       OR p_period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]*|\+anchor)?|window:[1-9][0-9]+)$'
+       OR length(p_period) - position('@' IN p_period) > 63
+       OR (p_period LIKE 'window:%' AND length(p_period) > 16)
        OR (p_period LIKE 'window:%' AND split_part(p_period, ':', 2)::bigint % 60 <> 0) THEN
         RAISE EXCEPTION 'invalid counting rule %', coalesce(quote_literal(left(p_period, 80)), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -196,12 +198,14 @@ BEGIN
     -- The checks of every call inline; the checking functions run only to
     -- raise the precise error.
     -- (A plain rule skips the pattern: the common case costs no regular expression.)
-    IF p_subject IS NULL OR p_feature IS NULL OR p_feature !~ '^[a-z][a-z0-9_.:-]{0,63}$'
+    IF p_subject IS NULL OR p_feature IS NULL OR p_feature !~ '^[a-z][a-z0-9_.:-]*$' OR length(p_feature) > 64
        OR p_scope IS NULL OR p_scope NOT IN ('user', 'org') OR p_period IS NULL
        OR p_period_start IS NULL OR p_period_offset IS NULL
        OR p_period_offset NOT BETWEEN 0 AND 86399
        OR (p_period NOT IN ('month', 'day', 'week', 'year', 'hour', 'lifetime')
-           AND (p_period !~ '^((day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)|window:[1-9][0-9]{1,8})$'
+           AND (p_period !~ '^((day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]*|\+anchor)|window:[1-9][0-9]+)$'
+                OR length(p_period) - position('@' IN p_period) > 63
+                OR (v_window AND length(p_period) > 16)
                 OR (v_window AND split_part(p_period, ':', 2)::bigint % 60 <> 0)))
        OR p_amount IS NULL OR p_amount < 1 THEN
         PERFORM feature_usage_check_key(p_subject, p_feature, p_scope, p_period, p_period_start,
@@ -739,9 +743,11 @@ BEGIN
                 coalesce(p_idempotency_keys, '{}'))
          WITH ORDINALITY AS u(subject, feature, scope, period, period_start, period_offset,
                               increment, member, bucket, idempotency_key, ord)
-    WHERE u.subject IS NULL OR u.feature IS NULL OR u.feature !~ '^[a-z][a-z0-9_.:-]{0,63}$'
+    WHERE u.subject IS NULL OR u.feature IS NULL OR u.feature !~ '^[a-z][a-z0-9_.:-]*$' OR length(u.feature) > 64
        OR u.scope IS NULL OR u.scope NOT IN ('user', 'org') OR u.period IS NULL
-       OR u.period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]{0,62}|\+anchor)?|window:[1-9][0-9]{1,8})$'
+       OR u.period !~ '^(hour|lifetime|(day|week|month|year)(@[A-Za-z][A-Za-z0-9_+./-]*|\+anchor)?|window:[1-9][0-9]+)$'
+       OR length(u.period) - position('@' IN u.period) > 63
+       OR (u.period LIKE 'window:%' AND length(u.period) > 16)
        OR u.period_start IS NULL OR u.period_offset IS NULL
        OR u.period_offset NOT BETWEEN 0 AND 86399
        OR u.increment IS NULL OR u.increment < 1
@@ -1060,7 +1066,7 @@ DECLARE
     v_count bigint;
 BEGIN
     IF p_user_id IS NULL OR p_period_start IS NULL OR p_feature IS NULL
-       OR p_feature !~ '^[a-z][a-z0-9_.:-]{0,63}$' OR p_increment IS NULL OR p_increment < 1 THEN
+       OR p_feature !~ '^[a-z][a-z0-9_.:-]*$' OR length(p_feature) > 64 OR p_increment IS NULL OR p_increment < 1 THEN
         PERFORM feature_usage_check_args(p_user_id, p_feature, p_period_start);
         PERFORM feature_usage_check_amount('increment', p_increment);
     END IF;
@@ -1090,7 +1096,7 @@ DECLARE
     v_count bigint;
 BEGIN
     IF p_user_id IS NULL OR p_period_start IS NULL OR p_feature IS NULL
-       OR p_feature !~ '^[a-z][a-z0-9_.:-]{0,63}$' OR p_amount IS NULL OR p_amount < 1 THEN
+       OR p_feature !~ '^[a-z][a-z0-9_.:-]*$' OR length(p_feature) > 64 OR p_amount IS NULL OR p_amount < 1 THEN
         PERFORM feature_usage_check_args(p_user_id, p_feature, p_period_start);
         PERFORM feature_usage_check_amount('amount', p_amount);
     END IF;
