@@ -28,6 +28,7 @@ from feature_gates.testing import DatabaseFactory
 from . import counters
 from . import gates
 from . import harness
+from . import limits
 from . import migrate_counters
 from . import tracking
 
@@ -52,6 +53,12 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "counter_write_overhead_ratio": float,
     "migrate_1m_messages_s": float,
     "migrate_max_lock_ms": float,
+    "floor_us_p50": float,
+    **{f"{kind}_vs_floor": float for kind in limits.KINDS},
+    "metered_vs_flask_limiter_redis_always_max": float,
+    "flask_limiter_memory_vs_required": float,
+    "hot_org_uses_per_s": int,
+    "spread_users_uses_per_s": int,
 }
 
 
@@ -120,6 +127,27 @@ GOALS = [
         "migrate_max_lock_ms",
         lambda f: f["migrate_max_lock_ms"] < 1000,
     ),
+    *(
+        Goal(
+            f"{kind}_vs_floor",
+            f"a metered {limits.KIND_NAMES[kind]} within {bound}x the floor (one UPDATE)",
+            f"{kind}_vs_floor",
+            lambda f, kind=kind, bound=bound: f[f"{kind}_vs_floor"] <= bound,
+        )
+        for kind, bound in limits.FLOOR_GOALS.items()
+    ),
+    Goal(
+        "metered_vs_durable_redis",
+        "every kind <= Flask-Limiter on Redis with appendfsync always",
+        "metered_vs_flask_limiter_redis_always_max",
+        lambda f: f["metered_vs_flask_limiter_redis_always_max"] <= 1,
+    ),
+    Goal(
+        "required_vs_flask_limiter",
+        "@feature_required >= 5x cheaper than Flask-Limiter on memory",
+        "flask_limiter_memory_vs_required",
+        lambda f: f["flask_limiter_memory_vs_required"] >= 5,
+    ),
 ]
 
 
@@ -139,6 +167,7 @@ def run(server_url: str | None = None, *, scale: harness.Scale = "full") -> dict
 
         case("gates", lambda: gates.run(url, scale=scale))
         case("tracking", lambda: tracking.run(url, scale=scale))
+        case("limits", lambda: limits.run(url, scale=scale))
         databases = DatabaseFactory(url)
         try:
             case("counters", lambda: _counters(databases, scale))
