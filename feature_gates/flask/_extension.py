@@ -24,6 +24,7 @@ from flask import Flask
 from flask import current_app
 from flask.typing import ResponseReturnValue
 
+from ..core import AlertStats
 from ..core import Catalogue
 from ..core import Clock
 from ..core import ConfigError
@@ -235,12 +236,19 @@ class FeatureGates:
         if isinstance(plans, Path) and not plans.is_absolute():
             # Like Flask's own files (config.from_file, templates): next to the app.
             plans = Path(app.root_path) / plans
-        catalogue = Catalogue.parse(plans, settings.tiers)
+        catalogue = Catalogue.parse(plans, settings.tiers, settings.alert_thresholds)
 
         def emit(name: str, **data: Any) -> None:
             _signals.signal(name).send(app, **data)
 
-        engine = Engine(settings, catalogue, clock=self.clock, emit=emit, listening=_listening)
+        engine = Engine(
+            settings,
+            catalogue,
+            clock=self.clock,
+            emit=emit,
+            listening=_listening,
+            context=app.app_context,
+        )
         state = AppGates(self, app, engine)
         state.check_views()
         app.extensions[EXTENSION_KEY] = state
@@ -468,6 +476,16 @@ class FeatureGates:
         """This process's tracker counters: tracked, written, pending, batches, retries,
         dropped, rejected, duplicates, last error, last flush time."""
         return self._state().engine.tracker.stats()
+
+    def deliver_alerts(self) -> int:
+        """Deliver the usage alerts due now, in this thread (the background sender
+        does it every FEATURE_GATES_ALERTS_INTERVAL); return how many were settled.
+        See docs/alerts.md."""
+        return self._state().engine.alerts.deliver()
+
+    def alert_stats(self) -> AlertStats:
+        """This process's alert sender counters: sent, retried, dead, last error."""
+        return self._state().engine.alerts.stats()
 
     def storage_stats(self) -> StorageStats:
         """What the database did to this process's statements: errors by SQLSTATE,

@@ -19,12 +19,14 @@ __all__ = ["Statements"]
 #: A metered check of any kind, in ONE round trip: every level the key counts
 #: against (a user's own count; an organisation's pool, then the member's share)
 #: moves, or none; the answer says which level refused, with the counts (and a
-#: window's buckets, for when it frees up).
+#: window's buckets, for when it frees up). The alert thresholds and the plan are
+#: recorded on the rows it moves; a crossing is recorded in the same transaction.
 CONSUME = sql.SQL("""
 SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
 FROM {schema}.feature_usage_consume(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
-    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s)
+    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
+    %(plan)s)
 """)
 
 #: Gives back uses to the period (or window bucket) and levels they were taken
@@ -175,6 +177,48 @@ GROUP BY 1
 ORDER BY 1
 """)
 
+#: Claims alerts due for delivery for a lease of seconds, counting the attempt
+#: (concurrent senders claim different ones; a subject's go out in order).
+CLAIM_ALERTS = sql.SQL("""
+SELECT id, event_id, user_id::text AS user_id, feature, scope, member::text AS member, period,
+       period_start, period_offset, threshold, used, usage_limit, plan, period_end, occurred_at,
+       attempts, signalled_at
+FROM {schema}.feature_usage_alerts_claim(%(batch)s, %(lease)s)
+ORDER BY id
+""")
+
+#: Records how a delivery attempt went: 'sent', 'dead' or 'pending' (retried).
+SETTLE_ALERT = sql.SQL("""
+SELECT {schema}.feature_usage_alerts_settle(
+    %(id)s, %(state)s, %(signalled)s, %(retry_in)s, %(error)s) AS settled
+""")
+
+#: Delivers alerts again, by event id or since a time; returns how many.
+REPLAY_ALERTS = sql.SQL("""
+SELECT {schema}.feature_usage_alerts_replay(%(ids)s::uuid[], %(since)s) AS replayed
+""")
+
+#: The most recent alerts, newest first, with their delivery state.
+RECENT_ALERTS = sql.SQL("""
+-- all subjects: a report for operators, not a request's statement.
+SELECT event_id, occurred_at, user_id::text AS user_id, scope, member::text AS member, feature,
+       period, threshold, used, usage_limit, state, attempts, sent_at, last_error
+FROM {schema}.feature_usage_alerts
+WHERE %(since)s::timestamptz IS NULL OR occurred_at >= %(since)s
+ORDER BY id DESC
+LIMIT %(limit)s
+""")
+
+#: How delivery stands: alerts by state, and those that took more than one attempt.
+ALERT_STATS = sql.SQL("""
+-- all subjects: a report for operators, not a request's statement.
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'sent') AS sent,
+       count(*) FILTER (WHERE attempts > 1) AS retried,
+       count(*) FILTER (WHERE state = 'dead') AS dead
+FROM {schema}.feature_usage_alerts
+""")
+
 #: The statement timeout of one transaction, sent before an application's own
 #: query (FEATURE_GATES_USER_LOOKUP_SQL, ...) in the same round trip.
 LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -197,6 +241,11 @@ _QUERIES = {
     "usage_at_least": USAGE_AT_LEAST,
     "monthly_usage": MONTHLY_USAGE,
     "active_users": ACTIVE_USERS,
+    "claim_alerts": CLAIM_ALERTS,
+    "settle_alert": SETTLE_ALERT,
+    "replay_alerts": REPLAY_ALERTS,
+    "recent_alerts": RECENT_ALERTS,
+    "alert_stats": ALERT_STATS,
 }
 
 
@@ -219,6 +268,11 @@ class Statements:
     usage_at_least: str
     monthly_usage: str
     active_users: str
+    claim_alerts: str
+    settle_alert: str
+    replay_alerts: str
+    recent_alerts: str
+    alert_stats: str
     #: The schema of the package's objects.
     schema: str
     #: Sets the statement timeout of the transaction, before an application's own query.
