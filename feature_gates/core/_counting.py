@@ -232,8 +232,8 @@ def _check_keys(value: Mapping[str, Any]) -> None:
         raise RuleError(f"{later[0]!r} is not supported yet")
     if unknown or "limit" not in value:
         raise RuleError(
-            "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', "
-            f"'scope', 'per_user', 'alerts', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
+            "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', 'scope', "
+            f"'per_user', 'alerts', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
         )
 
 

@@ -131,6 +131,7 @@ class AlertSender:
         """No thread and no counters (new, or in a forked child, which starts its own)."""
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._start_lock = threading.Lock()
         self._pass_lock = threading.Lock()
         self._sent = self._retried = self._dead = 0
@@ -140,11 +141,12 @@ class AlertSender:
 
     def start(self) -> None:
         """Start the background thread (once per process; a no-op after close)."""
-        if self._thread is not None or self._closed:
+        if self._started:  # every gated request asks: no lock once running
             return
         with self._start_lock:
-            if self._thread is not None or self._closed:
+            if self._started or self._closed:
                 return
+            self._started = True
             self._thread = threading.Thread(
                 target=self._run, name="feature-gates-alerts", daemon=True
             )
