@@ -193,32 +193,6 @@ SELECT {schema}.feature_usage_alerts_settle(
     %(id)s, %(state)s, %(signalled)s, %(retry_in)s, %(error)s) AS settled
 """)
 
-#: Delivers alerts again, by event id or since a time; returns how many.
-REPLAY_ALERTS = sql.SQL("""
-SELECT {schema}.feature_usage_alerts_replay(%(ids)s::uuid[], %(since)s) AS replayed
-""")
-
-#: The most recent alerts, newest first, with their delivery state.
-RECENT_ALERTS = sql.SQL("""
--- all subjects: a report for operators, not a request's statement.
-SELECT event_id, occurred_at, user_id::text AS user_id, scope, member::text AS member, feature,
-       period, threshold, used, usage_limit, state, attempts, sent_at, last_error
-FROM {schema}.feature_usage_alerts
-WHERE %(since)s::timestamptz IS NULL OR occurred_at >= %(since)s
-ORDER BY id DESC
-LIMIT %(limit)s
-""")
-
-#: How delivery stands: alerts by state, and those that took more than one attempt.
-ALERT_STATS = sql.SQL("""
--- all subjects: a report for operators, not a request's statement.
-SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
-       count(*) FILTER (WHERE state = 'sent') AS sent,
-       count(*) FILTER (WHERE attempts > 1) AS retried,
-       count(*) FILTER (WHERE state = 'dead') AS dead
-FROM {schema}.feature_usage_alerts
-""")
-
 #: The statement timeout of one transaction, sent before an application's own
 #: query (FEATURE_GATES_USER_LOOKUP_SQL, ...) in the same round trip.
 LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -243,9 +217,6 @@ _QUERIES = {
     "active_users": ACTIVE_USERS,
     "claim_alerts": CLAIM_ALERTS,
     "settle_alert": SETTLE_ALERT,
-    "replay_alerts": REPLAY_ALERTS,
-    "recent_alerts": RECENT_ALERTS,
-    "alert_stats": ALERT_STATS,
 }
 
 
@@ -270,9 +241,6 @@ class Statements:
     active_users: str
     claim_alerts: str
     settle_alert: str
-    replay_alerts: str
-    recent_alerts: str
-    alert_stats: str
     #: The schema of the package's objects.
     schema: str
     #: Sets the statement timeout of the transaction, before an application's own query.
