@@ -59,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         fix = "start Sentinel again, or point --data-dir somewhere else"
     print(f"Starting Sentinel on {where} ...", flush=True)
     try:
-        app = create_app({"SENTINEL_DATA_DIR": args.data_dir})
+        app = create_app(
+            {
+                "SENTINEL_DATA_DIR": args.data_dir,
+                # Sentinel receives its own usage alerts (webhooks.py).
+                "FEATURE_GATES_WEBHOOK_URL": os.environ.get(
+                    "FEATURE_GATES_WEBHOOK_URL",
+                    f"http://127.0.0.1:{args.port}/hooks/feature-gates",
+                ),
+            }
+        )
     except DatabaseError as exc:
         return fail(str(exc))
     except psycopg.OperationalError as exc:
