@@ -10,13 +10,18 @@
 
 -- What the last metered check of a row knew besides its limit: the thresholds
 -- in force (fractions of the limit, ascending; NULL for none) and the plan.
--- alert_rearm is a rolling window's memory: per threshold, the bucket its
--- usage went (or will go) back below it, NULL once it is armed again.
+-- alert_next is a period's next crossing: the count at which its next threshold
+-- is reached (NULL: not computed yet), so that a use that crosses nothing costs
+-- no function call. alert_rearm is a rolling window's memory: per threshold,
+-- the bucket its usage went (or will go) back below it, NULL once it is armed
+-- again.
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS alert_thresholds numeric[];
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS alert_plan text;
+ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS alert_next bigint;
 ALTER TABLE feature_usage ADD COLUMN IF NOT EXISTS alert_rearm bigint[];
 ALTER TABLE feature_usage_members ADD COLUMN IF NOT EXISTS alert_thresholds numeric[];
 ALTER TABLE feature_usage_members ADD COLUMN IF NOT EXISTS alert_plan text;
+ALTER TABLE feature_usage_members ADD COLUMN IF NOT EXISTS alert_next bigint;
 ALTER TABLE feature_usage_members ADD COLUMN IF NOT EXISTS alert_rearm bigint[];
 
 -- The outbox. user_id is the counted subject (a user, or an organisation for

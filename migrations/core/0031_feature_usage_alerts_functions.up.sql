@@ -50,6 +50,7 @@ DECLARE
     v_level numeric;
     v_rearm bigint[];
     v_fire boolean;
+    v_next bigint;
     v_i integer;
 BEGIN
     IF TG_ARGV[0] = 'member' THEN
@@ -70,6 +71,9 @@ BEGIN
         v_level := NEW.alert_thresholds[v_i] * NEW.usage_limit;
         IF NEW.window_head IS NULL THEN
             v_fire := v_before < v_level AND NEW.usage_count >= v_level;
+            IF NEW.usage_count < v_level THEN
+                v_next := least(v_next, ceil(v_level)::bigint);
+            END IF;
         ELSIF NEW.usage_count >= v_level THEN
             v_fire := (TG_OP = 'UPDATE' OR TG_WHEN = 'AFTER')
                       AND (v_rearm[v_i] IS NULL OR NEW.window_head >= v_rearm[v_i] + 60);
@@ -95,7 +99,10 @@ BEGIN
             ON CONFLICT DO NOTHING;
         END IF;
     END LOOP;
-    IF NEW.window_head IS NOT NULL AND TG_WHEN = 'BEFORE' THEN
+    IF NEW.window_head IS NULL THEN
+        -- The count at which the next threshold is reached (bigint's largest: none).
+        NEW.alert_next := coalesce(v_next, 9223372036854775807);
+    ELSIF TG_WHEN = 'BEFORE' THEN
         -- Nothing remembered (every threshold armed) is NULL: the update trigger
         -- then skips the row while it stays below its thresholds.
         NEW.alert_rearm := CASE WHEN EXISTS (SELECT 1 FROM unnest(v_rearm) AS r
@@ -106,9 +113,10 @@ BEGIN
 END
 $$;
 
--- A period's row fires only when its count rose to the lowest threshold and
--- was below the highest; a window's row at or above its lowest threshold, or
--- while it remembers one. Thresholds are ascending, limits positive.
+-- A period's row fires only when its count rose to its next crossing
+-- (alert_next), or its limit or thresholds changed; a window's row at or above
+-- its lowest threshold, or while it remembers one. Thresholds are ascending,
+-- limits positive.
 CREATE OR REPLACE TRIGGER feature_usage_alerts_after_insert
     AFTER INSERT ON feature_usage
     FOR EACH ROW
@@ -130,9 +138,9 @@ CREATE OR REPLACE TRIGGER feature_usage_alerts_before_update
     WHEN (NEW.alert_thresholds IS NOT NULL AND NEW.usage_limit > 0
           AND CASE WHEN NEW.window_head IS NULL
                    THEN NEW.usage_count > OLD.usage_count
-                        AND NEW.usage_count >= NEW.usage_limit * NEW.alert_thresholds[1]
-                        AND OLD.usage_count < NEW.usage_limit
-                                              * NEW.alert_thresholds[cardinality(NEW.alert_thresholds)]
+                        AND (NEW.alert_next IS NULL OR NEW.usage_count >= NEW.alert_next
+                             OR NEW.usage_limit IS DISTINCT FROM OLD.usage_limit
+                             OR NEW.alert_thresholds IS DISTINCT FROM OLD.alert_thresholds)
                    ELSE NEW.usage_count >= NEW.usage_limit * NEW.alert_thresholds[1]
                         OR OLD.alert_rearm IS NOT NULL
               END)
@@ -159,9 +167,9 @@ CREATE OR REPLACE TRIGGER feature_usage_alerts_before_update
     WHEN (NEW.alert_thresholds IS NOT NULL AND NEW.usage_limit > 0
           AND CASE WHEN NEW.window_head IS NULL
                    THEN NEW.usage_count > OLD.usage_count
-                        AND NEW.usage_count >= NEW.usage_limit * NEW.alert_thresholds[1]
-                        AND OLD.usage_count < NEW.usage_limit
-                                              * NEW.alert_thresholds[cardinality(NEW.alert_thresholds)]
+                        AND (NEW.alert_next IS NULL OR NEW.usage_count >= NEW.alert_next
+                             OR NEW.usage_limit IS DISTINCT FROM OLD.usage_limit
+                             OR NEW.alert_thresholds IS DISTINCT FROM OLD.alert_thresholds)
                    ELSE NEW.usage_count >= NEW.usage_limit * NEW.alert_thresholds[1]
                         OR OLD.alert_rearm IS NOT NULL
               END)
