@@ -24,6 +24,8 @@ from alerts_support import deliver_until
 from alerts_support import make_app
 from flask import current_app
 
+from feature_gates import ConfigError
+from feature_gates.core import Settings
 from feature_gates.migrate import MigrationSettings
 from feature_gates.signals import usage_threshold_crossed
 from feature_gates.webhooks import SignatureError
@@ -52,6 +54,23 @@ def states(url):
         return conn.execute(
             "SELECT threshold::text, state, attempts FROM feature_usage_alerts ORDER BY id"
         ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"FEATURE_GATES_WEBHOOK_URL": "https://example.com/h"}, "FEATURE_GATES_WEBHOOK_SECRET"),
+        ({"FEATURE_GATES_WEBHOOK_URL": "ftp://example.com/h"}, "an http:// or https:// URL"),
+        ({"FEATURE_GATES_WEBHOOK_RETRIES": []}, "FEATURE_GATES_WEBHOOK_RETRIES must be"),
+        ({"FEATURE_GATES_WEBHOOK_RETRIES": [10, -1]}, "FEATURE_GATES_WEBHOOK_RETRIES must be"),
+        ({"FEATURE_GATES_ALERT_THRESHOLDS": [0.8, 0]}, "a threshold is a fraction"),
+        ({"FEATURE_GATES_ALERT_THRESHOLDS": 0.8}, "FEATURE_GATES_ALERT_THRESHOLDS must be a list"),
+        ({"FEATURE_GATES_WEBHOOK_TIMEOUT": 0}, "FEATURE_GATES_WEBHOOK_TIMEOUT must be"),
+    ],
+)
+def test_alert_settings_that_cannot_work_are_refused_naming_the_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_mapping(config)
 
 
 def test_a_webhook_answered_500_twice_is_retried_under_one_id_until_accepted(

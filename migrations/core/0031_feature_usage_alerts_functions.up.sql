@@ -68,6 +68,8 @@ BEGIN
         END IF;
     END IF;
     FOR v_i IN 1 .. coalesce(cardinality(NEW.alert_thresholds), 0) LOOP
+        -- The limit in force is the one the last metered check recorded; credits
+        -- that raise a level's limit belong in it here.
         v_level := NEW.alert_thresholds[v_i] * NEW.usage_limit;
         IF NEW.window_head IS NULL THEN
             v_fire := v_before < v_level AND NEW.usage_count >= v_level;
