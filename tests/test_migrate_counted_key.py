@@ -99,7 +99,15 @@ def test_a_released_database_upgrades_online_with_every_count_kept(released_url)
         stop.set()
         writer.join()
     assert failures == []
-    assert [m.version for m in applied] == ["0020", "0021", "0022", "0023", "0024"]
+    assert [m.version for m in applied] == [
+        "0020",
+        "0021",
+        "0022",
+        "0023",
+        "0024",
+        "0030",
+        "0031",
+    ]
     with psycopg.connect(released_url, autocommit=True) as conn:
         live = conn.execute(
             "SELECT user_id, usage_count FROM feature_usage WHERE feature = 'live' ORDER BY 1"
@@ -163,8 +171,16 @@ def test_rollback_returns_to_the_released_schema_with_users_monthly_counts(
         "ARRAY[1, 1]::bigint[], ARRAY['k', 'k'])"
     )
     rolled = rollback(feature_gates_database_url, CORE, to="0008")
-    assert [m.version for m in rolled] == ["0024", "0023", "0022", "0021", "0020"]
-    assert "DELETES every count that is not a user's count" in rolled[2].rollback_effect
+    assert [m.version for m in rolled] == [
+        "0031",
+        "0030",
+        "0024",
+        "0023",
+        "0022",
+        "0021",
+        "0020",
+    ]
+    assert "DELETES every count that is not a user's count" in rolled[4].rollback_effect
     with psycopg.connect(released_url, autocommit=True) as released:
         assert _schema(db) == _schema(released)
     assert db.execute(

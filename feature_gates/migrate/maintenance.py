@@ -86,7 +86,10 @@ def archive(
     _check_count("keep months", keep_months, 0, MAX_KEEP_MONTHS)
     with Session(conninfo, settings or MigrationSettings()) as session:
         (row,) = session.query(store.ARCHIVE, {"keep": keep_months})
-        ((alerts,),) = session.query(store.ARCHIVE_ALERTS, {"keep": keep_months})
+        ((installed,),) = session.query(store.HAS_ALERTS)
+        alerts = 0
+        if installed:
+            ((alerts,),) = session.query(store.ARCHIVE_ALERTS, {"keep": keep_months})
     return ArchiveResult(int(row[0]), row[1], int(alerts))  # type: ignore[call-overload, arg-type]
 
 

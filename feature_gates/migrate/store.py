@@ -180,7 +180,9 @@ ARCHIVE = """
 SELECT archive_old_feature_usage(%(keep)s),
        (feature_usage_current_period() - make_interval(months => %(keep)s))::date
 """
-ARCHIVE_ALERTS = "SELECT archive_feature_usage_alerts(%(keep)s)"
+#: Moves delivered and dead alerts out; whether it is installed (core/0031).
+ARCHIVE_ALERTS = "SELECT archive_feature_usage_alerts(%(keep)s::integer)"
+HAS_ALERTS = "SELECT to_regprocedure('archive_feature_usage_alerts(integer)') IS NOT NULL"
 REFRESH = "SELECT refresh_feature_usage_summary()"
 
 # -- usage alerts (`feature-gates alerts`) ----------------------------------------
