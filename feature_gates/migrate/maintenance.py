@@ -87,10 +87,11 @@ def archive(
     with Session(conninfo, settings or MigrationSettings()) as session:
         (row,) = session.query(store.ARCHIVE, {"keep": keep_months})
         ((installed,),) = session.query(store.HAS_ALERTS)
-        alerts = 0
+        alerts: object = 0
         if installed:
             ((alerts,),) = session.query(store.ARCHIVE_ALERTS, {"keep": keep_months})
-    return ArchiveResult(int(row[0]), row[1], int(alerts))  # type: ignore[call-overload, arg-type]
+    assert isinstance(alerts, int)
+    return ArchiveResult(int(row[0]), row[1], alerts)  # type: ignore[call-overload, arg-type]
 
 
 def refresh(conninfo: str, settings: MigrationSettings | None = None) -> int:
