@@ -14,6 +14,7 @@ from flask import Flask
 from flask import request
 
 from feature_gates import FeatureGates
+from feature_gates import StorageError
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates.webhooks import verify
@@ -119,6 +120,9 @@ def deliver_until(app: Flask, done: Callable[[], bool], seconds: float = 30) -> 
     deadline = time.monotonic() + seconds
     while not done():
         assert time.monotonic() < deadline, "the alerts were not delivered in time"
-        with app.app_context():
-            gates.deliver_alerts()
+        try:
+            with app.app_context():
+                gates.deliver_alerts()
+        except StorageError:
+            pass  # the database restarting: the next pass tries again
         time.sleep(0.02)
