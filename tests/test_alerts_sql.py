@@ -205,6 +205,18 @@ def test_a_rolling_window_below_for_one_bucket_short_of_a_window_does_not_fire(d
     assert [row[5] for row in alerts(db)][1:] == [Decimal("0.8"), Decimal("1.0")] * 2
 
 
+def test_a_window_pool_use_refused_by_a_members_cap_leaves_the_pools_alert_armed(db):
+    org = {"subject": 100, "scope": "org", "member_limit": 5}
+    window = {"period": "window:3600", "start": EPOCH, **org}
+    consume(db, 5, member=7, bucket=1000, **window)  # pool 5 of 10; member 7 at its cap
+    consume(db, 2, member=8, bucket=1000, **window)  # pool 7
+    db.execute("DELETE FROM feature_usage_alerts")
+    assert consume(db, 1, member=7, bucket=1001, **window)[0] == "user"  # pool would be 8
+    assert alerts(db) == []
+    consume(db, 1, member=8, bucket=1002, **window)  # pool 8 of 10: it crosses now
+    assert [(row[2], row[4], row[5]) for row in alerts(db)] == [(None, 1002, Decimal("0.8"))]
+
+
 @pytest.mark.parametrize("bad", [["0"], ["1.5"]])
 def test_an_alert_threshold_outside_0_to_1_is_refused_by_the_table(db, bad):
     consume(db, 9, thresholds=bad)

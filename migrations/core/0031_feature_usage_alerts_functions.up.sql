@@ -230,6 +230,7 @@ AS $$
 DECLARE
     v_window boolean := p_period LIKE 'window:%';
     v_slot integer;
+    v_rearm bigint[];
 BEGIN
     -- The checks of every call inline; the checking functions run only to
     -- raise the precise error.
@@ -354,6 +355,15 @@ BEGIN
     IF p_amount > p_limit THEN
         refused := CASE p_scope WHEN 'org' THEN 'org' ELSE 'user' END;
     ELSE
+        IF p_member IS NOT NULL AND p_thresholds IS NOT NULL THEN
+            -- The pool's alert memory as it was (its row locked first, as always):
+            -- a use the member's cap refuses puts it back.
+            SELECT fu.alert_rearm INTO v_rearm FROM feature_usage fu
+            WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+              AND fu.period = p_period AND fu.period_start = p_period_start
+              AND fu.period_offset = p_period_offset
+            FOR UPDATE;
+        END IF;
         INSERT INTO feature_usage AS fu (user_id, feature, scope, period, period_start,
                                          period_offset, usage_count, usage_limit,
                                          window_buckets, window_head, alert_thresholds,
@@ -458,7 +468,8 @@ BEGIN
                            ELSE 61 - (newest_bucket - p_bucket)::integer END;
             UPDATE feature_usage fu
             SET window_buckets[v_slot] = fu.window_buckets[v_slot] - p_amount,
-                usage_count = fu.usage_count - p_amount
+                usage_count = fu.usage_count - p_amount,
+                alert_rearm = CASE WHEN p_thresholds IS NULL THEN fu.alert_rearm ELSE v_rearm END
             WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
               AND fu.period = p_period AND fu.period_start = p_period_start
               AND fu.period_offset = p_period_offset;
