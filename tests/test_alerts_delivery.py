@@ -25,6 +25,7 @@ from alerts_support import make_app
 from flask import current_app
 
 from feature_gates import ConfigError
+from feature_gates import Subject
 from feature_gates.core import Settings
 from feature_gates.migrate import MigrationSettings
 from feature_gates.signals import usage_threshold_crossed
@@ -71,6 +72,25 @@ def states(url):
 def test_alert_settings_that_cannot_work_are_refused_naming_the_key(config, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_mapping(config)
+
+
+def test_uses_recorded_later_by_the_writer_cross_the_limit_the_gate_recorded(
+    feature_gates_database_url,
+):
+    app = make_app(feature_gates_database_url, None)
+    gates = app.extensions["feature_gates"].extension
+    cross(app, user=7, uses=7)  # 70%, through the gate: the limit and thresholds recorded
+    with app.app_context():
+        gates.track_use("reports", 4, subject=Subject(7, "pro"))  # 110%, by the writer
+        gates.flush()
+        gates.track_use("reports", 9, subject=Subject(8, "pro"))  # no gate checked user 8
+        gates.flush()
+    app.extensions["feature_gates"].close()
+    with psycopg.connect(feature_gates_database_url) as conn:
+        rows = conn.execute(
+            "SELECT user_id, threshold::text, used FROM feature_usage_alerts ORDER BY id"
+        ).fetchall()
+    assert rows == [(7, "0.8", 11), (7, "1", 11)]
 
 
 def test_a_webhook_answered_500_twice_is_retried_under_one_id_until_accepted(
