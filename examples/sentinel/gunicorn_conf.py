@@ -38,5 +38,7 @@ logconfig_dict: dict[str, Any] = {
         "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
         # A record per denial (429, 403) at INFO: kept out of the log here.
         "feature_gates.denials": {"level": "WARNING"},
+        # fpdf2's font subsetting logs each font table of each PDF at INFO.
+        "fontTools": {"level": "WARNING"},
     },
 }
