@@ -405,13 +405,17 @@ def status(obj: CommandContext, check: bool) -> None:
         rows = runner.status(url, obj.settings)
         holder = runner.migration_lock_holder(url, obj.settings)
     for row in rows:
-        when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}" if row.applied else ""
-        click.echo(f"{row.state:<8} {row.label}{when}")
+        when, other = "", ""
+        if row.applied is not None:
+            when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}"
+            if not row.selected:
+                other = f"  (set not selected: --set {row.applied.set_name})"
+        click.echo(f"{row.state:<8} {row.label}{when}{other}")
     if holder is not None:
         click.echo(f"migration lock: held by {holder}; {holder.how_to_clear}")
     with obj.errors():
         runner.refuse_changed(rows)
-    if check and any(row.state != "applied" for row in rows):
+    if check and any(row.state != "applied" for row in rows if row.selected):
         sys.exit(1)
 
 
