@@ -64,7 +64,6 @@ def test_the_period_is_fixed_by_the_clock_when_tracking(feature_gates_database_u
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({}, "FEATURE_GATES_DATABASE_URL is not set"),
         (
             {"FEATURE_GATES_DATABASE_URL": "x", "FEATURE_GATES_FAIL_MODE": "maybe"},
             "FEATURE_GATES_FAIL_MODE",
