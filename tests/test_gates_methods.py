@@ -72,6 +72,12 @@ def app(feature_gates_database_url):
             return redirect("/")
         return "<form method=post></form>"
 
+    @app.route("/draft", methods=["GET", "POST"])
+    @feature_limit("posts_monthly", methods=["POST"])
+    @login_required
+    def draft():
+        return "", 201
+
     @app.route("/report", methods=["GET", "POST"])
     @feature_required("can_export_pdf", methods=["get"])
     def report():
@@ -137,6 +143,13 @@ def test_an_anonymous_browser_gets_the_login_redirect_not_a_401(app, method):
     assert app.extensions["loader_calls"] == []
 
 
+def test_a_gate_above_login_required_answers_an_anonymous_caller_first_with_401(app):
+    client = app.test_client()
+    response = client.post("/draft", headers={"Accept": "text/html"})
+    assert (response.status_code, response.mimetype) == (401, "application/problem+json")
+    assert client.get("/draft").headers["Location"] == "/login"  # GET is not gated
+
+
 def test_methods_are_case_insensitive_and_head_follows_get(app):
     client = app.test_client()
     sign_in(client)
@@ -152,7 +165,12 @@ def test_methods_are_case_insensitive_and_head_follows_get(app):
 
 def test_routes_list_only_the_methods_each_gate_checks(app):
     found = {route.endpoint: route.methods for route in gated_routes(app)}
-    assert found == {"create": ("POST",), "report": ("GET",), "intel": ("PUT",)}
+    assert found == {
+        "create": ("POST",),
+        "draft": ("POST",),
+        "report": ("GET",),
+        "intel": ("PUT",),
+    }
 
 
 @pytest.mark.parametrize(
