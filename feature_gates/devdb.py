@@ -56,6 +56,9 @@ class DevDatabase:
         :raises RuntimeError: the port is taken, or the server did not start.
         """
         with socket.socket() as probe:
+            # As PostgreSQL binds it: only a listener takes the port, not the closed
+            # connections of a server stopped a moment ago (TIME_WAIT).
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", self.port))
             except OSError:

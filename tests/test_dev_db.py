@@ -47,18 +47,22 @@ class DevDb:
             seen.append(line)
             if line.strip().startswith("export DATABASE_URL="):
                 return line.strip().removeprefix("export DATABASE_URL="), "".join(seen)
-        raise AssertionError(f"no URL printed: {''.join(seen)}{self.process.stderr.read()}")
+        _, err = self.process.communicate(timeout=60)
+        self.process = None
+        raise AssertionError(f"no URL printed: {''.join(seen)}{err}")
 
     def stop(self, signum) -> tuple[int, str]:
         assert self.process is not None
         self.process.send_signal(signum)
         out, err = self.process.communicate(timeout=60)
-        return self.process.returncode, out + err
+        status, self.process = self.process.returncode, None
+        return status, out + err
 
     def kill(self):
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.kill()
-            self.process.wait()
+            self.process.communicate(timeout=60)  # closes the pipes
+            self.process = None
 
 
 @pytest.fixture
