@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -405,13 +406,17 @@ def status(obj: CommandContext, check: bool) -> None:
         rows = runner.status(url, obj.settings)
         holder = runner.migration_lock_holder(url, obj.settings)
     for row in rows:
-        when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}" if row.applied else ""
-        click.echo(f"{row.state:<8} {row.label}{when}")
+        when, other = "", ""
+        if row.applied is not None:
+            when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}"
+            if not row.selected:
+                other = f"  (set not selected: --set {row.applied.set_name})"
+        click.echo(f"{row.state:<8} {row.label}{when}{other}")
     if holder is not None:
         click.echo(f"migration lock: held by {holder}; {holder.how_to_clear}")
     with obj.errors():
         runner.refuse_changed(rows)
-    if check and any(row.state != "applied" for row in rows):
+    if check and any(row.state != "applied" for row in rows if row.selected):
         sys.exit(1)
 
 
@@ -529,6 +534,46 @@ def prune(obj: CommandContext, keep_days: int) -> None:
     with obj.errors():
         rows = runner.prune(obj.require_url(), obj.settings, keep_days=keep_days)
     click.echo(f"pruned {rows} idempotency keys and batch records older than {keep_days} days")
+
+
+@cli.command("dev-db")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".feature-gates-db",
+    show_default=True,
+    help="The server's data folder: made at the first start, kept afterwards.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=54320,
+    show_default=True,
+    help="The port on 127.0.0.1 (beside a system PostgreSQL's 5432).",
+)
+def dev_db(data_dir: Path, port: int) -> None:
+    """Run a PostgreSQL for development until Ctrl-C, and print its URL."""
+    from .devdb import DevDatabase
+
+    try:
+        database = DevDatabase(data_dir, port)
+    except RuntimeError as exc:  # no server binaries (of the data's version)
+        raise click.ClickException(str(exc)) from exc
+
+    def started(version: str) -> None:
+        click.echo(
+            f"PostgreSQL {version} runs on 127.0.0.1:{port}, its data in {database.data_dir}\n"
+            "For development only: every local account may connect without a password.\n"
+            "Use it from your application's shell:\n\n"
+            f"    export DATABASE_URL={database.url}\n\n"
+            "Ctrl-C stops it; the data stays, and the same command starts it again."
+        )
+
+    try:
+        database.run(started)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"stopped; the data stays in {database.data_dir}")
 
 
 def main() -> None:

@@ -113,11 +113,21 @@ def test_sets_are_chosen_with_set(run, app_url):
     assert result.exit_code == 0, result.output
     assert "applied counters/0003_counter_indexes" in result.output
     result = run("--database-url", app_url, "--set", "counters", "status")
-    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 4
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == ["applied"] * (4 + CORE_COUNT)
+    # The sets the history holds beside the chosen ones are listed, marked.
+    assert [line.split()[1] for line in lines[:4]] == [
+        "counters/0001_counter_columns",
+        "counters/0002_counter_backfill",
+        "counters/0003_counter_indexes",
+        "counters/0004_legacy_message_count",
+    ]
+    assert all(line.endswith("(set not selected: --set core)") for line in lines[4:])
+    assert lines[4].split()[1] == "core/0001_feature_usage_table"
     # After the command name too, as deploy scripts tend to write it.
     result = run("--database-url", app_url, "status", "--set", "counters", "--check")
     assert result.exit_code == 0
-    assert len(result.output.splitlines()) == 4
+    assert len(result.output.splitlines()) == 4 + CORE_COUNT
     result = run("--database-url", app_url, "status", "--set", "nope")
     assert "Error: unknown migration set 'nope'" in result.output
 

@@ -24,7 +24,6 @@ from . import api
 from . import auth
 from . import csrf
 from . import demo
-from . import negotiate
 from . import problems
 from . import usage_views
 from .accounts import Accounts
@@ -120,7 +119,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     problems.register(app)
     app.after_request(csrf.store)
-    app.after_request(negotiate.vary_on_accept)
     app.teardown_request(auth.forget_request)
     app.url_map.converters["id"] = api.IdConverter
     app.register_blueprint(api.bp)

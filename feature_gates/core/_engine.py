@@ -24,6 +24,7 @@ from psycopg.rows import scalar_row
 from psycopg.rows import tuple_row
 
 from . import _decision as decision
+from ._config import ConfigError
 from ._config import Settings
 from ._decision import Decision
 from ._decision import Gate
@@ -31,6 +32,7 @@ from ._decision import Grant
 from ._denials import Denial
 from ._denials import iso_utc
 from ._denials import limit_headers
+from ._messages import Messages
 from ._periods import Clock
 from ._periods import month_start
 from ._periods import period_end
@@ -99,6 +101,9 @@ class Engine:
         #: Features some view gates as a stock limit: their count is the
         #: application's, not a monthly count in feature_usage.
         self.stock_features: frozenset[str] = frozenset()
+        self.messages = Messages(
+            settings.denial_messages, settings.display_names, settings.translate
+        )
         self.user_ids = UserIdCache(settings.user_cache_ttl)
         self.check_user_id = user_id_check(settings.user_id_type)
 
@@ -108,13 +113,21 @@ class Engine:
 
     def validate(self, gate: Gate) -> None:
         """Raise :class:`~feature_gates.ConfigError` if ``gate`` cannot work here."""
-        decision.validate(gate, self.catalogue, has_database=bool(self.settings.database_url))
+        decision.validate(gate, self.catalogue)
 
     # -- admitting a request -------------------------------------------------------------
 
     def admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
         """Check ``gate`` for ``subject`` with the view's arguments ``args``: a Grant, or
-        a :class:`~._denials.Denial` raised. A metered limit consumes here."""
+        a :class:`~._denials.Denial` raised, with its end-user message. A metered limit
+        consumes here."""
+        try:
+            return self._admit(gate, subject, args)
+        except Denial as denial:
+            denial.message = self.messages.of(denial)
+            raise
+
+    def _admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
         if subject is None:
             raise Denial(
                 "anonymous",
@@ -175,6 +188,12 @@ class Engine:
         if limit is None or cost == 0:
             # Unlimited: nothing to check, so no round trip; the tracker records it.
             return Grant(gate, subject, track=cost if gate.track_usage else 0)
+        if self.settings.database_url is None:
+            # Started without a database (a factory under test): said when it matters.
+            raise ConfigError(
+                f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
+                "set it to the application's PostgreSQL URL"
+            )
         now = self.clock()
         reset_at = period_end(now)
         if cost > limit:
@@ -426,6 +445,18 @@ class Engine:
         return {
             feature: self.check(feature, subject, counts=counts) for feature in self.catalogue.kinds
         }
+
+    def remaining(self, feature: str, subject: Subject | None) -> int | None:
+        """Uses of ``feature`` left to ``subject`` this period: None when its plan sets
+        no limit, 0 when anonymous or not entitled. Reads the count only for a limit.
+
+        :raises StorageError: the count cannot be read (so that "unknown" never looks
+            like "unlimited").
+        """
+        counts: dict[str, int] = {}
+        if subject is not None and self.catalogue.entitlement(subject.plan, feature).limit:
+            counts[feature] = self.count(subject.user_id, feature)
+        return self.check(feature, subject, counts=counts).remaining
 
     def _read_count(self, subject: Subject, feature: str) -> Read:
         try:
