@@ -128,7 +128,11 @@ def repair_counters(
         if legacy:
             batches[LEGACY_COUNTER] = _legacy_count_batch
         if dry_run:
-            drift = {name: int(str(n)) for name, n in session.query(store.FORMER_DRIFT)}
+            drift = (
+                {name: int(str(n)) for name, n in session.query(store.FORMER_DRIFT)}
+                if former
+                else {}
+            )
             return {
                 **{name: drift[name] for name in former},
                 **{name: _pass(session, batch, repair=False)[0] for name, batch in batches.items()},
