@@ -265,9 +265,10 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
-    assert lines[1].startswith("would roll back core/0007_feature_usage_idempotency: ")
-    assert lines[2:] == [
+    assert lines[0].startswith("would roll back core/0009_counter_registry: ")
+    assert lines[1].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
+    assert lines[2].startswith("would roll back core/0007_feature_usage_idempotency: ")
+    assert lines[3:] == [
         "would roll back core/0006_feature_usage_summary: Drops the feature_usage_summary view; "
         "no data is lost (it is computed from feature_usage).",
         "would roll back core/0005_feature_usage_archive: Drops feature_usage_archive and every "
@@ -372,7 +373,7 @@ def test_errors_are_one_clear_line(run, empty_url):
     assert result.stderr.splitlines()[-1].startswith("Error: counters/0001_counter_columns failed")
     assert "missing: chat_messages.thread_id" in result.output
     result = run("--database-url", empty_url, "repair-counters")
-    assert "Error: the counters set is not installed" in result.output
+    assert "Error: no counter is installed in this database" in result.output
     result = run("--database-url", empty_url, "--set", "Bad!", "status")
     assert "Error: FEATURE_GATES_MIGRATION_SETS: 'Bad!' is not a set name" in result.output
 

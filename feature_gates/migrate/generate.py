@@ -52,6 +52,9 @@ _INDEX_COLUMNS = re.compile(r"^\(\s*(?P<columns>[^()]+?)\s*\)$")
 #: end them early.
 _UNSAFE_PREDICATE = re.compile(r"--|/\*|;|\$")
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+_ARRAY = sql.SQL("ARRAY[{}]")
+_SHORT = sql.SQL(", ")
+_LONG = sql.SQL(",\n        ")
 
 
 @dataclass(frozen=True)
@@ -358,8 +361,8 @@ class _Plan:
         if not indexed:
             self.warnings.append(
                 f"no index of {child.shown} leads with {child_column}: the triggers and the "
-                f"backfill count by it; create one first (CREATE INDEX CONCURRENTLY ON "
-                f"{child.shown} ({child_column})), or each count reads the whole table"
+                f"backfill count by it; build one first (concurrently, on {child.shown} "
+                f"({child_column})), or each count reads the whole table"
             )
 
     def _check_predicate(self, session: Session, predicate: str) -> None:
@@ -446,7 +449,7 @@ class _Plan:
     def _pair(
         self, conn: Connection, names: dict[str, sql.Composable], template: str, command: str
     ) -> tuple[str, str]:
-        header = sql.SQL(_comment(self._describe() + f"\nWritten by: {command}"))
+        header = _comment(self._describe() + f"\nWritten by: {command}")
         values = {**names, "header": header}
         up = _template(f"{template}.up.sql")
         down = _template(f"{template}.down.sql")
@@ -493,11 +496,9 @@ class _Plan:
         }
         values: dict[str, sql.Composable] = {
             "counter": sql.Literal(self.counter),
-            "counter_text": sql.SQL(self.counter),
+            "counter_text": _inline(self.counter),
             "table": table,
-            "table_text": sql.SQL(self.table.shown),
             "column": quote(self.column),
-            "column_text": sql.SQL(self.column),
             "function": quote(function),
             "not_null_check": quote(f"feature_gates_{self.column}_not_null"[:MAX_NAME]),
         }
@@ -529,12 +530,9 @@ class _Plan:
                 )
                 if self.child.schema
                 else quote(self.child.name),
-                "child_text": sql.SQL(self.child.shown),
                 "child_alias": quote(self.child.name),
                 "child_column": quote(self.child_column),
-                "child_column_text": sql.SQL(self.child_column),
                 "parent_column": quote(self.parent_column),
-                "parent_column_text": sql.SQL(self.parent_column),
                 "predicate_and": sql.SQL(f" AND ({predicate})" if predicate else ""),
             }
         else:
@@ -548,7 +546,6 @@ class _Plan:
                 "trigger": quote(function),
                 "jsonb_column": quote(self.jsonb_column),
                 "path": _array(self.path),
-                "path_text": sql.SQL(f"{self.jsonb_column} -> {' -> '.join(self.path)}"),
             }
         if self.index_columns is not None:
             register |= {
@@ -558,9 +555,8 @@ class _Plan:
             schema = [self.table.schema] if self.table.schema else []
             values |= {
                 "index": quote(index_name),
-                "index_text": sql.SQL(index_name),
+                "index_text": _inline(index_name),
                 "index_columns": sql.SQL(", ").join(quote(c) for c in self.index_columns),
-                "index_columns_text": sql.SQL(", ".join(self.index_columns)),
                 "drop_name": sql.Literal(drop_name),
                 "drop_index": sql.SQL(".").join(quote(n) for n in [*schema, drop_name]),
             }
@@ -609,12 +605,18 @@ def _literal(value: str | None) -> sql.Composable | None:
 
 def _array(values: list[str]) -> sql.Composable:
     """An array of text literals, one a line when they are long."""
-    separator = ", " if sum(len(v) + 4 for v in values) < 60 else ",\n        "
-    return sql.SQL("ARRAY[{}]").format(sql.SQL(separator).join(sql.Literal(v) for v in values))
+    separator = _SHORT if sum(len(v) + 4 for v in values) < 60 else _LONG
+    return _ARRAY.format(separator.join(sql.Literal(v) for v in values))
 
 
-def _comment(text: str) -> str:
-    """``text`` as SQL comment lines of at most 80 characters."""
+def _inline(text: str) -> sql.Composable:
+    """A name for a comment line: on one line (nothing in it can end the comment)."""
+    return sql.SQL(" ".join(text.split()))
+
+
+def _comment(text: str) -> sql.Composable:
+    """``text`` as SQL comment lines of at most 80 characters (its own line
+    breaks start new ones, so nothing in it can end a comment)."""
     lines = []
     for paragraph in text.split("\n"):
         line = "--"
@@ -624,7 +626,7 @@ def _comment(text: str) -> str:
                 line = "--"
             line += " " + word
         lines.append(line)
-    return "\n".join(lines)
+    return sql.SQL("\n".join(lines))
 
 
 def _template(name: str) -> str:
