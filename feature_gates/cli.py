@@ -256,8 +256,8 @@ def _refuse_app_override(ctx: click.Context, field: str, value: str | None, app_
 @click.option(
     "--database-url",
     help="PostgreSQL URL. Default: FEATURE_GATES_MIGRATION_DATABASE_URL (for migrate, status, "
-    "rollback, verify and repair-counters), else FEATURE_GATES_DATABASE_URL (the app's "
-    "configuration under flask, else the environment), else $DATABASE_URL.",
+    "rollback, verify, repair-counters and counter add), else FEATURE_GATES_DATABASE_URL "
+    "(the app's configuration under flask, else the environment), else $DATABASE_URL.",
 )
 @click.option(
     "--set",
