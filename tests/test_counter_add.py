@@ -24,10 +24,13 @@ from flask import Flask
 
 from feature_gates.cli import cli
 from feature_gates.migrate import MigrationSettings
+from feature_gates.migrate import applied_migrations
 from feature_gates.migrate import migrate
+from feature_gates.migrate import migration_script
 from feature_gates.migrate import repair_counters
 from feature_gates.migrate import rollback
 from feature_gates.migrate import verify
+from feature_gates.pgserver import find_bindir
 from tools import lint_migrations as lint
 
 CORE = MigrationSettings(sets=("core",))
@@ -305,6 +308,23 @@ def test_rolling_back_generated_sets_leaves_the_application_tables_and_rows_inta
     migrate(app_url, settings(out))
     assert drift(conn) == NO_DRIFT
     assert app_rows(conn) == during
+    assert verify(app_url, settings(out)) == []
+
+
+def test_a_generated_set_applies_as_a_psql_script_too(app_url, conn, tmp_path):
+    out = tmp_path / "app"
+    write_sets(app_url, out)
+    script = tmp_path / "migrate.sql"
+    script.write_text(migration_script(app_url, settings(out, batch_size=9)))
+    done = subprocess.run(
+        [str(find_bindir() / "psql"), "-X", "-q", "-f", str(script), app_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(applied_migrations(app_url)) == len(settings(out).load())
+    assert drift(conn) == NO_DRIFT
     assert verify(app_url, settings(out)) == []
 
 
