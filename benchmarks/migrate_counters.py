@@ -40,6 +40,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +69,7 @@ __all__ = [
     "measure",
     "measure_counter_add",
     "run",
+    "kill_when_it_waits",
 ]
 
 #: The example app's own tables, before and after feature-gates' sets.
@@ -210,23 +213,38 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
-    """Apply ``counters`` to the loaded database ``url`` under a concurrent writer."""
-    migrate(url, WITH_CORE)
-    settings = MigrationSettings(sets=COUNTED.sets, folders=COUNTED.folders, batch_size=batch_size)
-    writer = Writer(url, data.threads)
+@contextmanager
+def _writing(url: str, threads: int, skip: int | None = None) -> Iterator[Writer]:
+    """The writer at work around the block: a second of its own baseline
+    before, half a second after; its error, if any, raised at the end."""
+    writer = Writer(url, threads, skip)
     writer.start()
-    time.sleep(1.0)  # the writer's own baseline before the migration starts
-    started = time.perf_counter()
+    time.sleep(1.0)
     try:
-        migrate(url, settings)
-        elapsed = time.perf_counter() - started
+        yield writer
         time.sleep(0.5)
     finally:
         writer.stop.set()
         writer.join()
     if writer.error is not None:
         raise writer.error
+
+
+def _step_ms(url: str, settings: MigrationSettings, set_name: str) -> dict[str, int]:
+    """The history's execution_ms of each migration of ``set_name``."""
+    return {
+        a.label: a.execution_ms for a in applied_migrations(url, settings) if a.set_name == set_name
+    }
+
+
+def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
+    """Apply ``counters`` to the loaded database ``url`` under a concurrent writer."""
+    migrate(url, WITH_CORE)
+    settings = MigrationSettings(sets=COUNTED.sets, folders=COUNTED.folders, batch_size=batch_size)
+    with _writing(url, data.threads) as writer:
+        started = time.perf_counter()
+        migrate(url, settings)
+        elapsed = time.perf_counter() - started
     # The legacy message_count drifts by construction (LOAD_MESSAGE_COUNT):
     # verify names it, as it should; the counters feature-gates keeps must not.
     problems = [p for p in verify(url, settings) if p.check != "legacy counter"]
@@ -236,11 +254,7 @@ def measure(url: str, data: Dataset, batch_size: int = 1000) -> dict[str, Any]:
             "FROM pg_class WHERE relname IN "
             "('chat_threads', 'chat_messages', 'travel_itineraries')"
         ).fetchall()
-    steps = {
-        a.label: a.execution_ms
-        for a in applied_migrations(url, settings)
-        if a.set_name == "counters"
-    }
+    steps = _step_ms(url, settings, "counters")
     thread_writes = sorted(writer.thread_writes)
     return {
         "migrate_1m_messages_s": round(elapsed, 2),
@@ -317,10 +331,7 @@ def measure_counter_add(url: str, data: Dataset) -> dict[str, Any]:
             batch_size=batch,
         )
         held = KILLED_AFTER * batch + 1  # the first thread of the 6th batch
-        writer = Writer(url, data.threads, skip=held)
-        writer.start()
-        time.sleep(1.0)
-        try:
+        with _writing(url, data.threads, skip=held) as writer:
             started = time.perf_counter()
             migrate(url, MigrationSettings(sets=settings.sets, folders={
                 "sentinel": MIGRATION_FOLDER, "app_counters": first}))  # fmt: skip
@@ -335,18 +346,8 @@ def measure_counter_add(url: str, data: Dataset) -> dict[str, Any]:
             finally:
                 logging.getLogger("feature_gates.migrate").removeHandler(caught)
             resumed_s = time.perf_counter() - started
-            time.sleep(0.5)
-        finally:
-            writer.stop.set()
-            writer.join()
-        if writer.error is not None:
-            raise writer.error
         problems = verify(url, settings)
-        steps = {
-            a.label: a.execution_ms
-            for a in applied_migrations(url, settings)
-            if a.set_name == "app_counters"
-        }
+        steps = _step_ms(url, settings, "app_counters")
     resumed = next(
         n for label, n in caught.steps if label.endswith("thread_messages_count_backfill")
     )
@@ -367,6 +368,27 @@ def measure_counter_add(url: str, data: Dataset) -> dict[str, Any]:
     }
 
 
+def kill_when_it_waits(
+    conn: psycopg.Connection[tuple[Any, ...]], runner: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    """Kill the migration ``runner`` (a process of its own) once it waits for a
+    lock, and end its server session, which would wait on for the lock.
+    RuntimeError if it ends or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while runner.poll() is None and time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = "
+            "'feature-gates migrate' AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if row is not None:
+            runner.kill()
+            runner.wait()
+            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"the runner never waited for a lock (exit status {runner.poll()})")
+
+
 def _kill_half_way(url: str, folder: Path, batch: int, held: int) -> float:
     """Run the rest of the set in a process of its own while a transaction holds
     the first thread of the 6th batch, and kill that process when the runner
@@ -379,25 +401,13 @@ def _kill_half_way(url: str, folder: Path, batch: int, held: int) -> float:
             cwd=harness.ROOT,
         )
         try:
-            while runner.poll() is None:
-                waiting = conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = "
-                    "'feature-gates migrate' AND wait_event_type = 'Lock'"
-                ).fetchall()
-                if waiting:
-                    break
-                time.sleep(0.01)
-            else:
-                raise RuntimeError(f"the runner ended ({runner.returncode}) before the held row")
+            kill_when_it_waits(conn, runner)
             ran = time.perf_counter() - started
             saved = conn.execute(
                 "SELECT last_key FROM feature_gates_counter_positions "
                 "WHERE counter = 'chat_threads.thread_messages_count' AND step = 'backfill'"
             ).fetchone()
             assert saved == (str(held - 1),), saved
-            runner.kill()
-            runner.wait()
-            conn.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
         finally:
             runner.kill()
             runner.wait()

@@ -22,6 +22,7 @@ from counter_shapes import settings
 from counter_shapes import write_sets
 from flask import Flask
 
+from benchmarks.migrate_counters import kill_when_it_waits
 from feature_gates.cli import cli
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import applied_migrations
@@ -167,25 +168,12 @@ def test_a_backfill_killed_half_way_resumes_with_the_remaining_batches(empty_url
     )
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                waiting = conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = "
-                    "'feature-gates migrate' AND wait_event_type = 'Lock'"
-                ).fetchall()
-                if waiting:
-                    break
-                time.sleep(0.05)
-            assert waiting, "the runner never reached the locked row"
+            kill_when_it_waits(conn, runner)
             saved = conn.execute(
                 "SELECT last_key, done FROM feature_gates_counter_positions "
                 "WHERE counter = 'projects.tasks_count' AND step = 'backfill'"
             ).fetchone()
             assert saved == (str(keys[10 * batch - 1]), False)
-            runner.kill()
-            runner.wait()
-            # Its server session ends with its connection; not waiting for it.
-            conn.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
     finally:
         runner.kill()
         runner.wait()
@@ -462,25 +450,26 @@ def test_what_cannot_be_counted_is_refused_before_any_file_is_written(
     assert not out.exists()
 
 
-def test_what_cannot_be_checked_is_warned_about(run, app_url, conn, tmp_path):
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (
+            ["projects.comments_count", "--rows", "comments.project_id"],
+            "warning: no index of comments leads with project_id: the triggers and the backfill "
+            "count by it",
+        ),
+        (
+            ["documents.tags_count", "--jsonb-length", "body.meta.Tags"],
+            "warning: no row of the first 60 rows of documents has an array at body.meta.Tags",
+        ),
+    ],
+)
+def test_what_cannot_be_checked_is_warned_about(run, app_url, conn, tmp_path, args, warning):
     conn.execute("CREATE TABLE comments (id bigint PRIMARY KEY, project_id bigint)")
-    result = run(
-        "--database-url", app_url, "counter", "add", "projects.comments_count",
-        "--rows", "comments.project_id", "--out", str(tmp_path / "a"),
-    )  # fmt: skip
+    result = run("--database-url", app_url, "counter", "add", *args, "--out", str(tmp_path))
     assert result.exit_code == 0
-    assert (
-        "warning: no index of comments leads with project_id: the triggers and the backfill "
-        "count by it"
-    ) in result.stderr
-    result = run(
-        "--database-url", app_url, "counter", "add", "documents.tags_count",
-        "--jsonb-length", "body.meta.Tags", "--out", str(tmp_path / "b"),
-    )  # fmt: skip
-    assert result.exit_code == 0
-    assert (
-        "warning: no row of the first 60 rows of documents has an array at body.meta.Tags"
-    ) in result.stderr
+    assert warning in result.stderr
+    assert len(list(tmp_path.glob("*.sql"))) == 4
 
 
 def test_the_generated_files_pass_squawk_and_hide_no_ddl(app_url, tmp_path):

@@ -521,6 +521,7 @@ class _Plan:
             }
             values |= {name: quote(value) for name, value in triggers.items()}
             values |= {
+                "move_function": quote(f"{base}_move"),
                 "recount_function": quote(recount),
                 "recount_trigger": quote(recount),
                 "child": quote.relation(self.child.schema, self.child.name),

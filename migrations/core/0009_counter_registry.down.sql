@@ -22,6 +22,8 @@ DROP FUNCTION IF EXISTS feature_gates_counter_index_to_drop(text, text);
 DROP FUNCTION IF EXISTS feature_gates_counter_positions_clear(text);
 DROP FUNCTION IF EXISTS feature_gates_counter_audit_step(text);
 DROP FUNCTION IF EXISTS feature_gates_counter_backfill_step(text);
+DROP FUNCTION IF EXISTS feature_gates_counter_position_save(text, text, text, integer);
+DROP FUNCTION IF EXISTS feature_gates_counter_position(text, text);
 DROP FUNCTION IF EXISTS feature_gates_counter_batch(text, text, boolean);
 DROP FUNCTION IF EXISTS feature_gates_counter_truth(feature_gates_counter_registry);
 DROP FUNCTION IF EXISTS feature_gates_counter_check_index(text);

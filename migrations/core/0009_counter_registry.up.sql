@@ -148,6 +148,22 @@ BEGIN
 END
 $$;
 
+-- Stops a concurrent build of a counter's index that IF NOT EXISTS would
+-- skip for the wrong reason (see feature_gates_counter_index_problem).
+CREATE OR REPLACE FUNCTION feature_gates_counter_check_index(p_counter text)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_problem text := feature_gates_counter_index_problem(p_counter);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$$;
+
 -- Records a counter, once, before its set changes anything: checks that its
 -- tables and columns are there (an existing counter column must be an
 -- integer), that no relation already has its index's name without being what
@@ -175,7 +191,6 @@ DECLARE
     v_child regclass;
     v_missing text[] := '{}';
     v_column record;
-    v_problem text;
 BEGIN
     IF EXISTS (SELECT 1 FROM feature_gates_counter_registry r
                WHERE r.counter = feature_gates_counter_register.counter) THEN
@@ -252,26 +267,7 @@ BEGIN
                     WHERE t.oid = v_table AND i.indisvalid));
     -- After the record: the problem is read from it. Raised, it takes the
     -- record back with everything else of this transaction.
-    v_problem := feature_gates_counter_index_problem(feature_gates_counter_register.counter);
-    IF v_problem IS NOT NULL THEN
-        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'duplicate_object';
-    END IF;
-END
-$$;
-
--- Stops a concurrent build of a counter's index that IF NOT EXISTS would
--- skip for the wrong reason (see feature_gates_counter_index_problem).
-CREATE OR REPLACE FUNCTION feature_gates_counter_check_index(p_counter text)
-RETURNS void
-LANGUAGE plpgsql STABLE SECURITY INVOKER
-SET search_path FROM CURRENT
-AS $$
-DECLARE
-    v_problem text := feature_gates_counter_index_problem(p_counter);
-BEGIN
-    IF v_problem IS NOT NULL THEN
-        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'duplicate_object';
-    END IF;
+    PERFORM feature_gates_counter_check_index(feature_gates_counter_register.counter);
 END
 $$;
 
@@ -373,6 +369,37 @@ BEGIN
 END
 $$;
 
+-- Where a counter's step ('backfill' or 'audit') got, locked for the
+-- transaction of the batch that moves it on (a first call starts it).
+CREATE OR REPLACE FUNCTION feature_gates_counter_position(
+    p_counter text, p_step text, OUT last_key text, OUT done boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    INSERT INTO feature_gates_counter_positions (counter, step)
+    VALUES (p_counter, p_step)
+    ON CONFLICT (counter, step) DO NOTHING;
+    SELECT p.last_key, p.done INTO last_key, done
+    FROM feature_gates_counter_positions p
+    WHERE p.counter = p_counter AND p.step = p_step
+    FOR UPDATE;
+END
+$$;
+
+-- Saves where a batch left a counter's step: the step is done when a batch
+-- found no row after the position.
+CREATE OR REPLACE FUNCTION feature_gates_counter_position_save(
+    p_counter text, p_step text, p_last_key text, p_scanned integer)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+    UPDATE feature_gates_counter_positions
+    SET last_key = coalesce(p_last_key, last_key), done = p_scanned = 0, updated_at = now()
+    WHERE counter = p_counter AND step = p_step
+$$;
+
 -- One batch of a counter's backfill in a set's migration (a batched step):
 -- repairs the rows after the position the last batch saved, and saves its
 -- own. Returns the rows looked at (0 when done) and the rows changed.
@@ -382,27 +409,17 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_after text;
-    v_done boolean;
+    v_at record := feature_gates_counter_position(p_counter, 'backfill');
     v_last text;
 BEGIN
-    INSERT INTO feature_gates_counter_positions (counter, step)
-    VALUES (p_counter, 'backfill')
-    ON CONFLICT (counter, step) DO NOTHING;
-    SELECT p.last_key, p.done INTO v_after, v_done
-    FROM feature_gates_counter_positions p
-    WHERE p.counter = p_counter AND p.step = 'backfill'
-    FOR UPDATE;
     scanned := 0;
     changed := 0;
-    IF v_done THEN
+    IF v_at.done THEN
         RETURN;
     END IF;
     SELECT b.scanned, b.last_key, b.differing INTO scanned, v_last, changed
-    FROM feature_gates_counter_batch(p_counter, v_after, true) AS b;
-    UPDATE feature_gates_counter_positions
-    SET last_key = coalesce(v_last, v_after), done = scanned = 0, updated_at = now()
-    WHERE counter = p_counter AND step = 'backfill';
+    FROM feature_gates_counter_batch(p_counter, v_at.last_key, true) AS b;
+    PERFORM feature_gates_counter_position_save(p_counter, 'backfill', v_last, scanned);
 END
 $$;
 
@@ -415,35 +432,25 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_after text;
-    v_done boolean;
+    v_at record := feature_gates_counter_position(p_counter, 'audit');
     v_last text;
     v_differing integer;
     v_examples text[];
 BEGIN
-    INSERT INTO feature_gates_counter_positions (counter, step)
-    VALUES (p_counter, 'audit')
-    ON CONFLICT (counter, step) DO NOTHING;
-    SELECT p.last_key, p.done INTO v_after, v_done
-    FROM feature_gates_counter_positions p
-    WHERE p.counter = p_counter AND p.step = 'audit'
-    FOR UPDATE;
     scanned := 0;
-    IF v_done THEN
+    IF v_at.done THEN
         RETURN;
     END IF;
     SELECT b.scanned, b.last_key, b.differing, b.examples
     INTO scanned, v_last, v_differing, v_examples
-    FROM feature_gates_counter_batch(p_counter, v_after, false) AS b;
+    FROM feature_gates_counter_batch(p_counter, v_at.last_key, false) AS b;
     IF v_differing > 0 THEN
         RAISE EXCEPTION 'counter audit failed: % rows of % differ from the truth: %',
                         v_differing, p_counter, array_to_string(v_examples, '; ')
             USING ERRCODE = 'data_exception',
                   HINT = 'run "feature-gates repair-counters", then migrate again';
     END IF;
-    UPDATE feature_gates_counter_positions
-    SET last_key = coalesce(v_last, v_after), done = scanned = 0, updated_at = now()
-    WHERE counter = p_counter AND step = 'audit';
+    PERFORM feature_gates_counter_position_save(p_counter, 'audit', v_last, scanned);
 END
 $$;
 

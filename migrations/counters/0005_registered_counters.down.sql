@@ -32,6 +32,8 @@ CREATE OR REPLACE TRIGGER feature_gates_count_destinations
 
 DROP FUNCTION IF EXISTS feature_gates_count_chat_threads_thread_messages_count();
 DROP FUNCTION IF EXISTS feature_gates_count_chat_threads_thread_messages_count_recount();
+DROP FUNCTION IF EXISTS feature_gates_count_chat_threads_thread_messages_count_move(anyarray,
+                                                                                     integer[]);
 DROP FUNCTION IF EXISTS feature_gates_count_travel_itineraries_destinations_count();
 
 DELETE FROM feature_gates_counter_positions

@@ -68,13 +68,29 @@ WHERE a.counter = r.counter
 
 -- The triggers' functions, as `counter add` writes them.
 
+-- Adds p_moves[i] to the counter of the parent row whose key is p_keys[i]
+-- (each key once). The rows are locked in key order first, so that statements
+-- that move several of them at once never deadlock each other. The keys are
+-- of the child column's type: anyarray.
+CREATE OR REPLACE FUNCTION feature_gates_count_chat_threads_thread_messages_count_move(p_keys anyarray, p_moves integer[])
+RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $function$
+BEGIN
+    PERFORM 1 FROM chat_threads WHERE id = ANY (p_keys)
+    ORDER BY id FOR NO KEY UPDATE;
+    UPDATE chat_threads AS p SET thread_messages_count = p.thread_messages_count + m.n
+    FROM unnest(p_keys, p_moves) AS m (key, n)
+    WHERE p.id = m.key;
+END
+$function$;
+
 -- Moves the counter by what each statement on the child table changes: the
 -- rows it inserts or deletes, moves from one parent row to another, or lets
--- into and out of the counted ones. One UPDATE per statement, not per row, with
--- the changes summed per parent row, each locked, in key order, before it is
--- written, so that statements that move several of them at once never
--- deadlock each other. A child row that points nowhere (NULL) counts nowhere;
--- TRUNCATE sets every count to 0.
+-- into and out of the counted ones. One move per statement, not per row, with
+-- the changes summed per parent row. A child row that points nowhere (NULL)
+-- counts nowhere; TRUNCATE sets every count to 0.
 CREATE OR REPLACE FUNCTION feature_gates_count_chat_threads_thread_messages_count()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
@@ -84,50 +100,32 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE chat_threads SET thread_messages_count = 0 WHERE thread_messages_count <> 0;
     ELSIF TG_OP = 'INSERT' THEN
-        WITH moves AS (
-            SELECT chat_messages.thread_id AS key, count(*)::integer AS n
-            FROM new_rows AS chat_messages
-            WHERE chat_messages.thread_id IS NOT NULL
-            GROUP BY 1
-        ), locked AS (
-            SELECT p.id FROM chat_threads AS p JOIN moves ON p.id = moves.key
-            ORDER BY p.id FOR NO KEY UPDATE OF p
-        )
-        UPDATE chat_threads AS p SET thread_messages_count = p.thread_messages_count + moves.n
-        FROM moves JOIN locked ON locked.id = moves.key
-        WHERE p.id = moves.key;
+        PERFORM feature_gates_count_chat_threads_thread_messages_count_move(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT chat_messages.thread_id, count(*)::integer
+              FROM new_rows AS chat_messages
+              WHERE chat_messages.thread_id IS NOT NULL
+              GROUP BY 1) AS m (key, n)
+        HAVING count(*) > 0;
     ELSIF TG_OP = 'DELETE' THEN
-        WITH moves AS (
-            SELECT chat_messages.thread_id AS key, -count(*)::integer AS n
-            FROM old_rows AS chat_messages
-            WHERE chat_messages.thread_id IS NOT NULL
-            GROUP BY 1
-        ), locked AS (
-            SELECT p.id FROM chat_threads AS p JOIN moves ON p.id = moves.key
-            ORDER BY p.id FOR NO KEY UPDATE OF p
-        )
-        UPDATE chat_threads AS p SET thread_messages_count = p.thread_messages_count + moves.n
-        FROM moves JOIN locked ON locked.id = moves.key
-        WHERE p.id = moves.key;
+        PERFORM feature_gates_count_chat_threads_thread_messages_count_move(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT chat_messages.thread_id, -count(*)::integer
+              FROM old_rows AS chat_messages
+              WHERE chat_messages.thread_id IS NOT NULL
+              GROUP BY 1) AS m (key, n)
+        HAVING count(*) > 0;
     ELSE
-        WITH moves AS (
-            SELECT c.key, sum(c.n)::integer AS n
-            FROM (SELECT chat_messages.thread_id, 1
-                  FROM new_rows AS chat_messages
-                  WHERE chat_messages.thread_id IS NOT NULL
-                  UNION ALL
-                  SELECT chat_messages.thread_id, -1
-                  FROM old_rows AS chat_messages
-                  WHERE chat_messages.thread_id IS NOT NULL) AS c (key, n)
-            GROUP BY c.key
-            HAVING sum(c.n) <> 0
-        ), locked AS (
-            SELECT p.id FROM chat_threads AS p JOIN moves ON p.id = moves.key
-            ORDER BY p.id FOR NO KEY UPDATE OF p
-        )
-        UPDATE chat_threads AS p SET thread_messages_count = p.thread_messages_count + moves.n
-        FROM moves JOIN locked ON locked.id = moves.key
-        WHERE p.id = moves.key;
+        PERFORM feature_gates_count_chat_threads_thread_messages_count_move(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT c.key, sum(c.n)::integer
+              FROM (SELECT chat_messages.thread_id, 1
+                    FROM new_rows AS chat_messages
+                    WHERE chat_messages.thread_id IS NOT NULL
+                    UNION ALL
+                    SELECT chat_messages.thread_id, -1
+                    FROM old_rows AS chat_messages
+                    WHERE chat_messages.thread_id IS NOT NULL) AS c (key, n)
+              GROUP BY c.key
+              HAVING sum(c.n) <> 0) AS m (key, n)
+        HAVING count(*) > 0;
     END IF;
     RETURN NULL;
 END

@@ -12,3 +12,4 @@ DROP TRIGGER IF EXISTS {truncate_trigger} ON {child};
 DROP TRIGGER IF EXISTS {recount_trigger} ON {table};
 DROP FUNCTION IF EXISTS {function}();
 DROP FUNCTION IF EXISTS {recount_function}();
+DROP FUNCTION IF EXISTS {move_function}(anyarray, integer[]);

@@ -1,10 +1,26 @@
+-- Adds p_moves[i] to the counter of the parent row whose key is p_keys[i]
+-- (each key once). The rows are locked in key order first, so that statements
+-- that move several of them at once never deadlock each other. The keys are
+-- of the child column's type: anyarray.
+CREATE OR REPLACE FUNCTION {move_function}(p_keys anyarray, p_moves integer[])
+RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $function$
+BEGIN
+    PERFORM 1 FROM {table} WHERE {parent_column} = ANY (p_keys)
+    ORDER BY {parent_column} FOR NO KEY UPDATE;
+    UPDATE {table} AS p SET {column} = p.{column} + m.n
+    FROM unnest(p_keys, p_moves) AS m (key, n)
+    WHERE p.{parent_column} = m.key;
+END
+$function$;
+
 -- Moves the counter by what each statement on the child table changes: the
 -- rows it inserts or deletes, moves from one parent row to another, or lets
--- into and out of the counted ones. One UPDATE per statement, not per row, with
--- the changes summed per parent row, each locked, in key order, before it is
--- written, so that statements that move several of them at once never
--- deadlock each other. A child row that points nowhere (NULL) counts nowhere;
--- TRUNCATE sets every count to 0.
+-- into and out of the counted ones. One move per statement, not per row, with
+-- the changes summed per parent row. A child row that points nowhere (NULL)
+-- counts nowhere; TRUNCATE sets every count to 0.
 CREATE OR REPLACE FUNCTION {function}()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
@@ -14,50 +30,32 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE {table} SET {column} = 0 WHERE {column} <> 0;
     ELSIF TG_OP = 'INSERT' THEN
-        WITH moves AS (
-            SELECT {child_alias}.{child_column} AS key, count(*)::integer AS n
-            FROM new_rows AS {child_alias}
-            WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
-            GROUP BY 1
-        ), locked AS (
-            SELECT p.{parent_column} FROM {table} AS p JOIN moves ON p.{parent_column} = moves.key
-            ORDER BY p.{parent_column} FOR NO KEY UPDATE OF p
-        )
-        UPDATE {table} AS p SET {column} = p.{column} + moves.n
-        FROM moves JOIN locked ON locked.{parent_column} = moves.key
-        WHERE p.{parent_column} = moves.key;
+        PERFORM {move_function}(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT {child_alias}.{child_column}, count(*)::integer
+              FROM new_rows AS {child_alias}
+              WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
+              GROUP BY 1) AS m (key, n)
+        HAVING count(*) > 0;
     ELSIF TG_OP = 'DELETE' THEN
-        WITH moves AS (
-            SELECT {child_alias}.{child_column} AS key, -count(*)::integer AS n
-            FROM old_rows AS {child_alias}
-            WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
-            GROUP BY 1
-        ), locked AS (
-            SELECT p.{parent_column} FROM {table} AS p JOIN moves ON p.{parent_column} = moves.key
-            ORDER BY p.{parent_column} FOR NO KEY UPDATE OF p
-        )
-        UPDATE {table} AS p SET {column} = p.{column} + moves.n
-        FROM moves JOIN locked ON locked.{parent_column} = moves.key
-        WHERE p.{parent_column} = moves.key;
+        PERFORM {move_function}(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT {child_alias}.{child_column}, -count(*)::integer
+              FROM old_rows AS {child_alias}
+              WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
+              GROUP BY 1) AS m (key, n)
+        HAVING count(*) > 0;
     ELSE
-        WITH moves AS (
-            SELECT c.key, sum(c.n)::integer AS n
-            FROM (SELECT {child_alias}.{child_column}, 1
-                  FROM new_rows AS {child_alias}
-                  WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
-                  UNION ALL
-                  SELECT {child_alias}.{child_column}, -1
-                  FROM old_rows AS {child_alias}
-                  WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}) AS c (key, n)
-            GROUP BY c.key
-            HAVING sum(c.n) <> 0
-        ), locked AS (
-            SELECT p.{parent_column} FROM {table} AS p JOIN moves ON p.{parent_column} = moves.key
-            ORDER BY p.{parent_column} FOR NO KEY UPDATE OF p
-        )
-        UPDATE {table} AS p SET {column} = p.{column} + moves.n
-        FROM moves JOIN locked ON locked.{parent_column} = moves.key
-        WHERE p.{parent_column} = moves.key;
+        PERFORM {move_function}(array_agg(m.key), array_agg(m.n))
+        FROM (SELECT c.key, sum(c.n)::integer
+              FROM (SELECT {child_alias}.{child_column}, 1
+                    FROM new_rows AS {child_alias}
+                    WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}
+                    UNION ALL
+                    SELECT {child_alias}.{child_column}, -1
+                    FROM old_rows AS {child_alias}
+                    WHERE {child_alias}.{child_column} IS NOT NULL{predicate_and}) AS c (key, n)
+              GROUP BY c.key
+              HAVING sum(c.n) <> 0) AS m (key, n)
+        HAVING count(*) > 0;
     END IF;
     RETURN NULL;
 END
