@@ -257,8 +257,8 @@ def _refuse_app_override(ctx: click.Context, field: str, value: str | None, app_
 @click.option(
     "--database-url",
     help="PostgreSQL URL. Default: FEATURE_GATES_MIGRATION_DATABASE_URL (for migrate, status, "
-    "rollback, verify and repair-counters), else FEATURE_GATES_DATABASE_URL (the app's "
-    "configuration under flask, else the environment), else $DATABASE_URL.",
+    "rollback, verify, repair-counters and counter add), else FEATURE_GATES_DATABASE_URL "
+    "(the app's configuration under flask, else the environment), else $DATABASE_URL.",
 )
 @click.option(
     "--set",
@@ -490,6 +490,69 @@ def repair_counters(obj: CommandContext, dry_run: bool) -> None:
     verb = "differ from the truth" if dry_run else "fixed"
     for counter, rows in result.items():
         click.echo(f"{counter}: {rows} rows {verb}")
+
+
+@cli.group()
+def counter() -> None:
+    """Counter columns on your own tables (docs/counters.md)."""
+
+
+@counter.command("add")
+@click.argument("target", metavar="TABLE.COLUMN")
+@click.option(
+    "--rows",
+    metavar="CHILD_TABLE.FK_COLUMN",
+    help="Count the child table's rows whose FK_COLUMN holds the row's key.",
+)
+@click.option(
+    "--where",
+    metavar="SQL_PREDICATE",
+    help="With --rows: count only the child rows it accepts (deleted_at IS NULL).",
+)
+@click.option(
+    "--jsonb-length",
+    metavar="JSONB_COLUMN.KEY[.KEY...]",
+    help="Count the elements of the JSON array at that path of the row's jsonb column.",
+)
+@click.option(
+    "--index",
+    metavar='"(COLUMN, ...)"',
+    help='Build an index on these columns concurrently, like "(user_id, COLUMN)". Default: none.',
+)
+@click.option("--index-name", metavar="NAME", help="The index's name. Default: idx_TABLE_COLUMN.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="The application's migration folder; the files are numbered after its versions.",
+)
+@click.pass_obj
+def counter_add(
+    obj: CommandContext,
+    target: str,
+    rows: str | None,
+    where: str | None,
+    jsonb_length: str | None,
+    index: str | None,
+    index_name: str | None,
+    out: str,
+) -> None:
+    """Write the migrations that add the counter column TABLE.COLUMN.
+
+    The database is read (never changed) to check the tables and columns named.
+    """
+    definition = runner.CounterDefinition(target, rows, where, jsonb_length, index, index_name)
+    with obj.errors():
+        written = runner.add_counter(obj.require_url(migration=True), definition, out, obj.settings)
+    for warning in written.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for path in written.files:
+        click.echo(f"wrote {path}")
+    click.echo(
+        f"{written.counter}: review the files, then apply them with your set "
+        "(--migrations NAME=DIR, after core) and migrate"
+    )
 
 
 @cli.command()

@@ -154,6 +154,7 @@ LAYERS = {
     "feature_gates": ("feature_gates.core", "feature_gates.flask"),
     "feature_gates.core": (),
     "feature_gates.signals": (),
+    "feature_gates.counters": (),
     "feature_gates.flask": ("feature_gates.core", "feature_gates.signals"),
     "feature_gates.migrate": ("feature_gates.core",),
     "feature_gates.reports": ("feature_gates.core", "feature_gates.flask"),
