@@ -79,6 +79,24 @@ def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
     return any(limit is not None and cost > limit for limit in limits)
 
 
+def _levels_read(
+    entitlement: Entitlement, key: Key, cost: int, reading: Reading | None
+) -> tuple[Level, ...]:
+    """The levels of ``key`` as ``reading`` counted them (None: nothing counted)."""
+    if reading is None:
+        return levels_of(entitlement, key, cost, used=None)
+    return levels_of(
+        entitlement,
+        key,
+        cost,
+        used=reading.used,
+        member_used=reading.member_used,
+        buckets=reading.buckets,
+        member_buckets=reading.member_buckets,
+        newest=reading.newest_bucket,
+    )
+
+
 class Engine:
     """One application's runtime.
 
@@ -248,16 +266,7 @@ class Engine:
             reading = self._readings([key]).get(gate.feature)
         except StorageError:
             reading = None
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=None if reading is None else reading.used,
-            member_used=None if reading is None else reading.member_used,
-            buckets=None if reading is None else reading.buckets,
-            member_buckets=None if reading is None else reading.member_buckets,
-            newest=None if reading is None else reading.newest_bucket,
-        )
+        levels = _levels_read(entitlement, key, cost, reading)
         refused = decision.refusing(levels, cost) or levels[0]
         if reading is None:
             refused = replace(refused, used=None, remaining=None)
@@ -495,16 +504,7 @@ class Engine:
         if isinstance(readings, StorageError):
             return self._unread(readings, feature, subject, entitlement.limit)
         reading = readings.get(feature)
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=None if reading is None else reading.used,
-            member_used=None if reading is None else reading.member_used,
-            buckets=None if reading is None else reading.buckets,
-            member_buckets=None if reading is None else reading.member_buckets,
-            newest=None if reading is None else reading.newest_bucket,
-        )
+        levels = _levels_read(entitlement, key, cost, reading)
         return decision.judge(entitlement, subject, levels, cost)
 
     def _unread(
