@@ -62,6 +62,11 @@ KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def _at_most(figure: str, bound: float) -> Callable[[dict[str, Any]], bool]:
+    """A goal's test: ``figure`` is at most ``bound``."""
+    return lambda figures: bool(figures[figure] <= bound)
+
+
 @dataclass(frozen=True)
 class Goal:
     """A promise, and how to tell from the figures whether a run kept it."""
@@ -132,7 +137,7 @@ GOALS = [
             f"{kind}_vs_floor",
             f"a metered {limits.KIND_NAMES[kind]} within {bound}x the floor (one UPDATE)",
             f"{kind}_vs_floor",
-            lambda f, kind=kind, bound=bound: f[f"{kind}_vs_floor"] <= bound,
+            _at_most(f"{kind}_vs_floor", bound),
         )
         for kind, bound in limits.FLOOR_GOALS.items()
     ),
