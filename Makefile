@@ -3,10 +3,12 @@
 #   make test   lint, type-check and run the whole test suite on PostgreSQL 14 and 18
 # and one runs the suite on every supported PostgreSQL version:
 #   make test-matrix   14, 15, 16, 17 and 18 (tools/pg_matrix.py)
+# and one runs every benchmark, published in docs/performance.md:
+#   make bench         (ARGS=--quick for a shorter run)
 # Both create .venv and install the project with its extras the first time,
 # and again only when pyproject.toml or setup.cfg change. As root, the Debian
-# packages the tests run (pgbouncer, chromium, the example's PDF font) are
-# installed when missing (tools/system-packages).
+# packages the tests and benchmarks run (pgbouncer, chromium, the example's PDF
+# font, redis-server) are installed when missing (tools/system-packages).
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +22,7 @@ INSTALLED := $(VENV)/.installed
 TEST_PG_VERSIONS ?= 14 18
 PG_VERSIONS := 14 15 16 17 18
 
-.PHONY: demo test test-matrix lint clean
+.PHONY: demo test test-matrix lint bench clean
 
 $(INSTALLED): pyproject.toml setup.cfg tools/system-packages
 	tools/system-packages
@@ -47,6 +49,10 @@ endif
 
 test-matrix: lint
 	$(BIN)/python tools/pg_matrix.py $(PG_VERSIONS) -- $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	tools/system-packages redis-server=redis-server
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .cache

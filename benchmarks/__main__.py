@@ -28,6 +28,7 @@ from feature_gates.testing import DatabaseFactory
 from . import counters
 from . import gates
 from . import harness
+from . import limits
 from . import migrate_counters
 from . import tracking
 
@@ -54,7 +55,18 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "migrate_max_lock_ms": float,
     "counter_add_max_write_ms": float,
     "counter_add_resume_exact": bool,
+    "floor_us_p50": float,
+    **{f"{kind}_vs_floor": float for kind in limits.KINDS},
+    "metered_vs_flask_limiter_redis_always_max": float,
+    "flask_limiter_memory_vs_required": float,
+    "hot_org_uses_per_s": int,
+    "spread_users_uses_per_s": int,
 }
+
+
+def _at_most(figure: str, bound: float) -> Callable[[dict[str, Any]], bool]:
+    """A goal's test: ``figure`` is at most ``bound``."""
+    return lambda figures: bool(figures[figure] <= bound)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,27 @@ GOALS = [
         "counter_add_max_write_ms",
         lambda f: f["counter_add_resume_exact"] and f["counter_add_max_write_ms"] < 1000,
     ),
+    *(
+        Goal(
+            f"{kind}_vs_floor",
+            f"a metered {limits.KIND_NAMES[kind]} within {bound}x the floor (one UPDATE)",
+            f"{kind}_vs_floor",
+            _at_most(f"{kind}_vs_floor", bound),
+        )
+        for kind, bound in limits.FLOOR_GOALS.items()
+    ),
+    Goal(
+        "metered_vs_durable_redis",
+        "every kind <= Flask-Limiter on Redis with appendfsync always",
+        "metered_vs_flask_limiter_redis_always_max",
+        lambda f: f["metered_vs_flask_limiter_redis_always_max"] <= 1,
+    ),
+    Goal(
+        "required_vs_flask_limiter",
+        "@feature_required >= 5x cheaper than Flask-Limiter on memory",
+        "flask_limiter_memory_vs_required",
+        lambda f: f["flask_limiter_memory_vs_required"] >= 5,
+    ),
 ]
 
 
@@ -148,6 +181,7 @@ def run(server_url: str | None = None, *, scale: harness.Scale = "full") -> dict
 
         case("gates", lambda: gates.run(url, scale=scale))
         case("tracking", lambda: tracking.run(url, scale=scale))
+        case("limits", lambda: limits.run(url, scale=scale))
         databases = DatabaseFactory(url)
         try:
             case("counters", lambda: _counters(databases, scale))

@@ -90,7 +90,7 @@ RAW_UPDATE_IN_SCHEMA = sql.SQL(
 RAW_UPSERT = """
 INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
 VALUES (%s, %s, %s, %s)
-ON CONFLICT (user_id, feature, period_start) DO UPDATE
+ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO UPDATE
     SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count, updated_at = now()
     WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
 RETURNING fu.usage_count
@@ -99,7 +99,7 @@ RETURNING fu.usage_count
 RAW_UPSERT_IN_SCHEMA = sql.SQL("""
 INSERT INTO {schema}.feature_usage AS fu (user_id, feature, period_start, usage_count)
 VALUES (%s, %s, %s, %s)
-ON CONFLICT (user_id, feature, period_start) DO UPDATE
+ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO UPDATE
     SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count, updated_at = now()
     WHERE greatest(fu.usage_count, 0) + excluded.usage_count <= %s
 RETURNING fu.usage_count
@@ -192,7 +192,20 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
     (prepared after five runs, the timeout and search_path set on the session):
     what sending everything with each transaction costs."""
     period = month_start(utc_now())
-    consume = {"user_id": 4, "feature": "sql", "amount": 1, "limit": LIMIT, "period": period}
+    consume = {
+        "subject": 4,
+        "feature": "sql",
+        "scope": "user",
+        "rule": "month",
+        "start": period,
+        "offset": 0,
+        "end": None,
+        "amount": 1,
+        "limit": LIMIT,
+        "member": None,
+        "member_limit": None,
+        "bucket": None,
+    }
     statements = Statements.build("public", STATEMENT_TIMEOUT)
     with (
         psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn,

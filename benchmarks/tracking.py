@@ -68,7 +68,7 @@ INCREMENT = "SELECT increment_feature_usage_safe(%s, %s, %s, %s)"
 RAW_BATCHED_UPSERT = """
 INSERT INTO feature_usage AS fu (user_id, feature, period_start, usage_count)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::date[], %s::bigint[])
-ON CONFLICT (user_id, feature, period_start) DO UPDATE
+ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO UPDATE
     SET usage_count = fu.usage_count + excluded.usage_count, updated_at = now()
 """
 

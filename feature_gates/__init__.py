@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .core import Entitlement as Entitlement
     from .core import FlushTimeout as FlushTimeout
     from .core import Gate as Gate
+    from .core import Level as Level
     from .core import MonthUsage as MonthUsage
     from .core import NearLimit as NearLimit
     from .core import Plan as Plan
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .core import Subject as Subject
     from .core import TrackingStats as TrackingStats
     from .core import UnknownFeature as UnknownFeature
+    from .core import Usage as Usage
     from .core import UsageReport as UsageReport
     from .core import UsageTrend as UsageTrend
     from .flask import FeatureCheckFailed as FeatureCheckFailed
@@ -56,6 +58,7 @@ _PUBLIC = {
     "FeatureNotEntitled": "flask",
     "FlushTimeout": "core",
     "Gate": "core",
+    "Level": "core",
     "MonthUsage": "core",
     "NearLimit": "core",
     "NotAuthenticated": "flask",
@@ -67,6 +70,7 @@ _PUBLIC = {
     "TierTooLow": "flask",
     "TrackingStats": "core",
     "UnknownFeature": "core",
+    "Usage": "core",
     "UsageReport": "core",
     "UsageTrend": "core",
     "feature_limit": "flask",

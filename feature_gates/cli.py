@@ -593,10 +593,13 @@ def refresh(obj: CommandContext) -> None:
 )
 @_command_options
 def prune(obj: CommandContext, keep_days: int) -> None:
-    """Delete old idempotency keys and batch records (for cron)."""
+    """Delete old idempotency keys and batch records, and rolling windows that
+    count nothing any more (for cron)."""
     with obj.errors():
         rows = runner.prune(obj.require_url(), obj.settings, keep_days=keep_days)
+        windows = runner.prune_windows(obj.require_url(), obj.settings)
     click.echo(f"pruned {rows} idempotency keys and batch records older than {keep_days} days")
+    click.echo(f"pruned {windows} rolling windows whose every use had left them")
 
 
 @cli.command("dev-db")

@@ -276,10 +276,21 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith("would roll back core/0009_counter_registry: ")
-    assert lines[1].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
-    assert lines[2].startswith("would roll back core/0007_feature_usage_idempotency: ")
-    assert lines[3:] == [
+    assert lines[0].startswith("would roll back core/0024_feature_usage_summary_swap: ")
+    assert lines[1].startswith("would roll back core/0023_feature_usage_summary_next: ")
+    lines = lines[2:]
+    assert lines[0].startswith(
+        "would roll back core/0022_feature_usage_counted_key_swap: DELETES every count that is "
+        "not a user's count of the calendar month in UTC"
+    )
+    assert lines[1].startswith("would roll back core/0021_feature_usage_counted_functions: ")
+    assert lines[2].startswith("would roll back core/0020_feature_usage_counted_key: ")
+    assert "every member share of an organisation pool" in lines[2]
+    assert lines[3].startswith("would roll back core/0009_counter_registry: ")
+    lines = lines[4:]
+    assert lines[0].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
+    assert lines[1].startswith("would roll back core/0007_feature_usage_idempotency: ")
+    assert lines[2:] == [
         "would roll back core/0006_feature_usage_summary: Drops the feature_usage_summary view; "
         "no data is lost (it is computed from feature_usage).",
         "would roll back core/0005_feature_usage_archive: Drops feature_usage_archive and every "
@@ -357,8 +368,16 @@ def test_prune_for_cron(run, feature_gates_database_url):
             "recorded_at) VALUES (1, 'emails', 'old', now() - interval '8 days'), "
             "(1, 'emails', 'new', now())"
         )
+        # A window whose last use was in 1970, long gone.
+        conn.execute(
+            "SELECT feature_usage_consume(1, 'tokens', 'user', 'window:3600', '1970-01-01', 0, "
+            "NULL, 1, 5, NULL, NULL, 1000)"
+        )
     result = run("--database-url", url, "prune", "--keep-days", "7")
-    assert result.output == "pruned 1 idempotency keys and batch records older than 7 days\n"
+    assert result.output == (
+        "pruned 1 idempotency keys and batch records older than 7 days\n"
+        "pruned 1 rolling windows whose every use had left them\n"
+    )
     assert run("--database-url", url, "prune").output.startswith("pruned 0 ")
     assert run("--database-url", url, "prune", "--keep-days", "0").exit_code == 2
 

@@ -80,6 +80,8 @@ def test_metered_limit_body_and_retry_after(app):
         "remaining": 0,
         "cost": 1,
         "reset_at": "2026-12-01T00:00:00Z",
+        "scope": "user",
+        "period": "month",
     }
 
 

@@ -8,6 +8,7 @@ from flask import render_template_string
 from gates_sample import headers
 
 from feature_gates import Decision
+from feature_gates import Level
 from feature_gates import Subject
 from feature_gates import UnknownFeature
 
@@ -18,7 +19,17 @@ def test_check_reads_without_consuming(app, gates, db):
     free = Subject(7, "free")
     decision = gates.check("chat_messages_monthly", free)
     assert decision == Decision(
-        True, None, "chat_messages_monthly", "free", 3, 1, 2, decision.reset_at
+        True,
+        None,
+        "chat_messages_monthly",
+        "free",
+        3,
+        1,
+        2,
+        decision.reset_at,
+        scope="user",
+        period="month",
+        levels=(Level("user", 3, 1, 2, decision.reset_at),),
     )
     assert decision.reset_at is not None
     assert gates.check("chat_messages_monthly", free, cost=3).reason == "limit"

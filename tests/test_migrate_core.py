@@ -21,9 +21,15 @@ from feature_gates.migrate import migration_script
 from feature_gates.migrate import refresh
 from feature_gates.migrate import rollback
 from feature_gates.migrate import verify
+from tests.released_schema import released_core
 
 CORE = MigrationSettings(sets=("core",))
 CORE_COUNT = len(CORE.load())
+#: The set as 0.1.0 released it: the tests of what those files do on their own
+#: (adopting an application's tables) run it; tests/test_migrate_counted_key.py
+#: takes such tables through the migrations that came after.
+RELEASED = released_core()
+RELEASED_COUNT = len(RELEASED.load())
 
 
 def scalar(conn, query, params=None):
@@ -325,13 +331,36 @@ def test_migrate_again_applies_nothing(feature_gates_database_url):
     assert migrate(feature_gates_database_url, CORE) == []
 
 
-def test_every_up_file_can_run_again_over_its_own_objects(db, feature_gates_database_url):
+def test_every_released_up_file_can_run_again_over_its_own_objects(feature_gates_databases):
     """A run interrupted after its work but before its history row is written is
     run again: every file must cope with finding its objects there."""
+    url = feature_gates_databases.create(RELEASED)
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("SELECT increment_feature_usage_safe(1, 'kept', 3)")
+        db.execute("DELETE FROM feature_gates_schema_history")
+        assert len(migrate(url, RELEASED)) == RELEASED_COUNT
+        assert scalar(db, "SELECT get_feature_usage(1, 'kept')") == 3
+    assert verify(url, RELEASED) == []
+    feature_gates_databases.drop(url)
+
+
+def test_every_up_file_of_the_counted_key_can_run_again_over_its_own_objects(
+    db, feature_gates_database_url
+):
+    """The files from 0020 run again over the schema they made, counts of other
+    kinds included (the released files are run again above, on theirs)."""
     db.execute("SELECT increment_feature_usage_safe(1, 'kept', 3)")
-    db.execute("DELETE FROM feature_gates_schema_history")
-    assert len(migrate(feature_gates_database_url, CORE)) == CORE_COUNT
+    db.execute(
+        "SELECT feature_usage_consume(1, 'kept', 'user', 'day', current_date, 0, NULL, 2, 5)"
+    )
+    again = db.execute(
+        "DELETE FROM feature_gates_schema_history WHERE version::int >= 20 RETURNING 1"
+    ).rowcount
+    assert len(migrate(feature_gates_database_url, CORE)) == again
     assert scalar(db, "SELECT get_feature_usage(1, 'kept')") == 3
+    assert scalar(db, "SELECT sum(usage_count) FROM feature_usage") == 5
+    indexes = "SELECT count(*) FROM pg_index WHERE indrelid = 'feature_usage'::regclass"
+    assert scalar(db, indexes) == 2
     assert verify(feature_gates_database_url, CORE) == []
 
 
@@ -384,7 +413,7 @@ def test_a_legacy_table_is_upgraded_in_place_with_its_rows_kept(legacy_url, capl
     with psycopg.connect(legacy_url, autocommit=True) as conn:
         before = _legacy_rows(conn)
         with caplog.at_level(logging.WARNING, logger="feature_gates.migrate"):
-            migrate(legacy_url, CORE)
+            migrate(legacy_url, RELEASED)
         assert _legacy_rows(conn) == before
         columns = dict(
             conn.execute(
@@ -429,7 +458,7 @@ def test_a_legacy_table_is_upgraded_in_place_with_its_rows_kept(legacy_url, capl
                 "VALUES (5, 'Bad Name', '2026-01-01')"
             )
     assert "break constraint feature_usage_feature_format" in caplog.text
-    problems = sorted(str(p) for p in verify(legacy_url, CORE))
+    problems = sorted(str(p) for p in verify(legacy_url, RELEASED))
     assert len(problems) == 2
     assert "feature_usage_feature_format" in problems[0]
     assert "1 rows of feature_usage break it" in problems[0]
@@ -440,12 +469,12 @@ def test_a_legacy_table_is_upgraded_in_place_with_its_rows_kept(legacy_url, capl
 
 
 def test_a_legacy_table_survives_rollback_and_migrates_again(legacy_url):
-    migrate(legacy_url, CORE)
+    migrate(legacy_url, RELEASED)
     with psycopg.connect(legacy_url, autocommit=True) as conn:
         conn.execute("UPDATE feature_usage SET feature = 'export_pdf' WHERE feature = 'Export PDF'")
         conn.execute("UPDATE feature_usage SET usage_count = 0 WHERE usage_count < 0")
         before = _legacy_rows(conn)
-        assert len(rollback(legacy_url, CORE, everything=True)) == CORE_COUNT
+        assert len(rollback(legacy_url, RELEASED, everything=True)) == RELEASED_COUNT
         assert _legacy_rows(conn) == before
         names = {
             r[0]
@@ -461,10 +490,10 @@ def test_a_legacy_table_survives_rollback_and_migrates_again(legacy_url):
         )
         assert scalar(conn, kept_constraint) == 1
         assert scalar(conn, "SELECT to_regclass('feature_usage_archive')") is None
-        assert len(migrate(legacy_url, CORE)) == CORE_COUNT
+        assert len(migrate(legacy_url, RELEASED)) == RELEASED_COUNT
         assert _legacy_rows(conn) == before
     # The rows now break no rule: both constraints are validated.
-    assert verify(legacy_url, CORE) == []
+    assert verify(legacy_url, RELEASED) == []
 
 
 def test_a_legacy_table_with_duplicate_keys_is_refused_with_examples(empty_url):
@@ -553,8 +582,11 @@ def test_verify_reports_an_upsert_index_that_is_not_unique_on_the_key(
     assert problems[0].startswith("index: idx_feature_usage_period_start")
     assert "not an index on feature_usage (period_start" in problems[0]
     assert problems[1].startswith("index: idx_feature_usage_user_feature_period")
-    assert "not UNIQUE on exactly (user_id, feature, period_start)" in problems[1]
-    assert "the key every upsert relies on" in problems[1]
+    assert (
+        "not UNIQUE on exactly (user_id, feature, scope, period, period_start, period_offset)"
+        in problems[1]
+    )
+    assert "the counted key every upsert relies on" in problems[1]
 
 
 OWN_OBJECTS = """
@@ -593,33 +625,33 @@ def test_rollback_keeps_the_indexes_and_constraints_a_legacy_table_had(empty_url
     with psycopg.connect(empty_url, autocommit=True) as conn:
         conn.execute(OWN_OBJECTS)
         indexes, constraints = _index_definitions(conn), _constraints(conn)
-        migrate(empty_url, CORE)
+        migrate(empty_url, RELEASED)
         assert scalar(conn, "SELECT increment_feature_usage_safe(1, 'api', 1, '2026-01-01')") == 5
         # Its own indexes serve: none was built beside them.
         assert _index_definitions(conn) == indexes
-        assert verify(empty_url, CORE) == []
-        rollback(empty_url, CORE, to="core/0001")
+        assert verify(empty_url, RELEASED) == []
+        rollback(empty_url, RELEASED, to="core/0001")
         assert _index_definitions(conn) == indexes
-        migrate(empty_url, CORE)
-        rollback(empty_url, CORE, everything=True)
+        migrate(empty_url, RELEASED)
+        rollback(empty_url, RELEASED, everything=True)
         assert _index_definitions(conn) == indexes
         assert _constraints(conn) == constraints
         assert _legacy_columns(conn) == {"user_id", "feature", "period_start", "usage_count"}
         assert scalar(conn, "SELECT sum(usage_count) FROM feature_usage") == 6
         # And the next migrate adopts them again.
-        assert len(migrate(empty_url, CORE)) == CORE_COUNT
+        assert len(migrate(empty_url, RELEASED)) == RELEASED_COUNT
         assert _index_definitions(conn) == indexes
-    assert verify(empty_url, CORE) == []
+    assert verify(empty_url, RELEASED) == []
 
 
 def test_rollback_drops_the_indexes_it_built_on_a_legacy_table(legacy_url):
-    migrate(legacy_url, CORE)
+    migrate(legacy_url, RELEASED)
     with psycopg.connect(legacy_url, autocommit=True) as conn:
         assert set(_index_definitions(conn)) == {
             "idx_feature_usage_user_feature_period",
             "idx_feature_usage_period_start",
         }
-        rollback(legacy_url, CORE, everything=True)
+        rollback(legacy_url, RELEASED, everything=True)
         assert _index_definitions(conn) == {}
         leftovers = "SELECT count(*) FROM pg_class WHERE relname LIKE 'fg\\_drop\\_%'"
         assert scalar(conn, leftovers) == 0
@@ -723,15 +755,15 @@ VALUES (1, 'api_calls', '2020-01-01', 7);
 def test_an_archive_table_the_application_had_is_adopted_and_kept_on_rollback(empty_url):
     with psycopg.connect(empty_url, autocommit=True) as conn:
         conn.execute(LEGACY_ARCHIVE)
-        migrate(empty_url, CORE)
+        migrate(empty_url, RELEASED)
         conn.execute("SELECT increment_feature_usage_safe(1, 'api_calls', 2, '2020-02-01')")
-        assert archive(empty_url, CORE).moved == 1
+        assert archive(empty_url, RELEASED).moved == 1
         rows = "SELECT user_id, feature, period_start::text, usage_count FROM feature_usage_archive"
         assert sorted(conn.execute(rows).fetchall()) == [
             (1, "api_calls", "2020-01-01", 7),
             (1, "api_calls", "2020-02-01", 2),
         ]
-        rollback(empty_url, CORE, everything=True)
+        rollback(empty_url, RELEASED, everything=True)
         assert sorted(conn.execute(rows).fetchall()) == [
             (1, "api_calls", "2020-01-01", 7),
             (1, "api_calls", "2020-02-01", 2),
@@ -741,7 +773,7 @@ def test_an_archive_table_the_application_had_is_adopted_and_kept_on_rollback(em
             "AND attrelid = 'feature_usage_archive'::regclass"
         ).fetchone()
         assert columns == (0,)  # added by feature-gates, removed by its rollback
-        assert len(migrate(empty_url, CORE)) == CORE_COUNT
+        assert len(migrate(empty_url, RELEASED)) == RELEASED_COUNT
 
 
 def test_an_archive_table_the_job_cannot_write_is_refused_by_name(empty_url):

@@ -70,8 +70,28 @@ def test_unknown_features_and_tiers_are_named():
         ({"free": {"x": -1}}, None, "plan 'free', feature 'x': a limit must be zero or more"),
         ({"free": {"x": "lots"}}, None, "plan 'free', feature 'x': expected True, False"),
         ({"free": {"x": 1.5}}, None, "plan 'free', feature 'x'"),
-        ({"free": {"x": {"limit": 5, "period": "week"}}}, None, "period must be 'month'"),
+        (
+            {"free": {"x": {"limit": 5, "period": "fortnight"}}},
+            None,
+            "plan 'free', feature 'x': period must be one of hour, day, week, month, year, "
+            "lifetime; got 'fortnight'",
+        ),
         ({"free": {"x": {"max": 5}}}, None, "plan 'free', feature 'x': the mapping form"),
+        (
+            {"free": {"x": {"limit": 5, "window": "5h", "period": "day"}}},
+            None,
+            "plan 'free', feature 'x': 'period' and 'window' exclude each other",
+        ),
+        (
+            {"free": {"x": {"limit": 5, "per_user": 2}}},
+            None,
+            "plan 'free', feature 'x': per_user caps a member's share",
+        ),
+        (
+            {"pro": {"x": {"limit": 5, "alerts": [0.8]}}},
+            None,
+            "plan 'pro', feature 'x': 'alerts' is not supported yet",
+        ),
         ({"free": {"Bad Name": True}}, None, "plan 'free': 'Bad Name' is not a valid feature"),
         ({"free": ["x"]}, None, "plan 'free' must map feature names"),
         ({"free": {}, "pro": {}}, ("free", "gold"), "FEATURE_GATES_TIERS: 'gold' is not a plan"),

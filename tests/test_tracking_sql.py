@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from feature_gates.core._storage.statements import Statements
+from tests.released_schema import released_core
 
 NOV = date(2026, 11, 1)
 #: The runtime's statements, without a statement timeout: sent as plain statements here.
@@ -30,9 +31,26 @@ def bulk(db, rows, keys=None):
 
 
 def write_batch(db, batch_id, rows, forget=()):
+    """The writer's statement for users' calendar months in UTC (the default kind);
+    (user_id, feature, period_start, increment, usage_count) per key written."""
     user_ids, features, amounts, periods = (list(column) for column in zip(*rows, strict=True))
-    params = (batch_id, list(forget), [str(u) for u in user_ids], features, amounts, periods, None)
-    return db.execute(STATEMENTS.write_batch, params).fetchall()
+    none = [None] * len(rows)
+    params = (
+        batch_id,
+        list(forget),
+        [str(u) for u in user_ids],
+        features,
+        ["user"] * len(rows),
+        ["month"] * len(rows),
+        periods,
+        [0] * len(rows),
+        none,
+        none,
+        amounts,
+        None,
+    )
+    written = db.execute(STATEMENTS.write_batch, params).fetchall()
+    return [(r[0], r[2], r[5], r[7], r[8]) for r in written]
 
 
 def usage(db, user_id, feature, period=NOV):
@@ -151,15 +169,25 @@ def test_prune_deletes_only_what_is_older_than_the_retention(db):
             db.execute("SELECT prune_feature_usage_idempotency(%s::integer)", (days,))
 
 
-def test_the_migrations_roll_back_and_apply_again(db):
+def test_the_migrations_roll_back_and_apply_again(feature_gates_databases):
+    # The files as 0.1.0 released them, on the schema they were written for.
+    url = feature_gates_databases.create(released_core())
     core = files("feature_gates.migrations") / "core"
-    for name in ("0008_feature_usage_bulk_increment", "0007_feature_usage_idempotency"):
-        db.execute((core / f"{name}.down.sql").read_text())
-    assert db.execute("SELECT to_regclass('feature_usage_batches')").fetchone() == (None,)
-    for name in ("0007_feature_usage_idempotency", "0008_feature_usage_bulk_increment"):
-        db.execute((core / f"{name}.up.sql").read_text())
-        db.execute((core / f"{name}.up.sql").read_text())  # and again: idempotent
-    assert write_batch(db, uuid.uuid4(), [(1, "exports", 1, NOV)]) == [(1, "exports", NOV, 1, 1)]
+    with psycopg.connect(url, autocommit=True) as db:
+        for name in ("0008_feature_usage_bulk_increment", "0007_feature_usage_idempotency"):
+            db.execute((core / f"{name}.down.sql").read_text())
+        assert db.execute("SELECT to_regclass('feature_usage_batches')").fetchone() == (None,)
+        for name in ("0007_feature_usage_idempotency", "0008_feature_usage_bulk_increment"):
+            db.execute((core / f"{name}.up.sql").read_text())
+            db.execute((core / f"{name}.up.sql").read_text())  # and again: idempotent
+        batch = db.execute(
+            "SELECT user_id, feature, period_start, increment, usage_count "
+            "FROM write_feature_usage_batch(%s, '{}', ARRAY[1]::feature_usage_user_id[], "
+            "ARRAY['exports'], ARRAY[1]::bigint[], ARRAY[%s]::date[])",
+            (uuid.uuid4(), NOV),
+        ).fetchall()
+        assert batch == [(1, "exports", NOV, 1, 1)]
+    feature_gates_databases.drop(url)
 
 
 def test_uuid_user_ids(feature_gates_databases):

@@ -58,6 +58,8 @@ ROLLBACK_RULES = {
     "ban-drop-function": "a rollback drops the functions its migration created",
     "ban-drop-domain": "core/0001's rollback drops the user id domain it created",
     "ban-drop-view": "core/0006's rollback drops the summary view it created",
+    "ban-drop-column": "a rollback drops the columns its migration added",
+    "ban-drop-constraint": "a rollback drops the constraints its migration added",
 }
 
 #: Our own check's name for DDL hidden from squawk, as ACCEPTED names it.
@@ -71,6 +73,61 @@ ACCEPTED = {
         "require-concurrent-index-creation": (
             "the unique index is built on the materialized view the same transaction "
             "creates: no one can read or refresh the view before the index exists"
+        ),
+    },
+    "core/0020_feature_usage_counted_key.up.sql": {
+        "prefer-robust-stmts": (
+            "VALIDATE CONSTRAINT can run twice as it is, in a transaction of its own "
+            "(squawk does not count it as repeatable)"
+        ),
+    },
+    "core/0022_feature_usage_counted_key_swap.up.sql": {
+        "ban-drop-constraint": (
+            "the archive's old unique key is dropped after the counted key replacing it was "
+            "built (0020); no client names the constraint"
+        ),
+        HIDDEN_DDL: (
+            "the idempotency table's primary key is replaced only while it is still the old "
+            "one (a rerun must not drop the new one), and an adopted table's own unique keys "
+            "are named by the catalog: no plain form says either"
+        ),
+    },
+    "core/0022_feature_usage_counted_key_swap.down.sql": {
+        HIDDEN_DDL: (
+            "the old primary key and an adopted table's own keys are put back only while "
+            "they are absent, from definitions read from the catalog: no plain form says it"
+        ),
+    },
+    "core/0023_feature_usage_summary_next.up.sql": {
+        "ban-drop-view": "it drops only feature_usage_summary_next, left by an earlier run",
+        "require-concurrent-index-creation": (
+            "the unique index is built on the materialized view the same transaction "
+            "creates: no one can read or refresh the view before the index exists"
+        ),
+    },
+    "core/0023_feature_usage_summary_next.down.sql": {
+        "renaming-object": (
+            "the swap of the summary views in one transaction: the name readers use stays"
+        ),
+    },
+    "core/0024_feature_usage_summary_swap.up.sql": {
+        "ban-drop-view": (
+            "the old summary view goes in the same transaction as the new one takes its name"
+        ),
+        "renaming-object": (
+            "the swap of the summary views in one transaction: the name readers use stays"
+        ),
+    },
+    "core/0024_feature_usage_summary_swap.down.sql": {
+        "require-concurrent-index-creation": (
+            "the unique index is built on the materialized view the same transaction "
+            "creates: no one can read or refresh the view before the index exists"
+        ),
+    },
+    "sentinel/0002_organisations.up.sql": {
+        "prefer-robust-stmts": (
+            "VALIDATE CONSTRAINT can run twice as it is, in a transaction of its own "
+            "(squawk does not count it as repeatable)"
         ),
     },
     "counters/0001_counter_columns.up.sql": {

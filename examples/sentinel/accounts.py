@@ -18,6 +18,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.rows import class_row
 
+from feature_gates import Subject
+
 from .database import Pool
 
 __all__ = ["Accounts", "HoldingLimitReached", "SavedSearch", "Token", "User", "new_token"]
@@ -25,23 +27,40 @@ __all__ = ["Accounts", "HoldingLimitReached", "SavedSearch", "Token", "User", "n
 TOKEN_PREFIX = "sntl_"
 
 SELECT_USER_BY_TOKEN = """
-SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at, u.org_id, u.subscribed_at,
+       u.timezone
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_sha256 = %s
 """
 
 SELECT_USER = """
-SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at FROM users u WHERE u.id = %s
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at, u.org_id, u.subscribed_at,
+       u.timezone
+FROM users u WHERE u.id = %s
 """
 
 SELECT_USERS = """
-SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at FROM users u ORDER BY u.id
+SELECT u.id, u.email, u.name, u.plan, u.is_admin, u.created_at, u.org_id, u.subscribed_at,
+       u.timezone
+FROM users u ORDER BY u.id
 """
 
+#: A user, in an organisation of their own unless they join one: features a plan
+#: counts per organisation then count theirs alone.
 INSERT_USER = """
-INSERT INTO users (email, name, plan, is_admin) VALUES (%s, %s, %s, %s)
-RETURNING id, email, name, plan, is_admin, created_at
+WITH own AS (
+    INSERT INTO organisations (name)
+    SELECT %(email)s WHERE %(org_id)s::bigint IS NULL
+    RETURNING id
+)
+INSERT INTO users (email, name, plan, is_admin, org_id, subscribed_at, timezone)
+VALUES (%(email)s, %(name)s, %(plan)s, %(is_admin)s,
+        coalesce(%(org_id)s::bigint, (SELECT id FROM own)),
+        coalesce(%(subscribed_at)s::timestamptz, now()), %(timezone)s)
+RETURNING id, email, name, plan, is_admin, created_at, org_id, subscribed_at, timezone
 """
+
+INSERT_ORGANISATION = "INSERT INTO organisations (name) VALUES (%s) RETURNING id"
 
 COUNT_USERS = "SELECT count(*) FROM users"
 
@@ -90,6 +109,23 @@ class User:
     plan: str
     is_admin: bool
     created_at: datetime
+    #: The organisation whose pool the user's team features count in.
+    org_id: int | None = None
+    #: When the subscription started: anchored features renew on its day.
+    subscribed_at: datetime | None = None
+    #: The user's IANA time zone: daily limits end at its midnight.
+    timezone: str | None = None
+
+    def subject(self) -> Subject:
+        """The user as the gates count them: on their plan, in their organisation,
+        from their subscription's start (the account's, before one), in their zone."""
+        return Subject(
+            user_id=self.id,
+            plan=self.plan,
+            org_id=self.org_id,
+            period_anchor=self.subscribed_at or self.created_at,
+            timezone=self.timezone,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "email": self.email, "name": self.name, "plan": self.plan}
@@ -172,12 +208,39 @@ class Accounts:
             row = conn.execute(COUNT_USERS).fetchone()
         return int(row[0]) if row else 0
 
-    def create_user(self, email: str, name: str, plan: str, *, is_admin: bool = False) -> User:
+    def create_user(
+        self,
+        email: str,
+        name: str,
+        plan: str,
+        *,
+        is_admin: bool = False,
+        org_id: int | None = None,
+        subscribed_at: datetime | None = None,
+        timezone: str | None = None,
+    ) -> User:
+        """A new user, in organisation ``org_id`` (else one of their own), subscribed
+        at ``subscribed_at`` (else now)."""
+        params = {
+            "email": email,
+            "name": name,
+            "plan": plan,
+            "is_admin": is_admin,
+            "org_id": org_id,
+            "subscribed_at": subscribed_at,
+            "timezone": timezone,
+        }
         with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(User))
-            user = cur.execute(INSERT_USER, (email, name, plan, is_admin)).fetchone()
+            user = cur.execute(INSERT_USER, params).fetchone()
         assert user is not None
         return user
+
+    def create_organisation(self, name: str) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute(INSERT_ORGANISATION, (name,)).fetchone()
+        assert row is not None
+        return int(row[0])
 
     @contextmanager
     def _holding(

@@ -106,9 +106,10 @@ class IdConverter(IntegerConverter):
 
 @gates.subject_loader
 def subject() -> Subject | None:
-    """Who is asking, for the gates: the token's user on their plan."""
+    """Who is asking, for the gates: the token's user on their plan, in their
+    organisation, with their subscription's start and time zone."""
     user = load_user()
-    return None if user is None else Subject(user_id=user.id, plan=user.plan)
+    return None if user is None else user.subject()
 
 
 def not_found(what: str, ident: int) -> Problem:

@@ -1,5 +1,9 @@
 """Demo data: users on each plan with known tokens, and some history to look at.
 
+The pro accounts share a team (an organisation: custom reports come from its
+pool), every subscription renews on the 17th, and the demo accounts have time
+zones of their own (route analyses count per day there).
+
 Made once, on the first start with an empty ``users`` table. The four demo
 accounts start the current month with no usage, so the walk-through in
 docs/example.md shows round numbers; a dozen other accounts carry six months of
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from datetime import datetime
 from datetime import timezone
+from zoneinfo import ZoneInfo
 
 from feature_gates import FeatureGates
 
@@ -30,17 +35,32 @@ class DemoUser:
     plan: str
     token: str
     is_admin: bool = False
+    #: The user's time zone: route analyses are counted per day there.
+    timezone: str | None = None
 
 
 #: Demo accounts. Their tokens are public: this is a demo, keep it on loopback.
 DEMO_USERS = (
-    DemoUser("free@sentinel.example", "Farah Free", "free", "sntl_demo_free"),
-    DemoUser("pro@sentinel.example", "Paulo Pro", "pro", "sntl_demo_pro"),
     DemoUser(
-        "enterprise@sentinel.example", "Erin Enterprise", "enterprise", "sntl_demo_enterprise"
+        "free@sentinel.example", "Farah Free", "free", "sntl_demo_free", False, "Africa/Cairo"
+    ),
+    DemoUser("pro@sentinel.example", "Paulo Pro", "pro", "sntl_demo_pro", False, "Europe/Lisbon"),
+    DemoUser(
+        "enterprise@sentinel.example",
+        "Erin Enterprise",
+        "enterprise",
+        "sntl_demo_enterprise",
+        False,
+        "America/New_York",
     ),
     DemoUser("admin@sentinel.example", "Ada Admin", "enterprise", "sntl_demo_admin", True),
 )
+
+#: The team the pro accounts share: custom reports come from its pool, at most
+#: 10 each (plans.toml).
+TEAM = "Acme Travel"
+#: Pro subscriptions renew on this day of the month (briefings count from it).
+RENEWAL_DAY = 17
 
 #: Accounts that only exist to give the dashboard a history.
 _POPULATION = (
@@ -64,11 +84,12 @@ _HABITS = {
                    "itinerary_destinations": 80, "saved_searches": 30, "api_access_tokens": 4},
 }  # fmt: skip
 
-#: Metered limits the near-limit accounts press against (from plans.toml).
+#: Monthly limits the near-limit accounts press against (from plans.toml; the
+#: features counted per day, from the subscription or per team are left out:
+#: their history is kept by calendar month).
 _MONTHLY_LIMITS = {
-    "free": {"chat_messages_monthly": 50, "route_analysis": 3},
-    "pro": {"chat_messages_monthly": 1000, "briefing_package": 20, "custom_reports": 10,
-            "team_invite": 5, "route_analysis": 100},
+    "free": {"chat_messages_monthly": 50},
+    "pro": {"chat_messages_monthly": 1000, "team_invite": 5},
 }  # fmt: skip
 
 
@@ -86,8 +107,18 @@ def seed(
 ) -> None:
     """Create the demo accounts and their history (call on an empty database, in an
     application context: the history is recorded through ``gates``)."""
+    team = accounts.create_organisation(TEAM)
+    renewed = _subscribed(datetime.now(timezone.utc))
     for demo in DEMO_USERS:
-        user = accounts.create_user(demo.email, demo.name, demo.plan, is_admin=demo.is_admin)
+        user = accounts.create_user(
+            demo.email,
+            demo.name,
+            demo.plan,
+            is_admin=demo.is_admin,
+            org_id=team if demo.plan == "pro" else None,
+            subscribed_at=renewed,
+            timezone=demo.timezone,
+        )
         accounts.add_token(user.id, "demo token", demo.token)
         if demo.is_admin:
             continue
@@ -117,16 +148,27 @@ def seed(
             },
             alerts_config={"min_level": 2, "email": True},
         )
-    _history(accounts, gates)
+    _history(accounts, gates, team)
 
 
-def _history(accounts: Accounts, gates: FeatureGates) -> None:
+def _subscribed(now: datetime) -> datetime:
+    """A subscription started on the RENEWAL_DAY a few months ago, at 09:30 in Paris."""
+    year, month = (now.year, now.month - 3) if now.month > 3 else (now.year - 1, now.month + 9)
+    return datetime(year, month, RENEWAL_DAY, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+
+
+def _history(accounts: Accounts, gates: FeatureGates, team: int) -> None:
     rng = random.Random(2024)
     months = _months_back(datetime.now(timezone.utc).date(), 6)
     this_month = months[-1]
     usage: dict[tuple[int, str, date], int] = {}
     for name, plan in _POPULATION:
-        user = accounts.create_user(f"{name.lower()}@travellers.example", name, plan)
+        user = accounts.create_user(
+            f"{name.lower()}@travellers.example",
+            name,
+            plan,
+            org_id=team if plan == "pro" else None,
+        )
         limits = _MONTHLY_LIMITS.get(plan, {})
         for age, month in enumerate(reversed(months)):
             # Older months are quieter, and some accounts skip a month.

@@ -67,6 +67,35 @@ def _words(names: list[str]) -> str:
     return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
+#: What a limit counts over, in words.
+_PER = {
+    "hour": "an hour",
+    "day": "a day",
+    "week": "a week",
+    "month": "a month",
+    "year": "a year",
+    "lifetime": "in all",
+}
+
+
+def _allowance(denial: FeatureLimitExceeded, plan: str) -> str:
+    """What the plan allows at the level that refused, and what is used there."""
+    per = f"in any {denial.window}" if denial.window else _PER.get(denial.period or "", "a month")
+    if denial.scope == "org":
+        return f"your team's {plan} plan allows {denial.limit} {per} and {denial.used} are used"
+    return f"your {plan} plan allows {denial.limit} {per} and {denial.used} are used"
+
+
+def _when(denial: FeatureLimitExceeded) -> str:
+    """When more are available, or nothing when never."""
+    reset_at = denial.reset_at
+    if reset_at is None:
+        return ""
+    if denial.window:
+        return f"more are available from {reset_at:%H:%M} UTC, "
+    return f"more are available from {reset_at.day} {reset_at:%B %Y}, "
+
+
 def denial_page(denial: FeatureDenied, headers: dict[str, str]) -> Response:
     """A gate's refusal, told to the person who clicked."""
     name = feature_name(denial.feature)
@@ -79,12 +108,8 @@ def denial_page(denial: FeatureDenied, headers: dict[str, str]) -> Response:
         return error_page(status, message, headers=headers)
     if isinstance(denial, FeatureLimitExceeded):
         heading = f"{name}: limit reached"
-        if denial.reset_at is not None:
-            message = (
-                f"your {plan} plan allows {denial.limit} a month and {denial.used} are used; "
-                f"more are available from {denial.reset_at.day} {denial.reset_at:%B %Y}, "
-                "or upgrade for a higher limit"
-            )
+        if denial.scope is not None:
+            message = f"{_allowance(denial, plan)}; {_when(denial)}or upgrade for a higher limit"
         else:
             message = (
                 f"your {plan} plan allows {denial.limit} and you have {denial.used}; "

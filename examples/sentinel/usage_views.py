@@ -21,7 +21,8 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from feature_gates import Subject
+from feature_gates import Decision
+from feature_gates import Level
 from feature_gates.core import month_start
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import refresh
@@ -86,9 +87,15 @@ class FeatureUsage:
     limit: int | None
     remaining: int | None
     summary: str
+    #: How a metered feature counts: "user" or "org" (the organisation's pool), and
+    #: over which period or window; the levels it is judged at.
+    scope: str | None = None
+    period: str | None = None
+    window: str | None = None
+    levels: tuple[Level, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "feature": self.feature,
             "kind": self.kind,
             "allowed": self.allowed,
@@ -97,43 +104,122 @@ class FeatureUsage:
             "remaining": self.remaining,
             "summary": self.summary,
         }
+        if self.scope is not None:
+            found.update(
+                scope=self.scope,
+                period=self.period,
+                window=self.window,
+                levels=[
+                    {
+                        "scope": lv.scope,
+                        "limit": lv.limit,
+                        "used": lv.used,
+                        "remaining": lv.remaining,
+                    }
+                    for lv in self.levels
+                ],
+            )
+        return found
+
+
+#: A period's count, in words: "3 of 10 left today".
+_PERIOD_WORDS = {
+    "hour": "this hour",
+    "day": "today",
+    "week": "this week",
+    "month": "this month",
+    "year": "this year",
+    "lifetime": "in all",
+}
+
+
+def _over(decision: Decision) -> str:
+    """What a metered limit counts over, in words."""
+    if decision.window is not None:
+        return f"in the last {decision.window}"
+    words = _PERIOD_WORDS.get(decision.period or "month", "this month")
+    renews = decision.reset_at
+    if decision.period == "month" and renews is not None and renews.day != 1:
+        return f"{words} (renews on the {renews.day}{_ordinal(renews.day)})"
+    return words
+
+
+def _ordinal(day: int) -> str:
+    if day in (11, 12, 13):
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+def _metered_summary(decision: Decision) -> str:
+    """'2 of 3 left today'; for an organisation pool, the pool's and the member's share."""
+    over = _over(decision)
+    if decision.scope == "org" and len(decision.levels) == 2:
+        pool, share = decision.levels
+        team = "unlimited" if pool.limit is None else f"{pool.remaining} of {pool.limit} left"
+        yours = (
+            f"{share.used} used" if share.limit is None else f"{share.remaining} of {share.limit}"
+        )
+        return f"team: {team} {over} · yours: {yours}"
+    if decision.limit is None:
+        return f"unlimited · {decision.used or 0} used {over}"
+    return f"{decision.remaining} of {decision.limit} left {over}"
 
 
 def usage_of(user: User) -> list[FeatureUsage]:
     """One line per gated feature: what the user may do and how much is left.
 
-    Reads this month's recorded usage once and what the user holds now; the
-    gates judge both without another read (``check(..., used=...)``). Usage
-    still in the tracker's buffer (about the last second) is not counted yet.
+    Reads every count the user's plan keeps (each as the plan counts it: per day,
+    from the subscription's start, in the organisation's pool...) in one call
+    (``gates.entitlements``), and what the user holds now; the gates judge the
+    latter without another read (``check(..., used=...)``). Usage still in the
+    tracker's buffer (about the last second) is not counted yet.
     """
-    subject = Subject(user_id=user.id, plan=user.plan)
+    subject = user.subject()
+    decisions = gates.entitlements(subject)
+    # Uses of a feature without a limit count as a user's calendar month in UTC.
     recorded = gates.get_user_usage(user.id)
     holdings = held(user.id)
     rows = []
     for feature, route in sorted(sentinel().features.items()):
         kind, tier = route.kind, route.min_tier
-        used = holdings[feature] if kind == "stock" else recorded.get(feature, 0)
         if kind == "tier":
             allowed = route.plans.get(user.plan) is True
             summary = f"included from {tier} up" if allowed else f"needs the {tier} plan"
-            rows.append(FeatureUsage(feature, kind, allowed, used, None, None, summary))
+            rows.append(FeatureUsage(feature, kind, allowed, 0, None, None, summary))
             continue
-        limit = gates.check(feature, subject, used=used).limit
-        allowed = limit != 0
-        remaining = None if limit is None else max(0, limit - used)
+        if kind == "stock":
+            used = holdings[feature]
+            decision = gates.check(feature, subject, used=used)
+            limit = decision.limit
+            summary = f"{used} {HOLDINGS[feature].label}, " + (
+                "no limit" if limit is None else f"{decision.remaining} of {limit} left"
+            )
+        else:
+            decision = decisions[feature]
+            used, limit = decision.used or 0, decision.limit
+            if kind == "metered":
+                summary = _metered_summary(decision)
+            else:
+                used = recorded.get(feature, 0)
+                summary = f"included · {used} used this month"
+        allowed = decision.reason != "not-entitled"
         if not allowed:
             summary = "not in your plan"
-        elif kind == "stock":
-            summary = f"{used} {HOLDINGS[feature].label}, " + (
-                "no limit" if limit is None else f"{remaining} of {limit} left"
+        rows.append(
+            FeatureUsage(
+                feature,
+                kind,
+                allowed,
+                used,
+                limit,
+                decision.remaining,
+                summary,
+                decision.scope,
+                decision.period,
+                decision.window,
+                decision.levels,
             )
-        elif limit is not None:
-            summary = f"{remaining} of {limit} left this month"
-        elif kind == "metered":
-            summary = f"unlimited · {used} used this month"
-        else:
-            summary = f"included · {used} used this month"
-        rows.append(FeatureUsage(feature, kind, allowed, used, limit, remaining, summary))
+        )
     return rows
 
 

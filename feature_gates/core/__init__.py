@@ -20,12 +20,14 @@ from ._decision import Decision as Decision
 from ._decision import Gate as Gate
 from ._decision import GateKind as GateKind
 from ._decision import Grant as Grant
+from ._decision import Level as Level
 from ._decision import gated_methods as gated_methods
 from ._denials import KINDS as KINDS
 from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ._denials import Denial as Denial
 from ._denials import iso_utc as iso_utc
 from ._engine import Engine as Engine
+from ._metering import Usage as Usage
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start
 from ._periods import period_end as period_end

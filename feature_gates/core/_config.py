@@ -22,6 +22,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from typing import Literal
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
 
 from ._messages import MESSAGE_FIELDS
 from ._messages import MESSAGES
@@ -267,6 +269,16 @@ def _translate(key: str, value: Any) -> Translate | None:
     return value  # type: ignore[no-any-return]
 
 
+def _timezone(key: str, value: Any) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"{key} must be an IANA time zone name, like 'UTC' or 'Europe/Paris', got {value!r}"
+        ) from None
+    return str(value)
+
+
 def _option(default: Any, parse: Parser) -> Any:
     if isinstance(default, dict):
         return field(default_factory=default.copy, metadata={"parse": parse})
@@ -306,6 +318,9 @@ class Settings:
     fail_mode: FailMode = _option("open", _choice("open", "closed"))
     #: Status of a limit denial: 429 (default), 402 or 403.
     limit_status: int = _option(429, _limit_status)
+    #: The zone of the calendar periods a plan counts in (days, weeks, months, years
+    #: of the mapping form), for a subject without a time zone of its own.
+    timezone: str = _option("UTC", _timezone)
     #: Add limit, remaining and reset headers to allowed limited responses.
     headers_enabled: bool = _option(False, _boolean)
     #: How tracked usage is written: ``background``, ``sync`` or ``off``.

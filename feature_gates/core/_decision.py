@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from typing import Literal
 
 from ._config import FailMode
+from ._counting import Key
 from ._plans import Catalogue
 from ._plans import Entitlement
 from ._plans import UnknownFeature
@@ -30,14 +31,19 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_COUNT",
     "Decision",
+    "Level",
     "Gate",
     "GateKind",
     "Grant",
     "amount",
     "before_count",
+    "deciding",
+    "entitlement_of",
     "gated_methods",
     "judge",
+    "level",
     "limit_of",
+    "refusing",
     "resolve",
     "tier_allows",
     "validate",
@@ -96,13 +102,37 @@ def gated_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
 
 
 @dataclass(frozen=True)
+class Level:
+    """One level a limit is judged at.
+
+    ``scope`` is ``"org"`` for an organisation's pool, ``"user"`` for a user's own
+    count or a member's share of a pool. ``limit`` and ``remaining`` are None
+    when the level has no limit; ``reset_at`` is when its count starts again (for
+    a rolling window: when enough of it frees up for the cost asked, or, when
+    allowed, when its oldest use leaves), None when never.
+    """
+
+    scope: str
+    limit: int | None
+    used: int | None
+    remaining: int | None
+    reset_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Decision:
     """The answer to "may this subject use this feature now?", without consuming.
 
     ``reason`` is None when allowed, else ``anonymous``, ``not-entitled``, ``limit``,
     ``unavailable`` (the database cannot be reached, fail mode closed) or ``error``
-    (the database failed the read). ``limit`` and ``remaining`` are None when
-    unlimited; ``reset_at`` is when the period's count starts again (limits only).
+    (the database failed the read). ``limit``, ``used``, ``remaining`` and
+    ``reset_at`` are those of the level that decided (the one that refused, else
+    the one with the least left): ``limit`` and ``remaining`` are None when
+    unlimited; ``reset_at`` is when the count starts again (limits only).
+
+    ``scope`` (``"user"`` or ``"org"``), ``period`` or ``window`` say how the
+    feature counts on the subject's plan, and ``levels`` every level checked: the
+    user's own count, or an organisation's pool then the member's share.
     """
 
     allowed: bool
@@ -113,6 +143,10 @@ class Decision:
     used: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
+    scope: str | None = None
+    period: str | None = None
+    window: str | None = None
+    levels: tuple[Level, ...] = ()
 
 
 @dataclass
@@ -121,7 +155,7 @@ class Grant:
 
     ``track`` uses go to the tracker when the request succeeds; with ``owed``
     they are uses a metered gate let through uncounted (fail open), which are the
-    limit's count. ``consumed`` uses of ``period`` are refunded when it fails.
+    limit's count. ``consumed`` uses taken under ``key`` are refunded when it fails.
     """
 
     gate: Gate
@@ -129,7 +163,9 @@ class Grant:
     track: int = 0
     owed: bool = False
     consumed: int = 0
-    period: date | None = None
+    #: What the uses count against (fixed when the request began); None for a gate
+    #: that counts nothing of its own.
+    key: Key | None = None
     limit: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
@@ -157,14 +193,25 @@ def amount(value: Any, name: str, gate: Gate) -> int:
 def limit_of(gate: Gate, catalogue: Catalogue, plan: str, args: dict[str, Any]) -> int | None:
     """The limit ``gate`` puts on ``plan`` for this call: the gate's own (dynamic) one,
     else the plan's; None for no limit, 0 for not entitled."""
+    return entitlement_of(gate, catalogue, plan, args).limit
+
+
+def entitlement_of(
+    gate: Gate, catalogue: Catalogue, plan: str, args: dict[str, Any]
+) -> Entitlement:
+    """What ``gate`` allows ``plan`` for this call: the plan's entitlement, its limit
+    replaced by the gate's own (dynamic) one when it has one; how the feature counts
+    is the catalogue's (a user's UTC month for a feature it does not name)."""
     if gate.limit is None:
-        return catalogue.entitlement(plan, gate.feature).limit
+        return catalogue.entitlement(plan, gate.feature)
     limit = resolve(gate.limit, args)
-    if limit is None:
-        return None
-    limit = amount(limit, "limit", gate)
-    # A count is a bigint: it can never reach this limit.
-    return None if limit >= MAX_COUNT else limit
+    if limit is not None:
+        limit = amount(limit, "limit", gate)
+        # A count is a bigint: it can never reach this limit.
+        limit = None if limit >= MAX_COUNT else limit
+    if gate.feature in catalogue:
+        return replace(catalogue.entitlement(plan, gate.feature), kind="limit", limit=limit)
+    return Entitlement(gate.feature, "limit", limit)
 
 
 def tier_allows(catalogue: Catalogue, min_tier: str, plan: str) -> bool:
@@ -206,21 +253,47 @@ def before_count(
     return None
 
 
+def level(scope: str, limit: int | None, used: int, reset_at: datetime | None) -> Level:
+    """A level with ``used`` counted against ``limit``."""
+    remaining = None if limit is None else max(limit - used, 0)
+    return Level(scope, limit, used, remaining, reset_at)
+
+
+def refusing(levels: tuple[Level, ...], cost: int) -> Level | None:
+    """The first level (a pool before its member) that ``cost`` more uses would pass."""
+    for found in levels:
+        if found.limit is not None and found.used is not None and found.used + cost > found.limit:
+            return found
+    return None
+
+
+def deciding(levels: tuple[Level, ...], cost: int) -> Level | None:
+    """The level a decision reports: the one that refuses, else the one with the
+    least left (None when no level has a limit)."""
+    refused = refusing(levels, cost)
+    if refused is not None:
+        return refused
+    limited = [found for found in levels if found.remaining is not None]
+    return min(limited, key=lambda found: found.remaining or 0) if limited else None
+
+
 def judge(
-    entitlement: Entitlement, subject: Subject, used: int, cost: int, reset_at: datetime | None
+    entitlement: Entitlement, subject: Subject, levels: tuple[Level, ...], cost: int
 ) -> Decision:
-    """Whether ``cost`` more uses fit the limit with ``used`` counted."""
-    feature, plan, limit = entitlement.feature, subject.plan, entitlement.limit
-    if limit is None:
-        return Decision(True, None, feature, plan, None, used, None, reset_at)
-    allowed = used + cost <= limit
+    """Whether ``cost`` more uses fit every level, with what each has counted."""
+    refused = refusing(levels, cost)
+    shown = deciding(levels, cost) or levels[0]
     return Decision(
-        allowed,
-        None if allowed else "limit",
-        feature,
-        plan,
-        limit,
-        used,
-        max(limit - used, 0),
-        reset_at,
+        refused is None,
+        None if refused is None else "limit",
+        entitlement.feature,
+        subject.plan,
+        shown.limit,
+        shown.used,
+        shown.remaining,
+        shown.reset_at,
+        entitlement.rule.scope,
+        entitlement.period,
+        entitlement.window,
+        levels,
     )

@@ -24,6 +24,8 @@ from datetime import datetime
 from datetime import timezone
 from typing import Any
 
+from ._counting import Rule
+from ._decision import Level
 from ._messages import Messages
 from ._subject import Subject
 
@@ -33,6 +35,7 @@ __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "Denial",
     "iso_utc",
+    "limit_detail",
     "limit_headers",
 ]
 
@@ -76,6 +79,48 @@ def limit_headers(
 _DEFAULT_MESSAGES = Messages()
 
 
+def _counted_over(rule: Rule) -> str:
+    """What a limit counts over, in words: " per month", " in any 5h window"..."""
+    if rule.window is not None:
+        return f" in any {rule.window.label} window"
+    if rule.period == "lifetime":
+        return " in all"
+    if rule.anchored:
+        return f" per {rule.period} of the subscription"
+    return f" per {rule.period}"
+
+
+def limit_detail(
+    subject: Subject,
+    feature: str,
+    rule: Rule | None,
+    refused: Level | None,
+    limit: int,
+    used: int | None,
+    cost: int,
+) -> str:
+    """The sentence of a limit denial: what the plan allows at the level that
+    refused, what is used, and when it starts again. A stock limit (``rule``
+    None) counts what the application holds."""
+    asked = "" if cost == 1 else f", and this request needs {cost}"
+    count = "all" if used is None else str(used)
+    if rule is None or refused is None:
+        return f"plan {subject.plan!r} allows {limit} {feature!r} and {count} are used{asked}."
+    over = _counted_over(rule)
+    if rule.scope == "org" and refused.scope == "org":
+        allows = f"allows {limit} uses of {feature!r}{over} to your organisation"
+    elif rule.scope == "org":
+        allows = f"allows each member {limit} uses of {feature!r}{over}"
+        count = "all" if used is None else f"{used} of yours"
+    else:
+        allows = f"allows {limit} uses of {feature!r}{over}"
+    resets = ""
+    if refused.reset_at is not None:
+        when = iso_utc(refused.reset_at)
+        resets = f"; enough frees up at {when}" if rule.window else f"; it resets at {when}"
+    return f"plan {subject.plan!r} {allows} and {count} are used{asked}{resets}."
+
+
 class Denial(Exception):
     """A gate refused the request: what to answer, in no framework's terms.
 
@@ -93,7 +138,11 @@ class Denial(Exception):
     :param required_tier: a tier denial's lowest plan that passes.
     :param limit: a limit denial's limit; ``used`` the count now (None when it is
         not known), ``cost`` what the request needed, ``reset_at`` when the count
-        starts again (None for a stock limit).
+        starts again (None for a stock limit; for a rolling window, when enough of
+        it frees up for ``cost``), all of the level that refused: ``scope``
+        ``"org"`` for an organisation's pool, ``"user"`` for the user's own count
+        or a member's share of a pool (None for a stock limit); ``period`` or
+        ``window`` say what the metered limit counts over.
     """
 
     def __init__(
@@ -111,6 +160,9 @@ class Denial(Exception):
         used: int | None = None,
         cost: int | None = None,
         reset_at: datetime | None = None,
+        scope: str | None = None,
+        period: str | None = None,
+        window: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.reason = reason
@@ -125,6 +177,9 @@ class Denial(Exception):
         self.used = used
         self.cost = cost
         self.reset_at = reset_at
+        self.scope = scope
+        self.period = period
+        self.window = window
 
     @property
     def title(self) -> str:
@@ -160,13 +215,20 @@ class Denial(Exception):
         if self.reason == "tier":
             return {"required_tier": self.required_tier}
         if self.reason == "limit":
-            return {
+            members: dict[str, Any] = {
                 "limit": self.limit,
                 "used": self.used,
                 "remaining": self.remaining,
                 "cost": self.cost,
                 "reset_at": None if self.reset_at is None else iso_utc(self.reset_at),
             }
+            if self.scope is not None:
+                members["scope"] = self.scope
+                if self.window is not None:
+                    members["window"] = self.window
+                else:
+                    members["period"] = self.period
+            return members
         return {}
 
     def problem(self) -> dict[str, Any]:

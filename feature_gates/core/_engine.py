@@ -14,8 +14,8 @@ import math
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
-from datetime import datetime
 from typing import Any
 from typing import NoReturn
 
@@ -26,18 +26,32 @@ from psycopg.rows import tuple_row
 from . import _decision as decision
 from ._config import ConfigError
 from ._config import Settings
+from ._counting import Key
+from ._counting import zone_named
 from ._decision import Decision
 from ._decision import Gate
 from ._decision import Grant
+from ._decision import Level
 from ._denials import Denial
-from ._denials import iso_utc
+from ._denials import limit_detail
 from ._denials import limit_headers
 from ._messages import Messages
+from ._metering import Usage
+from ._metering import consume_params
+from ._metering import counted_key
+from ._metering import default_key
+from ._metering import increment_params
+from ._metering import levels_of
+from ._metering import read_params
+from ._metering import refund_params
+from ._metering import reset_params
+from ._metering import usage_of
 from ._periods import Clock
+from ._periods import Window
 from ._periods import month_start
-from ._periods import period_end
 from ._periods import utc_now
 from ._plans import Catalogue
+from ._plans import Entitlement
 from ._reports import UsageReport
 from ._reports import UsageTrend
 from ._reports import usage_report
@@ -47,8 +61,9 @@ from ._storage import Health
 from ._storage import Storage
 from ._storage import StorageError
 from ._storage import StorageUnavailable
-from ._storage.rows import Consumed
+from ._storage.rows import Checked
 from ._storage.rows import FeatureCount
+from ._storage.rows import Reading
 from ._subject import Subject
 from ._subject import UserIdCache
 from ._subject import user_id_check
@@ -59,8 +74,29 @@ __all__ = ["Engine"]
 logger = logging.getLogger("feature_gates")
 denial_logger = logging.getLogger("feature_gates.denials")
 
-#: A count read, or why it could not be: the database is away, or failed.
-Read = int | StorageError
+
+def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
+    """Whether ``cost`` alone is more than a level's whole limit."""
+    limits = (entitlement.limit, entitlement.per_user if entitlement.rule.scope == "org" else None)
+    return any(limit is not None and cost > limit for limit in limits)
+
+
+def _levels_read(
+    entitlement: Entitlement, key: Key, cost: int, reading: Reading | None
+) -> tuple[Level, ...]:
+    """The levels of ``key`` as ``reading`` counted them (None: nothing counted)."""
+    if reading is None:
+        return levels_of(entitlement, key, cost, used=None)
+    return levels_of(
+        entitlement,
+        key,
+        cost,
+        used=reading.used,
+        member_used=reading.member_used,
+        buckets=reading.buckets,
+        member_buckets=reading.member_buckets,
+        newest=reading.newest_bucket,
+    )
 
 
 class Engine:
@@ -106,6 +142,8 @@ class Engine:
         )
         self.user_ids = UserIdCache(settings.user_cache_ttl)
         self.check_user_id = user_id_check(settings.user_id_type)
+        #: The zone of calendar periods for a subject without one (FEATURE_GATES_TIMEZONE).
+        self.zone = zone_named(settings.timezone)
 
     @property
     def health(self) -> Health:
@@ -138,7 +176,8 @@ class Engine:
             )
         if gate.kind == "tier":
             return self._admit_tier(gate, subject)
-        limit = decision.limit_of(gate, self.catalogue, subject.plan, args)
+        entitlement = decision.entitlement_of(gate, self.catalogue, subject.plan, args)
+        limit = entitlement.limit
         if limit == 0:
             raise Denial(
                 "not-entitled",
@@ -153,7 +192,7 @@ class Engine:
         cost = decision.amount(decision.resolve(gate.cost, args), "cost", gate)
         if gate.kind == "stock":
             return self._admit_stock(gate, subject, limit, cost, args)
-        return self._admit_metered(gate, subject, limit, cost)
+        return self._admit_metered(gate, subject, entitlement, cost)
 
     def _admit_tier(self, gate: Gate, subject: Subject) -> Grant:
         assert gate.min_tier is not None
@@ -181,67 +220,87 @@ class Engine:
         # A request that adds nothing (cost 0) passes even above the limit: a user
         # whose plan shrank can still edit or remove what they hold.
         if cost and used + cost > limit:
-            raise self._limit_denial(gate, subject, limit, used, cost, None)
+            raise self._limit_denial(gate, subject, cost, limit=limit, used=used)
         return Grant(gate, subject, track=track, limit=limit, remaining=limit - used - cost)
 
-    def _admit_metered(self, gate: Gate, subject: Subject, limit: int | None, cost: int) -> Grant:
-        if limit is None or cost == 0:
+    def _admit_metered(
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, cost: int
+    ) -> Grant:
+        now = self.clock()
+        key = counted_key(entitlement, subject, now, self.zone)
+        if not entitlement.metered or cost == 0:
             # Unlimited: nothing to check, so no round trip; the tracker records it.
-            return Grant(gate, subject, track=cost if gate.track_usage else 0)
+            return Grant(gate, subject, track=cost if gate.track_usage else 0, key=key)
         if self.settings.database_url is None:
             # Started without a database (a factory under test): said when it matters.
             raise ConfigError(
                 f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
                 "set it to the application's PostgreSQL URL"
             )
-        now = self.clock()
-        reset_at = period_end(now)
-        if cost > limit:
-            # More than the whole limit is refused whatever was used, as the database
+        if _over_a_limit(entitlement, cost):
+            # More than a whole limit is refused whatever was used, as the database
             # would refuse it; and it may be more than the database takes in one call.
-            used = self._read_count(subject, gate.feature)
-            known = used if isinstance(used, int) else None
-            raise self._limit_denial(gate, subject, limit, known, cost, reset_at)
+            raise self._whole_limit_denial(gate, subject, entitlement, key, cost)
         if cost > decision.MAX_AMOUNT:
             raise ValueError(
                 f"cost of the gate on {gate.feature!r} is {cost}; one call consumes at most "
                 f"{decision.MAX_AMOUNT} uses"
             )
-        period = month_start(now)
-        consumed = self._consume(gate, subject, cost, limit, period)
-        if consumed is None:
+        checked = self._consume(gate, subject, entitlement, key, cost)
+        if checked is None:
             # Fail open: allowed, and recorded through the tracker, which keeps the
             # uses until the database is back, so the count stays right.
-            return Grant(gate, subject, track=cost, owed=True)
-        if consumed.count is None:
-            raise self._limit_denial(gate, subject, limit, consumed.current, cost, reset_at)
+            return Grant(gate, subject, track=cost, owed=True, key=key)
+        levels = levels_of(
+            entitlement,
+            key,
+            cost,
+            used=checked.used,
+            member_used=checked.member_used,
+            buckets=checked.buckets,
+            member_buckets=checked.member_buckets,
+            newest=checked.newest_bucket,
+        )
+        if checked.refused is not None:
+            refused = decision.refusing(levels, cost)
+            raise self._limit_denial(gate, subject, cost, entitlement, refused or levels[0])
+        # The counts are after the use: what is left is what each level shows.
+        tightest = decision.deciding(levels, 0) or levels[0]
         return Grant(
             gate,
             subject,
             consumed=cost,
-            period=period,
-            limit=limit,
-            remaining=limit - consumed.count,
-            reset_at=reset_at,
+            key=key,
+            limit=tightest.limit,
+            remaining=tightest.remaining,
+            reset_at=tightest.reset_at,
         )
 
+    def _whole_limit_denial(
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, key: Key, cost: int
+    ) -> Denial:
+        """The denial of a cost larger than a level's whole limit, with the counts
+        when they can be read."""
+        try:
+            reading = self._readings([key]).get(gate.feature)
+        except StorageError:
+            reading = None
+        levels = _levels_read(entitlement, key, cost, reading)
+        refused = decision.refusing(levels, cost) or levels[0]
+        if reading is None:
+            refused = replace(refused, used=None, remaining=None)
+        return self._limit_denial(gate, subject, cost, entitlement, refused)
+
     def _consume(
-        self, gate: Gate, subject: Subject, cost: int, limit: int, period: date
-    ) -> Consumed | None:
-        """The consume's answer; None when the database cannot be reached and the fail
-        mode is open. Raises the denial of a closed fail mode, or of a failed check."""
-        params = {
-            "user_id": subject.user_id,
-            "feature": gate.feature,
-            "amount": cost,
-            "limit": limit,
-            "period": period,
-        }
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, key: Key, cost: int
+    ) -> Checked | None:
+        """The metered check's answer; None when the database cannot be reached and the
+        fail mode is open. Raises the denial of a closed fail mode, or of a failed check."""
         try:
             (row,) = self.storage.run(
                 self.storage.statements.consume,
-                params,
-                row=class_row(Consumed),
+                consume_params(key, cost, entitlement),
+                row=class_row(Checked),
                 what=f"the metered check of {gate.feature!r}",
                 idempotent=False,
                 timeout=self.settings.db_timeout,
@@ -254,7 +313,7 @@ class Engine:
         except StorageError as exc:
             if exc.sqlstate == "22003":
                 # The count plus the cost passes the largest bigint: over any limit.
-                return Consumed(None, None)
+                return Checked(key.scope, None, None, None, None, None)
             self._unchecked(gate, subject, "error")
         return row
 
@@ -279,22 +338,26 @@ class Engine:
         self,
         gate: Gate,
         subject: Subject,
-        limit: int,
-        used: int | None,
         cost: int,
-        reset_at: datetime | None,
+        entitlement: Entitlement | None = None,
+        refused: Level | None = None,
+        *,
+        limit: int = 0,
+        used: int | None = None,
     ) -> Denial:
+        """The denial of a limit: a metered one's ``refused`` level (of the
+        ``entitlement`` counted), or a stock one's ``limit`` and ``used``."""
+        reset_at = None if refused is None else refused.reset_at
+        if refused is not None:
+            limit, used = refused.limit or 0, refused.used
         headers: dict[str, str] = {}
-        resets = per = uses = ""
         if reset_at is not None:
             wait = reset_at - self.clock()
             headers["Retry-After"] = str(max(math.ceil(wait.total_seconds()), 1))
-            resets = f"; it resets at {iso_utc(reset_at)}"
-            per, uses = " per month", "uses of "
         if self.settings.headers_enabled:
             remaining = 0 if used is None else limit - used
             headers.update(limit_headers(limit, remaining, reset_at, self.clock()))
-        asked = "" if cost == 1 else f", and this request needs {cost}"
+        counted = None if entitlement is None else entitlement.rule
         return Denial(
             "limit",
             status=self.settings.limit_status,
@@ -305,8 +368,10 @@ class Engine:
             cost=cost,
             reset_at=reset_at,
             headers=headers,
-            detail=f"plan {subject.plan!r} allows {limit} {uses}{gate.feature!r}{per} and "
-            f"{'all' if used is None else used} are used{asked}{resets}.",
+            scope=None if refused is None else refused.scope,
+            period=None if entitlement is None else entitlement.period,
+            window=None if entitlement is None else entitlement.window,
+            detail=limit_detail(subject, gate.feature, counted, refused, limit, used, cost),
         )
 
     def denied(self, denial: Denial, started: float, raised: object) -> None:
@@ -357,19 +422,42 @@ class Engine:
     def settle(self, grant: Grant, succeeded: bool) -> None:
         """Record a successful use through the tracker, or refund a failed one."""
         if succeeded:
-            if grant.owed:
-                self.tracker.track_owed(grant.subject.user_id, grant.gate.feature, grant.track)
+            if grant.owed and grant.key is not None:
+                self.tracker.record_owed(grant.key, grant.track)
             elif grant.track:
-                self.tracker.track(grant.subject.user_id, grant.gate.feature, grant.track)
+                self.tracker.record(self._tracked_key(grant), grant.track)
         elif grant.consumed:
             self._refund(grant)
 
+    def track_use(
+        self, feature: str, subject: Subject, amount: int, idempotency_key: str | None = None
+    ) -> None:
+        """Record uses of ``feature`` by ``subject`` now, as its plan counts them."""
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        key = counted_key(entitlement, subject, self.clock(), self.zone)
+        self.tracker.record(key, amount, idempotency_key)
+
+    def _tracked_key(self, grant: Grant) -> Key:
+        """What a tracked use counts against: the key fixed when the request began, else
+        (a gate that counts nothing of its own) the feature's as the plan counts it,
+        or a user's UTC month for a name the catalogue does not know."""
+        if grant.key is not None:
+            return grant.key
+        feature, subject = grant.gate.feature, grant.subject
+        if feature in self.catalogue:
+            entitlement = self.catalogue.entitlement(subject.plan, feature)
+            return counted_key(entitlement, subject, self.clock(), self.zone)
+        return default_key(subject.user_id, feature, month_start(self.clock()))
+
     def _refund(self, grant: Grant) -> None:
+        assert grant.key is not None
         uses = f"{grant.consumed} uses of {grant.gate.feature!r} by {grant.subject.user_id!r}"
+        window = self.window_of(grant.key)
+        now_bucket = None if window is None else window.bucket(self.clock())
         try:
             self.storage.run(
                 self.storage.statements.refund,
-                (grant.subject.user_id, grant.gate.feature, grant.consumed, grant.period),
+                refund_params(grant.key, grant.consumed, now_bucket),
                 row=tuple_row,
                 what=f"the refund of {uses}",
                 idempotent=False,
@@ -379,6 +467,13 @@ class Engine:
             logger.warning("%s not refunded: %s", uses, exc)
         except StorageError:
             pass  # the same, logged by the storage with its SQLSTATE
+
+    @staticmethod
+    def window_of(key: Key) -> Window | None:
+        """The rolling window ``key`` counts in, None for a period."""
+        if not key.rule.startswith("window:"):
+            return None
+        return Window(int(key.rule.partition(":")[2]))
 
     def response_headers(self, grants: list[Grant]) -> dict[str, str]:
         """The limit headers of a successful response: those of its tightest limit."""
@@ -398,13 +493,16 @@ class Engine:
         *,
         cost: int = 1,
         used: int | None = None,
-        counts: Mapping[str, int] | StorageError | None = None,
+        readings: Mapping[str, Reading] | StorageError | None = None,
     ) -> Decision:
         """Would ``subject`` be allowed ``cost`` uses of ``feature`` now? Consumes nothing.
 
         ``used`` is the current count of a stock limit; without it a metered limit's
-        count is read from ``feature_usage`` (or taken from ``counts``, read already
-        for many features).
+        counts (every level's) are read from the database (or taken from
+        ``readings``, read already for many features).
+
+        :raises ConfigError: naming the feature, when how it counts needs what the
+            subject lacks (an organisation, an anchor).
         """
         entitlement = None if subject is None else self.catalogue.entitlement(subject.plan, feature)
         early = decision.before_count(
@@ -413,18 +511,20 @@ class Engine:
         if early is not None:
             return early
         assert subject is not None and entitlement is not None
-        reset_at = None
-        if used is None:
-            reset_at = period_end(self.clock())
-            read: Read
-            if counts is None:
-                read = self._read_count(subject, feature)
-            else:
-                read = counts if isinstance(counts, StorageError) else counts.get(feature, 0)
-            if isinstance(read, StorageError):
-                return self._unread(read, feature, subject, entitlement.limit)
-            used = read
-        return decision.judge(entitlement, subject, used, cost, reset_at)
+        key = counted_key(entitlement, subject, self.clock(), self.zone)
+        if used is not None:
+            stock = (decision.level(key.scope, entitlement.limit, used, None),)
+            return decision.judge(entitlement, subject, stock, cost)
+        if readings is None:
+            try:
+                readings = self._readings([key])
+            except StorageError as exc:
+                readings = exc
+        if isinstance(readings, StorageError):
+            return self._unread(readings, feature, subject, entitlement.limit)
+        reading = readings.get(feature)
+        levels = _levels_read(entitlement, key, cost, reading)
+        return decision.judge(entitlement, subject, levels, cost)
 
     def _unread(
         self, error: StorageError, feature: str, subject: Subject, limit: int | None
@@ -435,34 +535,95 @@ class Engine:
         return Decision(open_, None if open_ else "unavailable", feature, subject.plan, limit)
 
     def entitlements(self, subject: Subject | None) -> dict[str, Decision]:
-        """Every feature of the catalogue with its decision; every count in one read."""
-        counts: dict[str, int] | StorageError = {}
-        if subject is not None and "limit" in self.catalogue.kinds.values():
-            try:
-                counts = self.counts(subject.user_id)
-            except StorageError as exc:
-                counts = exc
+        """Every feature of the catalogue with its decision; the counts read in one
+        statement per subject (the user's, and the organisation's for its pools)."""
+        readings: dict[str, Reading] | StorageError = {}
+        if subject is not None:
+            keys = self._metered_keys(subject)
+            if keys:
+                try:
+                    readings = self._readings(keys)
+                except StorageError as exc:
+                    readings = exc
         return {
-            feature: self.check(feature, subject, counts=counts) for feature in self.catalogue.kinds
+            feature: self.check(feature, subject, readings=readings)
+            for feature in self.catalogue.kinds
         }
 
     def remaining(self, feature: str, subject: Subject | None) -> int | None:
-        """Uses of ``feature`` left to ``subject`` this period: None when its plan sets
-        no limit, 0 when anonymous or not entitled. Reads the count only for a limit.
+        """Uses of ``feature`` left to ``subject`` now, at its tightest level: None when
+        its plan sets no limit, 0 when anonymous or not entitled. Reads the counts
+        only for a limit.
 
-        :raises StorageError: the count cannot be read (so that "unknown" never looks
+        :raises StorageError: the counts cannot be read (so that "unknown" never looks
             like "unlimited").
         """
-        counts: dict[str, int] = {}
-        if subject is not None and self.catalogue.entitlement(subject.plan, feature).limit:
-            counts[feature] = self.count(subject.user_id, feature)
-        return self.check(feature, subject, counts=counts).remaining
+        readings: dict[str, Reading] = {}
+        if subject is not None and feature not in self.stock_features:
+            entitlement = self.catalogue.entitlement(subject.plan, feature)
+            if entitlement.granted and entitlement.metered:
+                readings = self._readings(
+                    [counted_key(entitlement, subject, self.clock(), self.zone)]
+                )
+        return self.check(feature, subject, readings=readings).remaining
 
-    def _read_count(self, subject: Subject, feature: str) -> Read:
-        try:
-            return self.count(subject.user_id, feature)
-        except StorageError as exc:
-            return exc
+    def _metered_keys(self, subject: Subject) -> list[Key]:
+        """The keys of the features ``subject``'s plan limits and the catalogue counts."""
+        now = self.clock()
+        keys = []
+        for feature, kind in self.catalogue.kinds.items():
+            entitlement = self.catalogue.entitlement(subject.plan, feature)
+            if kind == "limit" and entitlement.granted and feature not in self.stock_features:
+                keys.append(counted_key(entitlement, subject, now, self.zone))
+        return keys
+
+    def _readings(self, keys: list[Key]) -> dict[str, Reading]:
+        """The counts of ``keys``, by feature: one read per subject they belong to."""
+        groups: dict[tuple[Any, str, Any], list[Key]] = {}
+        for key in keys:
+            groups.setdefault((key.subject, key.scope, key.member), []).append(key)
+        readings: dict[str, Reading] = {}
+        for group in groups.values():
+            rows = self.storage.run(
+                self.storage.statements.read,
+                read_params(group),
+                row=class_row(Reading),
+                what="a usage read",
+                idempotent=True,
+            )
+            readings.update((row.feature, row) for row in rows)
+        return readings
+
+    def usage(self, feature: str, subject: Subject) -> Usage:
+        """What ``subject`` has used of ``feature``, as the subject's plan counts it."""
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        key = counted_key(entitlement, subject, self.clock(), self.zone)
+        reading = self._readings([key]).get(feature)
+        return usage_of(
+            entitlement,
+            key,
+            used=None if reading is None else reading.used,
+            member_used=None if reading is None else reading.member_used,
+            buckets=None if reading is None else reading.buckets,
+            newest=None if reading is None else reading.newest_bucket,
+        )
+
+    def reset(self, feature: str, subject: Subject) -> int:
+        """Start ``subject``'s count of ``feature`` afresh (the current period's, as the
+        plan counts it; an organisation pool's with every member's share); return the
+        count there was. For a policy of resetting usage when a plan changes."""
+        # What the tracker still holds would land on top of the count reset here.
+        self.tracker.flush(10.0)
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        key = counted_key(entitlement, subject, self.clock(), self.zone)
+        (before,) = self.storage.run(
+            self.storage.statements.reset,
+            reset_params(key),
+            row=scalar_row,
+            what=f"the reset of {feature!r}",
+            idempotent=True,
+        )
+        return int(before or 0)
 
     def count(self, user_id: Any, feature: str, period: date | None = None) -> int:
         """``user_id``'s recorded count of ``feature`` in ``period`` (this month)."""
@@ -486,18 +647,45 @@ class Engine:
         )
         return {row.feature: row.usage_count for row in rows}
 
-    def set_counts(self, user_id: Any, usage: Mapping[str, int]) -> None:
-        """Set this month's counts of ``user_id`` outright (tests)."""
+    def set_counts(
+        self, user_id: Any, usage: Mapping[str, int], subject: Subject | None = None
+    ) -> None:
+        """Set the current counts of ``user_id`` outright (tests): each feature's as
+        ``subject``'s plan counts it (its period or window, its pool for an
+        organisation), or this calendar month's in UTC without a subject."""
         # What the tracker still holds would land on top of the counts set here.
         self.tracker.flush(10.0)
         period = month_start(self.clock())
         for feature, count in usage.items():
+            if subject is not None and feature in self.catalogue:
+                entitlement = self.catalogue.entitlement(subject.plan, feature)
+                key = counted_key(entitlement, subject, self.clock(), self.zone)
+                self._set_count(key, count)
+                continue
             self.storage.run(
                 self.storage.statements.set_usage,
                 (user_id, feature, period, count),
                 row=tuple_row,
                 what="setting a usage count",
                 idempotent=True,
+            )
+
+    def _set_count(self, key: Key, count: int) -> None:
+        """``key``'s count becomes ``count``: started afresh, then ``count`` added."""
+        self.storage.run(
+            self.storage.statements.reset,
+            reset_params(key),
+            row=tuple_row,
+            what="setting a usage count",
+            idempotent=True,
+        )
+        if count > 0:
+            self.storage.run(
+                self.storage.statements.increment,
+                increment_params(key, count),
+                row=tuple_row,
+                what="setting a usage count",
+                idempotent=False,
             )
 
     def resolve_user_id(self, email: str) -> Any:

@@ -8,7 +8,9 @@ A plan maps feature names to one of:
 * ``True`` / ``False``: a boolean entitlement;
 * an int: a limit per period (``0`` means not entitled);
 * ``None`` (or ``"unlimited"``, for TOML which has no null): no limit;
-* ``{"limit": 50, "period": "month"}``: the same, with the period spelled out.
+* ``{"limit": 50, "period": "day", ...}``: a limit counted another way: by period
+  or rolling window, from a subscription's anchor, per organisation with a cap
+  per member (:mod:`._counting`).
 
 Underneath, every entitlement is a limit: ``True`` is no limit and ``False`` is a
 limit of 0, so a boolean feature can be metered and a limited feature can be
@@ -22,11 +24,16 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from typing import Literal
 
 from ._config import ConfigError
+from ._counting import Rule
+from ._counting import RuleError
+from ._counting import parse_rule
+from ._periods import PERIODS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,8 +53,8 @@ __all__ = [
 #: The names the database accepts for a feature (the feature_usage check constraint).
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 
-#: The periods a limit can be counted over: the calendar month in UTC.
-PERIODS = ("month",)
+#: How a bare integer counts: per user, per calendar month in UTC.
+DEFAULT_RULE = Rule()
 
 Kind = Literal["boolean", "limit"]
 
@@ -74,17 +81,34 @@ def check_feature_name(name: object, hint: str = "") -> str:
 class Entitlement:
     """What one plan grants of one feature.
 
-    :param limit: uses allowed per period; ``None`` is no limit, ``0`` not entitled.
+    :param limit: uses allowed per period (or window); ``None`` is no limit, ``0``
+        not entitled. For an organisation pool, the pool's.
+    :param period: the period the limit counts over (``"month"``, ``"day"``...);
+        None for a rolling window.
+    :param rule: how the feature counts on this plan (:class:`~._counting.Rule`).
+    :param per_user: for an organisation pool, the most one member may use of it.
     """
 
     feature: str
     kind: Kind
     limit: int | None
-    period: str = "month"
+    period: str | None = "month"
+    rule: Rule = DEFAULT_RULE
+    per_user: int | None = None
 
     @property
     def granted(self) -> bool:
         return self.limit != 0
+
+    @property
+    def window(self) -> str | None:
+        """The rolling window the limit counts over (``"5h"``), None for a period."""
+        return None if self.rule.window is None else self.rule.window.label
+
+    @property
+    def metered(self) -> bool:
+        """Whether a use must be counted to be judged: some level has a limit."""
+        return self.limit is not None or self.per_user is not None
 
 
 @dataclass(frozen=True)
@@ -105,9 +129,7 @@ class Catalogue:
         self.tiers = tuple(sorted(self.plans, key=lambda name: self.plans[name].rank))
         #: Every feature named by some plan, with its kind.
         self.kinds = dict(kinds)
-        self._missing = {
-            name: Entitlement(name, kind, 0, PERIODS[0]) for name, kind in self.kinds.items()
-        }
+        self._missing = {name: Entitlement(name, kind, 0) for name, kind in self.kinds.items()}
 
     def __contains__(self, feature: object) -> bool:
         return feature in self.kinds
@@ -151,7 +173,7 @@ class Catalogue:
         raw = _read(source) if isinstance(source, Path) else (source or {})
         order = _tier_order(raw, tiers)
         kinds: dict[str, Kind] = {}
-        parsed: dict[str, dict[str, tuple[bool, int | None, str]]] = {}
+        parsed: dict[str, dict[str, tuple[bool, Entitlement]]] = {}
         for plan, features in raw.items():
             if not isinstance(features, Mapping):
                 raise ConfigError(
@@ -164,8 +186,8 @@ class Catalogue:
                     check_feature_name(feature)
                 except ValueError as exc:
                     raise ConfigError(f"{_PLANS}: plan {plan!r}: {exc}") from None
-                is_limit, limit, period = _entitlement(plan, feature, value)
-                parsed[plan][feature] = (is_limit, limit, period)
+                is_limit, entitlement = _entitlement(plan, feature, value)
+                parsed[plan][feature] = (is_limit, entitlement)
                 if is_limit or feature not in kinds:
                     kinds[feature] = "limit" if is_limit else "boolean"
         plans = {
@@ -173,8 +195,8 @@ class Catalogue:
                 name,
                 order[name],
                 {
-                    feature: Entitlement(feature, kinds[feature], limit, period)
-                    for feature, (_, limit, period) in parsed[name].items()
+                    feature: replace(entitlement, kind=kinds[feature])
+                    for feature, (_, entitlement) in parsed[name].items()
                 },
             )
             for name in raw
@@ -219,24 +241,19 @@ def _tier_order(raw: Mapping[str, Any], tiers: tuple[str, ...] | None) -> dict[s
     return {plan: rank for rank, plan in enumerate(tiers)}
 
 
-def _entitlement(plan: str, feature: str, value: Any) -> tuple[bool, int | None, str]:
-    """(is a limit, limit, period) for one value of the catalogue."""
+def _entitlement(plan: str, feature: str, value: Any) -> tuple[bool, Entitlement]:
+    """(is a limit, what it grants) for one value of the catalogue."""
     where = f"{_PLANS}: plan {plan!r}, feature {feature!r}"
     if isinstance(value, bool):
-        return False, None if value else 0, PERIODS[0]
-    if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"limit", "period"})
-        if unknown or "limit" not in value:
-            raise ConfigError(
-                f"{where}: the mapping form is {{'limit': 50, 'period': 'month'}}, got {value!r}"
-            )
-        period = value.get("period", PERIODS[0])
-        if period not in PERIODS:
-            choices = ", ".join(repr(p) for p in PERIODS)
-            raise ConfigError(f"{where}: period must be {choices}, got {period!r}")
-        limit = _limit(where, value["limit"])
-        return True, limit, period
-    return True, _limit(where, value), PERIODS[0]
+        return False, Entitlement(feature, "boolean", None if value else 0)
+    if not isinstance(value, Mapping):
+        return True, Entitlement(feature, "limit", _limit(where, value))
+    try:
+        rule, per_user = parse_rule(value)
+    except RuleError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    limit = _limit(where, value["limit"])
+    return True, Entitlement(feature, "limit", limit, rule.period, rule, per_user)
 
 
 def _limit(where: str, value: Any) -> int | None:

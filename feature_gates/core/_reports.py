@@ -84,7 +84,7 @@ def usage_report(
     out of the latter: their counts are the application's, not monthly counts."""
     rows = storage.run(
         storage.statements.top_features,
-        (period, top),
+        {"month": period, "top": top},
         row=class_row(TopFeature),
         what="the usage report",
         idempotent=True,
@@ -131,7 +131,7 @@ def _near_limit(
         return []
     rows = storage.run(
         storage.statements.usage_at_least,
-        (list(thresholds), list(thresholds.values()), period),
+        {"features": list(thresholds), "thresholds": list(thresholds.values()), "month": period},
         row=class_row(KeyCount),
         what="the near-limit report",
         idempotent=True,
@@ -195,7 +195,7 @@ def usage_trend(storage: Storage, *, months: int, current: date) -> UsageTrend:
     )
     users = storage.run(
         storage.statements.active_users,
-        (since,),
+        {"since": since},
         row=class_row(MonthUsers),
         what="the usage trend",
         idempotent=True,

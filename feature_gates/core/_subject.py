@@ -9,9 +9,13 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ._config import UserIdType
+from ._counting import RuleError
+from ._counting import zone_named
 
 __all__ = ["Subject", "SubjectLoader", "UserIdCache", "user_id_check"]
 
@@ -22,10 +26,22 @@ class Subject:
 
     :param user_id: the key usage is counted under (``feature_usage.user_id``).
     :param plan: the name of the caller's plan in ``FEATURE_GATES_PLANS``.
+    :param org_id: the organisation the caller belongs to: features with
+        ``scope = "org"`` count in its pool. Of the type of user ids
+        (``FEATURE_GATES_USER_ID_TYPE``).
+    :param period_anchor: when the caller's subscription started (an aware
+        datetime): features with ``anchor = "subscription"`` count their periods
+        from it, in its time zone.
+    :param timezone: the caller's IANA time zone (``"Europe/Paris"``): calendar
+        periods of the mapping form end at its midnight; ``FEATURE_GATES_TIMEZONE``
+        when None.
     """
 
     user_id: Any
     plan: str
+    org_id: Any = None
+    period_anchor: datetime | None = None
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         # Caught here, before the view runs: a None id could not be counted after it.
@@ -33,6 +49,24 @@ class Subject:
             raise ValueError(
                 "Subject.user_id must not be None; return None for an anonymous caller"
             )
+        anchor = self.period_anchor
+        if anchor is not None and (
+            not isinstance(anchor, datetime) or anchor.tzinfo is None or anchor.utcoffset() is None
+        ):
+            raise ValueError(
+                f"Subject.period_anchor must be an aware datetime (with its time zone, such "
+                f"as datetime(2026, 1, 31, 9, tzinfo=ZoneInfo('Europe/Paris'))), got {anchor!r}"
+            )
+        if self.timezone is not None:
+            try:
+                zone_named(self.timezone)
+            except RuleError as exc:
+                raise ValueError(f"Subject.timezone: {exc}") from None
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The subject's time zone, None when it has none."""
+        return None if self.timezone is None else zone_named(self.timezone)
 
 
 #: Returns the current request's :class:`Subject`, or None for an anonymous caller.
@@ -64,6 +98,13 @@ def user_id_check(user_id_type: UserIdType) -> Callable[[Subject], Subject]:
             raise TypeError(
                 f"the subject loader returned user_id {subject.user_id!r}; user ids are "
                 f"{user_id_type} here (FEATURE_GATES_USER_ID_TYPE): return {wanted}"
+            )
+        # Organisations are counted under ids of the same type (one typed key).
+        if subject.org_id is not None and not fits(subject.org_id):
+            raise TypeError(
+                f"the subject loader returned org_id {subject.org_id!r}; organisation ids "
+                f"are of the type of user ids, {user_id_type} here "
+                f"(FEATURE_GATES_USER_ID_TYPE): return {wanted}"
             )
         return subject
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from typing import Protocol
+from typing import overload
 
 from flask import Flask
 from flask import current_app
@@ -36,6 +37,7 @@ from ..core import StorageStats
 from ..core import Subject
 from ..core import SubjectLoader
 from ..core import TrackingStats
+from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
 from ..core import parse_setting
@@ -316,7 +318,8 @@ class AppGates:
         if usage:
             if user_id is None:
                 raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            self.engine.set_counts(user_id, usage)
+            counted = None if plan is None else Subject(user_id, plan)
+            self.engine.set_counts(user_id, usage, counted)
         previous, self.pinned = self.pinned, Override(plan, user_id, enabled)
         try:
             yield
@@ -344,6 +347,23 @@ class AppGates:
         See docs/tracking.md.
         """
         self.engine.tracker.track(user_id, feature, amount, idempotency_key, period)
+
+    def track_use(
+        self,
+        feature: str,
+        amount: int = 1,
+        *,
+        subject: Subject | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record ``amount`` uses of ``feature`` by ``subject`` (the current request's by
+        default) now, as the subject's plan counts the feature: its period or window,
+        its organisation's pool and the member's share. No I/O: returns at once; no
+        limit is checked (a metered gate does that). With ``idempotency_key``, the uses
+        count once for that subject (the organisation, for a pool), feature and key.
+        """
+        subject = self._subject_of(subject, "track_use")
+        self.engine.track_use(feature, subject, amount, idempotency_key)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write all usage tracked so far; returns when it is in the database.
@@ -380,15 +400,61 @@ class AppGates:
 
     # -- reading usage ------------------------------------------------------------------
 
-    def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
-        """``user_id``'s recorded usage of ``feature`` in ``period`` (this month by default).
+    @overload
+    def get_usage(self, feature: str, *, subject: Subject | None = None) -> Usage: ...
+
+    @overload
+    def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int: ...
+
+    def get_usage(self, *args: Any, **kwargs: Any) -> Usage | int:
+        """What a subject has used of a feature, as its plan counts it.
+
+        ``get_usage(feature, subject=None)`` (the current request's subject by
+        default) returns a :class:`~feature_gates.Usage`: the user's own count, or
+        an organisation pool's and the member's share, in the current period or
+        window. The older form ``get_usage(user_id, feature, period=None)``
+        returns a user's count of a calendar month in UTC (this month by default):
+        the default kind.
 
         Reads the database: usage still pending in the tracker is not included.
 
         :raises StorageError: the database failed the read
             (:class:`~feature_gates.StorageUnavailable` when it cannot be reached).
         """
+        if len(args) >= 2 or "user_id" in kwargs:
+            return self._month_usage(*args, **kwargs)
+        feature, subject = _feature_and_subject("get_usage", args, kwargs)
+        self.check_views()
+        return self.engine.usage(feature, self._subject_of(subject, "get_usage"))
+
+    def _month_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
         return self.engine.count(user_id, feature, period)
+
+    def reset_usage(self, *args: Any, **kwargs: Any) -> int:
+        """Start a subject's count of a feature afresh: the current period's (or
+        window's), as the subject's plan counts it; for an organisation pool, the
+        pool's and every member's share. Returns the count there was.
+
+        ``reset_usage(feature, subject=None)``, the current request's subject by
+        default; ``reset_usage(subject, feature)`` is read the same way. For teams
+        whose policy is to reset usage when a plan changes (docs/plans.md: changing
+        plans mid-period).
+        """
+        feature, subject = _feature_and_subject("reset_usage", args, kwargs)
+        self.check_views()
+        return self.engine.reset(feature, self._subject_of(subject, "reset_usage"))
+
+    def _subject_of(self, subject: Subject | None, call: str) -> Subject:
+        """``subject``, else the current request's; an error saying what to pass when
+        there is neither."""
+        if subject is None:
+            subject = self.current_subject()
+        if subject is None:
+            raise ValueError(
+                f"gates.{call}() has no subject: pass subject=Subject(...), or call it in a "
+                "request whose subject loader returns one"
+            )
+        return self.engine.check_user_id(subject)
 
     def get_user_usage(self, user_id: Any, period: date | None = None) -> dict[str, int]:
         """Every feature ``user_id`` used in ``period`` (this month by default), with its count."""
@@ -410,3 +476,26 @@ class AppGates:
         ``feature_usage`` itself, the months before from ``feature_usage_summary``
         (refreshed by ``feature-gates refresh``)."""
         return self.engine.usage_trend(months)
+
+
+def _feature_and_subject(
+    call: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, Subject | None]:
+    """(feature, subject) of a call that takes the feature first and the subject as a
+    keyword; the subject first and the feature second is read the same way."""
+    if len(args) == 2 and isinstance(args[0], Subject) and "subject" not in kwargs:
+        args, kwargs = args[1:], {**kwargs, "subject": args[0]}
+    kwargs = dict(kwargs)
+    values = list(args)
+    feature = values.pop(0) if values else kwargs.pop("feature", None)
+    subject = kwargs.pop("subject", None)
+    if values or kwargs or not isinstance(feature, str):
+        raise TypeError(
+            f"gates.{call}(feature, *, subject=None): give the feature's name, and the "
+            f"subject as a keyword; got {args!r} {kwargs!r}"
+        )
+    if subject is not None and not isinstance(subject, Subject):
+        raise TypeError(
+            f"gates.{call}(): subject must be a feature_gates.Subject, got {type(subject).__name__}"
+        )
+    return feature, subject

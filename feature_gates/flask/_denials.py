@@ -53,6 +53,9 @@ _FROM_DENIAL = frozenset(
         "cost",
         "reset_at",
         "remaining",
+        "scope",
+        "period",
+        "window",
     }
 )
 

@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 from typing import TypeVar
+from typing import overload
 
 from flask import Flask
 from flask import current_app
@@ -32,6 +33,7 @@ from ..core import StorageStats
 from ..core import Subject
 from ..core import SubjectLoader
 from ..core import TrackingStats
+from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
 from ..core import utc_clock
@@ -236,6 +238,18 @@ class FeatureGates:
             user_id, feature, amount, idempotency_key=idempotency_key, period=period
         )
 
+    def track_use(
+        self,
+        feature: str,
+        amount: int = 1,
+        *,
+        subject: Subject | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record ``amount`` uses of ``feature`` by ``subject`` as its plan counts them.
+        No I/O. See :meth:`AppGates.track_use`."""
+        self._state().track_use(feature, amount, subject=subject, idempotency_key=idempotency_key)
+
     def flush(self, timeout: float | None = None) -> None:
         """Write all usage tracked so far. See :meth:`AppGates.flush`."""
         self._state().flush(timeout)
@@ -254,9 +268,20 @@ class FeatureGates:
         (the current application by default). See :meth:`AppGates.close`."""
         self._state(app).close(timeout)
 
-    def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
-        """``user_id``'s recorded usage of ``feature``. See :meth:`AppGates.get_usage`."""
-        return self._state().get_usage(user_id, feature, period)
+    @overload
+    def get_usage(self, feature: str, *, subject: Subject | None = None) -> Usage: ...
+
+    @overload
+    def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int: ...
+
+    def get_usage(self, *args: Any, **kwargs: Any) -> Usage | int:
+        """What a subject has used of a feature. See :meth:`AppGates.get_usage`."""
+        usage: Usage | int = self._state().get_usage(*args, **kwargs)
+        return usage
+
+    def reset_usage(self, *args: Any, **kwargs: Any) -> int:
+        """Start a subject's count of a feature afresh. See :meth:`AppGates.reset_usage`."""
+        return self._state().reset_usage(*args, **kwargs)
 
     def get_user_usage(self, user_id: Any, period: date | None = None) -> dict[str, int]:
         """Every feature ``user_id`` used, with its count. See

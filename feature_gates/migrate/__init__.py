@@ -13,6 +13,7 @@ from .lock import NotOneSession as NotOneSession
 from .maintenance import ArchiveResult as ArchiveResult
 from .maintenance import archive as archive
 from .maintenance import prune as prune
+from .maintenance import prune_windows as prune_windows
 from .maintenance import refresh as refresh
 from .runner import AppliedMigration as AppliedMigration
 from .runner import MigrationStatus as MigrationStatus
@@ -51,6 +52,7 @@ __all__ = [
     "migration_script",
     "pending_migrations",
     "prune",
+    "prune_windows",
     "recorded_user_id_type",
     "refresh",
     "refuse_changed",

@@ -10,7 +10,7 @@ from .session import Session
 from .settings import MigrationSettings
 from .sources import MigrationError
 
-__all__ = ["ArchiveResult", "archive", "prune", "refresh"]
+__all__ = ["ArchiveResult", "archive", "prune", "prune_windows", "refresh"]
 
 #: The most months archive keeps (1,000 years: further back has no calendar).
 MAX_KEEP_MONTHS = 12_000
@@ -55,6 +55,14 @@ def prune(conninfo: str, settings: MigrationSettings | None = None, *, keep_days
         ((pruned,),) = session.query(store.PRUNE, {"keep": keep_days})
     assert isinstance(pruned, int)
     return pruned
+
+
+def prune_windows(conninfo: str, settings: MigrationSettings | None = None) -> int:
+    """Delete the rows of rolling windows whose every bucket has left them and
+    return how many went; see ``prune_feature_usage_windows``."""
+    with Session(conninfo, settings or MigrationSettings()) as session:
+        row = session.conn.execute(store.PRUNE_WINDOWS).fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
 def _check_count(name: str, value: object, low: int, high: int) -> None:

@@ -278,6 +278,7 @@ SELECT archive_old_feature_usage(%(keep)s),
 """
 REFRESH = "SELECT refresh_feature_usage_summary()"
 PRUNE = "SELECT prune_feature_usage_idempotency(%(keep)s)"
+PRUNE_WINDOWS = "SELECT prune_feature_usage_windows()"
 SUMMARY_ROWS = "SELECT count(*) FROM feature_usage_summary"
 
 # -- the psql script of `migrate --sql` -----------------------------------------

@@ -158,7 +158,7 @@ class Caller:
             self.answers.append((time.monotonic(), status))
 
     def ok(self, since: float = 0.0, until: float = float("inf")) -> int:
-        return sum(1 for at, status in self.answers if since <= at <= until and status < 300)
+        return sum(1 for at, status in self.answers if since <= at <= until and 200 <= status < 300)
 
 
 def run_callers(callers: list[Caller], seconds: float, during: Any = None) -> None:

@@ -9,6 +9,7 @@ from pypdf import PdfReader
 
 from examples.sentinel.state import gates
 from examples.sentinel.state import itinerary_manager
+from feature_gates import UnknownFeature
 
 PLANS = ("free", "pro", "enterprise")
 TRIP = {
@@ -20,9 +21,15 @@ TRIP = {
 }
 
 
-def usage(app, user_id: int, feature: str) -> int:
+def usage(app, user, feature: str) -> int:
+    """What ``user`` has used of ``feature``, as their plan counts it (per day, from
+    their subscription, in their team's pool...); a user's calendar month in UTC for
+    a name no plan lists (a tier's)."""
     with app.app_context():
-        return gates.get_usage(user_id, feature)
+        try:
+            return gates.get_usage(feature, subject=user.subject()).used
+        except UnknownFeature:
+            return gates.get_usage(user.id, feature)
 
 
 @pytest.fixture
@@ -74,11 +81,11 @@ FEATURES = [
 def test_every_endpoint_on_every_plan(world, sentinel_app, method, path, body, expected, feature):
     for plan, status in zip(PLANS, expected, strict=True):
         caller = world[plan]
-        before = usage(sentinel_app, caller.user.id, feature)
+        before = usage(sentinel_app, caller.user, feature)
         url = path.format(t=caller.thread, i=caller.itinerary)
         response = getattr(caller, method)(url, json=body)
         assert response.status_code == status, (plan, response.get_json())
-        after = usage(sentinel_app, caller.user.id, feature)
+        after = usage(sentinel_app, caller.user, feature)
         if status < 400:
             assert after > before, f"{feature} on {plan} was not counted"
         else:
@@ -138,7 +145,7 @@ def test_free_plan_gets_exactly_fifty_messages_a_month(world, sentinel_app):
     body = denied.get_json()
     assert (body["limit"], body["used"], body["remaining"]) == (50, 50, 0)
     assert int(denied.headers["Retry-After"]) > 0
-    assert usage(sentinel_app, caller.user.id, "chat_messages_monthly") == 50
+    assert usage(sentinel_app, caller.user, "chat_messages_monthly") == 50
     thread = caller.get(f"/threads/{caller.thread}").get_json()["thread"]
     assert thread["messages"] == 50
 
@@ -167,7 +174,7 @@ def test_destinations_stock_limit_counts_what_the_itinerary_holds(world, sentine
     assert denied.get_json()["limit"] == 5
     assert caller.get(f"/itineraries/{caller.itinerary}").get_json()["destinations_count"] == 5
     # Tracked by the number added: 2 at creation, then 3.
-    assert usage(sentinel_app, caller.user.id, "itinerary_destinations") == 5
+    assert usage(sentinel_app, caller.user, "itinerary_destinations") == 5
     six = {"data": {"waypoints": [{"name": str(n)} for n in range(6)]}}
     assert caller.post("/itineraries", json=six).status_code == 429
     patch = caller.patch(f"/itineraries/{caller.itinerary}", json=six)
@@ -226,8 +233,8 @@ def test_failed_calls_give_their_uses_back(world, sentinel_app, make_caller):
     assert denied.status_code == 404
     assert caller.post("/team/invites", json={"email": "a@example.com"}).status_code == 201
     assert caller.post("/team/invites", json={"email": "a@example.com"}).status_code == 409
-    assert usage(sentinel_app, caller.user.id, "chat_messages_monthly") == 0
-    assert usage(sentinel_app, caller.user.id, "team_invite") == 1
+    assert usage(sentinel_app, caller.user, "chat_messages_monthly") == 0
+    assert usage(sentinel_app, caller.user, "team_invite") == 1
 
 
 def test_a_full_thread_refuses_and_refunds(make_caller, feature_gates_database_url):
@@ -254,7 +261,7 @@ def test_a_full_thread_refuses_and_refunds(make_caller, feature_gates_database_u
         full = client.post(path, json=two, headers=headers)
         assert full.status_code == 409
         assert full.get_json()["limit"] == 3
-        assert usage(app, user.id, "chat_messages_monthly") == 2
+        assert usage(app, user, "chat_messages_monthly") == 2
     finally:
         gates.close(app)
         app.extensions["sentinel"].close()

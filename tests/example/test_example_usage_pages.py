@@ -9,12 +9,15 @@ import pytest
 from examples.sentinel.state import gates
 
 
-def record(app, user_id: int, feature: str, amount: int, period: date | None = None) -> None:
-    with app.extensions["sentinel"].pool.connection() as conn:
-        conn.execute(
-            "SELECT increment_feature_usage_safe(%s, %s, %s, %s)",
-            (user_id, feature, amount, period or date.today().replace(day=1)),
-        )
+def record(app, user, feature: str, amount: int, period: date | None = None) -> None:
+    """``amount`` uses of ``feature`` by ``user``: now, as their plan counts it (per
+    day, in the team's pool...); or in the calendar month of ``period``."""
+    with app.app_context():
+        if period is None:
+            gates.track_use(feature, amount, subject=user.subject())
+        else:
+            gates.track(user.id, feature, amount, period=period)
+        gates.flush()
 
 
 @pytest.fixture
@@ -24,11 +27,11 @@ def people(make_caller, sentinel_app):
         make_caller("pro"),
         make_caller("enterprise", admin=True),
     )
-    record(sentinel_app, free.user.id, "chat_messages_monthly", 48)
-    record(sentinel_app, free.user.id, "route_analysis", 1)
-    record(sentinel_app, pro.user.id, "chat_messages_monthly", 100)
-    record(sentinel_app, pro.user.id, "custom_reports", 9)
-    record(sentinel_app, pro.user.id, "chat_messages_monthly", 70, date(2020, 1, 1))
+    record(sentinel_app, free.user, "chat_messages_monthly", 48)
+    record(sentinel_app, free.user, "route_analysis", 1)
+    record(sentinel_app, pro.user, "chat_messages_monthly", 100)
+    record(sentinel_app, pro.user, "custom_reports", 9)
+    record(sentinel_app, pro.user, "chat_messages_monthly", 70, date(2020, 1, 1))
     return free, pro, admin
 
 
@@ -38,7 +41,8 @@ def test_my_usage_says_how_much_is_left(people):
     rows = {row["feature"]: row for row in body["features"]}
     assert len(rows) == 13
     assert rows["chat_messages_monthly"]["summary"] == "2 of 50 left this month"
-    assert rows["route_analysis"]["summary"] == "2 of 3 left this month"
+    assert rows["route_analysis"]["summary"] == "2 of 3 left today"
+    assert (rows["route_analysis"]["scope"], rows["route_analysis"]["period"]) == ("user", "day")
     assert rows["can_export_pdf"]["summary"] == "not in your plan"
     assert rows["analyst_intelligence"]["summary"] == "needs the pro plan"
     assert rows["api_access_tokens"]["summary"] == "1 held, 0 of 1 left"
@@ -57,9 +61,10 @@ def test_the_dashboard_shows_this_months_figures(people):
     assert features["chat_messages_monthly"] == (148, 2)
     assert features["custom_reports"] == (9, 1)
     near = [(n["email"], n["feature"], n["used"], n["limit"]) for n in body["near_limits"]]
+    # Users' own counts only: custom reports count in the team's pool.
     assert near[:2] == [
         (free.user.email, "chat_messages_monthly", 48, 50),
-        (pro.user.email, "custom_reports", 9, 10),
+        (free.user.email, "route_analysis", 1, 3),
     ]
     assert body["trend"][-1]["uses"] == 158
     assert body["trend"][-1]["active_users"] == 2
@@ -67,7 +72,7 @@ def test_the_dashboard_shows_this_months_figures(people):
     assert "<svg" in html and "<script" not in html
     assert "Chat messages: 148" in html  # the bar's tooltip: features by their display names
     assert "chat_messages_monthly" not in html
-    assert "48 / 50" in html and "9 / 10" in html
+    assert "48 / 50" in html and "1 / 3" in html
     assert ">158<" in html  # uses this month
 
 
@@ -75,13 +80,10 @@ def test_closest_to_their_limits_lists_monthly_quotas_only(people, sentinel_app)
     free, _, admin = people
     # A stock limit's monthly count (here 5 of 5 destinations added) says nothing
     # about how close the user is: it stays off the list.
-    record(sentinel_app, free.user.id, "itinerary_destinations", 5)
+    record(sentinel_app, free.user, "itinerary_destinations", 5)
     near = admin.get("/admin/usage").get_json()["near_limits"]
-    assert {n["feature"] for n in near} == {
-        "chat_messages_monthly",
-        "custom_reports",
-        "route_analysis",
-    }
+    # (custom_reports counts in a team's pool, not in a user's count.)
+    assert {n["feature"] for n in near} == {"chat_messages_monthly", "route_analysis"}
     assert [n["used"] for n in near if n["feature"] == "route_analysis"] == [1]
 
 

@@ -193,7 +193,7 @@ def test_limit_and_tier_denials_as_pages(make_caller):
     assert "Retry-After" in fourth.headers
     html = fourth.get_data(as_text=True)
     assert "Route analyses: limit reached" in html
-    assert "Your Free plan allows 3 a month and 3 are used; more are available from 1 " in html
+    assert "Your Free plan allows 3 a day and 3 are used; more are available from " in html
     intel = free.get("/intel", headers={"Accept": BROWSER}).get_data(as_text=True)
     assert "Analyst intelligence comes with the Pro plan and above; you are on Free." in intel
 

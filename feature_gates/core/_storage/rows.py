@@ -9,23 +9,44 @@ from datetime import date
 from typing import Any
 
 __all__ = [
-    "Consumed",
+    "Checked",
     "FeatureCount",
     "FeatureMonth",
     "KeyCount",
     "MonthUsers",
+    "Reading",
     "TopFeature",
     "Written",
 ]
 
 
 @dataclass(frozen=True)
-class Consumed:
-    """A metered check: the new count, or None when the limit refused, with the
-    current count then."""
+class Checked:
+    """A metered check: ``refused`` is None when the uses were taken, else the
+    level that refused (``"org"``: the pool; ``"user"``: the user's own count or
+    the member's share). The counts are after the use when taken, as they stand
+    when refused (None where not read); a window's buckets run oldest first,
+    ending at bucket ``newest_bucket``."""
 
-    count: int | None
-    current: int | None
+    refused: str | None
+    used: int | None
+    member_used: int | None
+    buckets: list[int] | None
+    member_buckets: list[int] | None
+    newest_bucket: int | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One key's counts, as a read returns them (in the order asked)."""
+
+    feature: str
+    period: str
+    used: int
+    member_used: int | None
+    buckets: list[int] | None
+    member_buckets: list[int] | None
+    newest_bucket: int | None
 
 
 @dataclass(frozen=True)
@@ -36,11 +57,16 @@ class FeatureCount:
 
 @dataclass(frozen=True)
 class Written:
-    """One key a batch wrote: what it added and the count now."""
+    """One row a batch wrote: a subject's count (``member`` None) or a member's
+    share of a pool; what it added and the count now."""
 
-    user_id: Any
+    subject: Any
+    member: Any
     feature: str
+    scope: str
+    period: str
     period_start: date
+    period_offset: int
     increment: int
     usage_count: int
 

@@ -16,106 +16,163 @@ from psycopg import sql
 
 __all__ = ["Statements"]
 
-#: A metered gate's check, in ONE round trip: consumes and, only when the limit
-#: refuses, also reads the current count for the denial's ``used``. The CTE holds
-#: a volatile call, so PostgreSQL evaluates it exactly once.
+#: A metered check of any kind, in ONE round trip: every level the key counts
+#: against (a user's own count; an organisation's pool, then the member's share)
+#: moves, or none; the answer says which level refused, with the counts (and a
+#: window's buckets, for when it frees up).
 CONSUME = sql.SQL("""
-WITH consumed AS (
-    SELECT {schema}.consume_feature_usage(
-        %(user_id)s, %(feature)s, %(amount)s, %(limit)s, %(period)s) AS count
-)
-SELECT count,
-       CASE WHEN count IS NULL
-            THEN {schema}.get_feature_usage(%(user_id)s, %(feature)s, %(period)s) END
-           AS current
-FROM consumed
+SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
+FROM {schema}.feature_usage_consume(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
+    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s)
 """)
 
-#: Gives back consumed usage (never below 0); returns the new count.
-REFUND = sql.SQL("SELECT {schema}.refund_feature_usage(%s, %s, %s, %s) AS count")
+#: Gives back uses to the period (or window bucket) and levels they were taken
+#: from; returns the subject's (or the pool's) count after.
+REFUND = sql.SQL("""
+SELECT {schema}.feature_usage_refund(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(amount)s,
+    %(member)s, %(bucket)s, %(now_bucket)s) AS count
+""")
 
-#: One user's count of one feature in a period.
+#: The counts of one subject (a user; or an organisation, with the member's
+#: share), one row per key asked for, in the order asked.
+READ = sql.SQL("""
+SELECT feature, period, used, member_used, buckets, member_buckets, newest_bucket
+FROM {schema}.feature_usage_read(
+    %(subject)s, %(scope)s, %(member)s, %(features)s::text[], %(rules)s::text[],
+    %(starts)s::date[], %(offsets)s::integer[], %(buckets)s::bigint[])
+""")
+
+#: Starts a count afresh (and an organisation pool's member shares); returns the
+#: count there was.
+RESET = sql.SQL("""
+SELECT {schema}.feature_usage_reset(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s) AS count
+""")
+
+#: Adds uses to one key without a limit (they happened: a test's override).
+INCREMENT = sql.SQL("""
+SELECT count(*) AS rows
+FROM {schema}.feature_usage_increment_many(
+    ARRAY[%(subject)s]::{schema}.feature_usage_user_id[], ARRAY[%(feature)s]::text[],
+    ARRAY[%(scope)s]::text[], ARRAY[%(rule)s]::text[], ARRAY[%(start)s]::date[],
+    ARRAY[%(offset)s]::integer[], NULL, ARRAY[%(member)s]::{schema}.feature_usage_user_id[],
+    ARRAY[%(bucket)s]::bigint[], ARRAY[%(amount)s]::bigint[])
+""")
+
+#: One user's count of one feature in a calendar month in UTC (the default kind).
 USAGE = sql.SQL("SELECT {schema}.get_feature_usage(%s, %s, %s) AS count")
 
-#: Every count of one user in a period.
+#: Every count of one user in a calendar month in UTC (the default kind).
 USER_USAGE = sql.SQL("SELECT feature, usage_count FROM {schema}.get_user_feature_usage(%s, %s)")
 
 #: The background writer's statement: one batch, written at most once under its
 #: id (a uuid). Parameters: the id, the ids of batches seen committed (their
-#: records are deleted), then user ids (as text, cast to the database's type),
-#: features, amounts, periods and idempotency keys (NULL or NULL entries for
-#: none). Returns (user_id, feature, period_start, increment, usage_count) per
-#: key written; no row when the id was already taken.
+#: records are deleted), then per use the counted subject (as text, cast to the
+#: database's type), feature, scope, rule, period start and offset, member (as
+#: text, NULL for none), window bucket (NULL for a period), amount and
+#: idempotency key (NULL for none). Returns per row written (a member's share
+#: with its member) what it added and the count now; no row when the id was
+#: already taken.
 WRITE_BATCH = sql.SQL("""
-SELECT user_id, feature, period_start, increment, usage_count
-FROM {schema}.write_feature_usage_batch(
-    %s, %s::uuid[], %s::text[]::{schema}.feature_usage_user_id[], %s::text[], %s::bigint[],
-    %s::date[], %s::text[])
+SELECT subject, member, feature, scope, period, period_start, period_offset, increment,
+       usage_count
+FROM {schema}.feature_usage_write_batch(
+    %s, %s::uuid[], %s::text[]::{schema}.feature_usage_user_id[], %s::text[], %s::text[],
+    %s::text[], %s::date[], %s::integer[], NULL,
+    %s::text[]::{schema}.feature_usage_user_id[], %s::bigint[], %s::bigint[], %s::text[])
 """)
 
-#: The same, returning only the sum of the amounts written: what the writer needs
-#: when no receiver of ``usage-recorded`` wants the rows.
+#: The same, returning only the sum of the uses written (each counted once: a
+#: member's share repeats its pool's): what the writer needs when no receiver of
+#: ``usage-recorded`` wants the rows.
 WRITE_BATCH_TOTAL = sql.SQL("""
-SELECT coalesce(sum(increment), 0)::bigint AS written
-FROM {schema}.write_feature_usage_batch(
-    %s, %s::uuid[], %s::text[]::{schema}.feature_usage_user_id[], %s::text[], %s::bigint[],
-    %s::date[], %s::text[])
+SELECT coalesce(sum(increment) FILTER (WHERE member IS NULL), 0)::bigint AS written
+FROM {schema}.feature_usage_write_batch(
+    %s, %s::uuid[], %s::text[]::{schema}.feature_usage_user_id[], %s::text[], %s::text[],
+    %s::text[], %s::date[], %s::integer[], NULL,
+    %s::text[]::{schema}.feature_usage_user_id[], %s::bigint[], %s::bigint[], %s::text[])
 """)
 
 #: Whether a batch whose reply was lost was written; makes sure it never will be
 #: if it was not.
 RESOLVE_BATCH = sql.SQL("SELECT {schema}.resolve_feature_usage_batch(%s) AS applied")
 
-#: Sets a usage count outright (test overrides): the count is replaced, not added to.
+#: Sets a user's count of a calendar month in UTC (the default kind) outright
+#: (test overrides): the count is replaced, not added to.
 SET_USAGE = sql.SQL("""
 INSERT INTO {schema}.feature_usage AS fu (user_id, feature, period_start, usage_count)
 VALUES (%s, %s, %s, %s)
-ON CONFLICT (user_id, feature, period_start) DO UPDATE
+ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO UPDATE
     SET usage_count = excluded.usage_count, updated_at = now()
 """)
 
-#: The features used most in a period: total uses and distinct users.
+#: The features used most in a month: the uses counted by every period that
+#: starts in it (a day's, a week's, an anchored month's...; windows and
+#: lifetimes have no month), and the subjects that used them.
 TOP_FEATURES = sql.SQL("""
+-- all subjects: a report for operators, not a request's statement.
 SELECT feature, sum(usage_count)::bigint AS uses, count(DISTINCT user_id)::bigint AS users
 FROM {schema}.feature_usage
-WHERE period_start = %s AND usage_count > 0
+WHERE period_start >= %(month)s AND period_start < %(month)s::date + interval '1 month'
+  AND period NOT LIKE 'window:%%' AND period <> 'lifetime' AND usage_count > 0
 GROUP BY feature
 ORDER BY uses DESC, feature
-LIMIT %s
+LIMIT %(top)s
 """)
 
-#: Usage rows at or above a threshold per feature; the caller passes two arrays of
-#: equal length: feature names and the smallest count worth reporting for each.
+#: Users' counts at or above a threshold per feature, in the periods that start in
+#: a month; the caller passes two arrays of equal length: feature names and the
+#: smallest count worth reporting for each.
 USAGE_AT_LEAST = sql.SQL("""
+-- all subjects: a report for operators, not a request's statement.
 SELECT fu.user_id, fu.feature, fu.usage_count
 FROM {schema}.feature_usage fu
-JOIN unnest(%s::text[], %s::bigint[]) AS t(feature, threshold) ON t.feature = fu.feature
-WHERE fu.period_start = %s AND fu.usage_count >= t.threshold
+JOIN unnest(%(features)s::text[], %(thresholds)s::bigint[]) AS t(feature, threshold)
+  ON t.feature = fu.feature
+WHERE fu.period_start >= %(month)s AND fu.period_start < %(month)s::date + interval '1 month'
+  AND fu.scope = 'user' AND fu.period NOT LIKE 'window:%%' AND fu.period <> 'lifetime'
+  AND fu.usage_count >= t.threshold
 ORDER BY fu.feature, fu.usage_count DESC, fu.user_id
 """)
 
-#: Uses and users per feature and month: the months before the current one from
-#: the summary view (refreshed by `feature-gates refresh`), the current one from
-#: feature_usage itself, so that it always agrees with the gates.
+#: Uses and subjects per feature and month (of the periods starting in it): the
+#: months before the current one from the summary view (refreshed by
+#: `feature-gates refresh`), the current one from feature_usage itself, so that
+#: it always agrees with the gates.
 MONTHLY_USAGE = sql.SQL("""
-SELECT period_start, feature, total_usage AS uses, unique_users AS users
+-- all subjects: a report for operators, not a request's statement.
+SELECT date_trunc('month', period_start)::date AS period_start, feature,
+       sum(total_usage)::bigint AS uses, sum(unique_users)::bigint AS users
 FROM {schema}.feature_usage_summary
-WHERE period_start >= %(since)s AND period_start < %(current)s
+WHERE period_start >= %(since)s AND period_start < %(current)s AND period <> 'lifetime'
+GROUP BY 1, 2
 UNION ALL
-SELECT period_start, feature, sum(usage_count)::bigint, count(*) FILTER (WHERE usage_count > 0)
+SELECT %(current)s::date, feature, sum(usage_count)::bigint,
+       count(*) FILTER (WHERE usage_count > 0)
 FROM {schema}.feature_usage
-WHERE period_start = %(current)s
-GROUP BY period_start, feature
-ORDER BY period_start, feature
+WHERE period_start >= %(current)s AND period_start < %(current)s::date + interval '1 month'
+  AND period NOT LIKE 'window:%%' AND period <> 'lifetime'
+GROUP BY feature
+ORDER BY 1, 2
 """)
 
-#: Distinct users with some use, per month.
+#: Distinct users with some use, per month: their own counts, and their shares of
+#: organisation pools.
 ACTIVE_USERS = sql.SQL("""
-SELECT period_start, count(DISTINCT user_id) AS users
-FROM {schema}.feature_usage
-WHERE period_start >= %s AND usage_count > 0
-GROUP BY period_start
-ORDER BY period_start
+-- all subjects: a report for operators, not a request's statement.
+SELECT date_trunc('month', used.period_start)::date AS period_start,
+       count(DISTINCT used.user_id) AS users
+FROM (SELECT fu.period_start, fu.user_id FROM {schema}.feature_usage fu
+      WHERE fu.period_start >= %(since)s AND fu.scope = 'user' AND fu.usage_count > 0
+        AND fu.period NOT LIKE 'window:%%' AND fu.period <> 'lifetime'
+      UNION ALL
+      SELECT m.period_start, m.user_id FROM {schema}.feature_usage_members m
+      WHERE m.period_start >= %(since)s AND m.usage_count > 0
+        AND m.period NOT LIKE 'window:%%' AND m.period <> 'lifetime') AS used
+GROUP BY 1
+ORDER BY 1
 """)
 
 #: The statement timeout of one transaction, sent before an application's own
@@ -127,6 +184,9 @@ LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 _QUERIES = {
     "consume": CONSUME,
     "refund": REFUND,
+    "read": READ,
+    "reset": RESET,
+    "increment": INCREMENT,
     "usage": USAGE,
     "user_usage": USER_USAGE,
     "write_batch": WRITE_BATCH,
@@ -146,6 +206,9 @@ class Statements:
 
     consume: str
     refund: str
+    read: str
+    reset: str
+    increment: str
     usage: str
     user_usage: str
     write_batch: str

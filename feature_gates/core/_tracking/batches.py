@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
 from typing import Any
 
-__all__ = ["Batch", "Key", "OnceKey", "cut"]
+from .._counting import Key as CountedKey
 
-#: (user_id, feature, period_start): what usage is counted under.
-Key = tuple[Any, str, date]
-#: An idempotent use: (user_id, feature, idempotency_key).
-OnceKey = tuple[Any, str, str]
+__all__ = ["Batch", "Key", "Once", "OnceKey", "cut", "dropped", "pending_key"]
+
+#: What usage is counted under (the counted key, :class:`~.._counting.Key`, as a
+#: tuple: cheap to hash on every use): (subject, feature, period_start, scope,
+#: rule, period_offset, member, bucket). The default kind, a user's calendar
+#: month in UTC, is (user_id, feature, first day, "user", "month", 0, None, None).
+Key = tuple[Any, str, date, str, str, int, Any, "int | None"]
+#: An idempotent use: (subject, feature, scope, idempotency_key).
+OnceKey = tuple[Any, str, str, str]
+#: The uses kept under an idempotency key: (the key they count under, amount).
+Once = tuple[Key, int]
 #: (key, value, idempotent) of both maps, to cut them into batches.
 _Item = tuple[Any, Any, bool]
 #: User ids as text, joined by commas, that need no quoting in an array literal:
@@ -27,7 +35,7 @@ class Batch:
     """Uses sent in one statement, under one id the database records with them."""
 
     counts: dict[Key, int]
-    once: dict[OnceKey, tuple[date, int]]
+    once: dict[OnceKey, Once]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
@@ -46,13 +54,15 @@ class Batch:
         half = len(items) // 2
         return _batch_of(items[:half]), _batch_of(items[half:])
 
-    def first(self) -> tuple[Any, str, date, int]:
-        """(user_id, feature, period_start, amount) of the batch's first use."""
+    def first(self) -> tuple[Key, int]:
+        """(key, amount) of the batch's first use."""
         if self.counts:
-            ((user_id, feature, period), amount) = next(iter(self.counts.items()))
-        else:
-            ((user_id, feature, _), (period, amount)) = next(iter(self.once.items()))
-        return user_id, feature, period, amount
+            return next(iter(self.counts.items()))
+        return next(iter(self.once.values()))
+
+    def keys(self) -> list[Key]:
+        """The key of every use, in the order of the statement's rows."""
+        return list(self.counts) + [key for key, _ in self.once.values()]
 
     def parameters(self, forget: list[uuid.UUID]) -> tuple[Any, ...]:
         """The parameters of the batch statement, ``forget`` being the ids of batches
@@ -60,33 +70,76 @@ class Batch:
 
         The arrays travel as array literals joined here: the writer's own time goes
         to the statement, not to quoting a thousand values one by one. Feature names
-        are checked at ``track()`` and need only their quotes.
+        and rules are checked when they are tracked and need only their quotes.
         """
-        # User ids travel as text and are cast by the database to its own type
-        # (bigint or uuid): one array type whatever Python type the caller used.
-        user_ids = [str(k[0]) for k in self.counts] + [str(k[0]) for k in self.once]
-        joined_ids = ",".join(user_ids)
-        ids: str | list[str] = user_ids
-        if _PLAIN_IDS.fullmatch(joined_ids):
-            ids = "{" + joined_ids + "}"
-        features = [k[1] for k in self.counts] + [k[1] for k in self.once]
+        keys = self.keys()
         amounts = list(self.counts.values()) + [a for _, a in self.once.values()]
-        periods = [k[2] for k in self.counts] + [p for p, _ in self.once.values()]
-        keys: list[str | None] | None = None
+        idempotency: list[str | None] | None = None
         if self.once:
-            keys = [None] * len(self.counts) + [k[2] for k in self.once]
+            idempotency = [None] * len(self.counts) + [k[3] for k in self.once]
         return (
             self.id,
             forget,
-            ids,
-            '{"' + '","'.join(features) + '"}',
+            _ids([k[0] for k in keys]),
+            _quoted(k[1] for k in keys),
+            _quoted(k[3] for k in keys),
+            _quoted(k[4] for k in keys),
+            "{" + ",".join(str(k[2]) for k in keys) + "}",
+            "{" + ",".join(str(k[5]) for k in keys) + "}",
+            _ids([k[6] for k in keys]),
+            "{" + ",".join("NULL" if k[7] is None else str(k[7]) for k in keys) + "}",
             "{" + ",".join(map(str, amounts)) + "}",
-            "{" + ",".join(map(str, periods)) + "}",
-            keys,
+            idempotency,
         )
 
 
-def _items(counts: dict[Key, int], once: dict[OnceKey, tuple[date, int]]) -> list[_Item]:
+def pending_key(key: CountedKey) -> Key:
+    """The tuple the pending map keeps ``key`` under."""
+    return (
+        key.subject,
+        key.feature,
+        key.period_start,
+        key.scope,
+        key.rule,
+        key.period_offset,
+        key.member,
+        key.bucket,
+    )
+
+
+def dropped(key: Key, amount: int, total: int, reason: str, error: Any = None) -> dict[str, Any]:
+    """The data of a ``usage-dropped`` signal for uses of ``key``."""
+    return {
+        "user_id": key[6] if key[6] is not None else key[0],
+        "feature": key[1],
+        "amount": amount,
+        "period_start": key[2],
+        "scope": key[3],
+        "period": key[4],
+        "org_id": key[0] if key[3] == "org" else None,
+        "dropped": total,
+        "reason": reason,
+        "error": error,
+    }
+
+
+def _quoted(values: Iterable[str]) -> str:
+    """An array literal of names that need only their quotes (checked before)."""
+    return '{"' + '","'.join(values) + '"}'
+
+
+def _ids(values: list[Any]) -> str | list[str | None]:
+    """Subjects (user or organisation ids) as text, cast by the database to its own
+    type (bigint or uuid): one array literal when they need no quoting (numbers,
+    uuids, NULLs), else a list psycopg quotes."""
+    texts = ["NULL" if value is None else str(value) for value in values]
+    joined = ",".join(texts)
+    if _PLAIN_IDS.fullmatch(joined):
+        return "{" + joined + "}"
+    return [None if value is None else str(value) for value in values]
+
+
+def _items(counts: dict[Key, int], once: dict[OnceKey, Once]) -> list[_Item]:
     items: list[_Item] = [(k, v, False) for k, v in counts.items()]
     items += [(k, v, True) for k, v in once.items()]
     return items
@@ -99,7 +152,7 @@ def _batch_of(items: list[_Item]) -> Batch:
     )
 
 
-def cut(counts: dict[Key, int], once: dict[OnceKey, tuple[date, int]], size: int) -> list[Batch]:
+def cut(counts: dict[Key, int], once: dict[OnceKey, Once], size: int) -> list[Batch]:
     """The map in batches of at most ``size`` keys."""
     if not once:  # the usual case, a pass of tens of thousands of keys: no sorting out
         pairs = list(counts.items())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 
 from .batches import Batch
 from .batches import Key
+from .batches import Once
 from .batches import OnceKey
 
 __all__ = ["Counts", "Drop", "PendingMap"]
@@ -36,7 +36,7 @@ class Counts:
 
 
 class PendingMap:
-    """Uses waiting to be written, by (user id, feature, period) and by idempotency key.
+    """Uses waiting to be written, by counted key and by idempotency key.
 
     One lock guards it, held only for dictionary updates. Keys the writer has taken
     stay counted towards ``max_keys`` until they are written, rejected or merged
@@ -47,7 +47,7 @@ class PendingMap:
         self.max_keys = max_keys
         self.lock = threading.Lock()
         self.counts: dict[Key, int] = {}
-        self.once: dict[OnceKey, tuple[date, int]] = {}
+        self.once: dict[OnceKey, Once] = {}
         #: The map the writer took last: a use of one of its keys is no new key, for
         #: the bound as for the early write.
         self.taken: dict[Key, int] = {}
@@ -94,17 +94,17 @@ class PendingMap:
         finally:
             self.lock.release()
 
-    def add_once(self, key: OnceKey, period: date, amount: int) -> Drop | None:
+    def add_once(self, once: OnceKey, key: Key, amount: int) -> Drop | None:
         """Keep ``amount`` uses under an idempotency key, once; a :class:`Drop` when the
         bound is full. A key already pending counts as a duplicate."""
         with self.lock:
             self.tracked += amount
-            if key in self.once:
+            if once in self.once:
                 self.duplicates += amount
                 return None
             if self._held() >= self.max_keys:
                 return self._overflow(amount)
-            self.once[key] = (period, amount)
+            self.once[once] = (key, amount)
             self.new_keys += 1
             self.amount += amount
             return None
@@ -119,7 +119,7 @@ class PendingMap:
     def empty(self) -> bool:
         return not (self.counts or self.once)
 
-    def take(self) -> tuple[dict[Key, int], dict[OnceKey, tuple[date, int]]]:
+    def take(self) -> tuple[dict[Key, int], dict[OnceKey, Once]]:
         """Everything pending, for the writer; it stays counted until settled."""
         with self.lock:
             counts, self.counts = self.counts, {}

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from .._config import TrackingMode
+from .._counting import Key as CountedKey
 from .._periods import Clock
 from .._periods import MonthClock
 from .._periods import utc_now
@@ -42,6 +43,9 @@ from .._storage import Outcome
 from .._storage import Storage
 from .._storage import describe
 from .._storage import hint
+from .batches import Key
+from .batches import dropped
+from .batches import pending_key
 from .pending import PendingMap
 from .writer import Signals
 from .writer import WriteFailed
@@ -205,8 +209,9 @@ class UsageTracker:
         idempotency_key: str | None = None,
         period: date | None = None,
     ) -> None:
-        """Record ``amount`` uses of ``feature`` by ``user_id`` in the current period
-        (or in ``period``, the first day of a month: an import of past usage).
+        """Record ``amount`` uses of ``feature`` by ``user_id`` in the current calendar
+        month in UTC (or in ``period``, the first day of a month: an import of past
+        usage): the default kind.
 
         No I/O in background mode. With ``idempotency_key``, the uses are counted
         once for that (user_id, feature, key), however often they are tracked, as
@@ -227,13 +232,33 @@ class UsageTracker:
         if user_id is None:
             raise ValueError("user_id must not be None")
         period = self._months.period() if period is None else _checked_period(period)
+        self._keep(
+            (user_id, feature, period, "user", "month", 0, None, None), amount, idempotency_key
+        )
+
+    def record(self, key: CountedKey, amount: int, idempotency_key: str | None = None) -> None:
+        """Record ``amount`` uses under ``key``, the counted key fixed when they
+        happened (a gated request's, whatever its counting rule). No I/O in
+        background mode; see :meth:`track`."""
+        if self.mode == "off":
+            return
+        if amount.__class__ is not int or amount < 1:
+            amount = _checked_amount(amount)
+            if amount == 0:
+                return
+        if key.feature not in self._known_features:
+            self._check_feature(key.feature)
+        self._keep(pending_key(key), amount, idempotency_key)
+
+    def _keep(self, key: Key, amount: int, idempotency_key: str | None) -> None:
+        """Add ``amount`` uses of ``key`` to the map, and have the writer write them."""
         if idempotency_key is None:
-            drop = self._pending.add((user_id, feature, period), amount)
+            drop = self._pending.add(key, amount)
         else:
             _check_idempotency_key(idempotency_key)
-            drop = self._pending.add_once((user_id, feature, idempotency_key), period, amount)
+            drop = self._pending.add_once((key[0], key[1], key[3], idempotency_key), key, amount)
         if drop is not None:
-            self._report_drop(user_id, feature, amount, period, drop.total, drop.first)
+            self._report_drop(key, amount, drop.total, drop.first)
         elif self.mode == "sync" or self._closed:
             # Closed: no writer thread any more, and no exit flush to come.
             self._attempt(self.storage.pool.timeout)
@@ -244,15 +269,15 @@ class UsageTracker:
             # every request retry.
             self._wake.set()
 
-    def track_owed(self, user_id: Any, feature: str, amount: int) -> None:
+    def record_owed(self, key: CountedKey, amount: int) -> None:
         """Record uses a metered gate allowed while it could not count them (fail open).
 
-        They are the limit's count, so unlike :meth:`track` they are not silently
+        They are the limit's count, so unlike :meth:`record` they are not silently
         ignored with tracking off: they are counted as dropped, logged once and
         signalled (``reason="tracking-off"``).
         """
         if self.mode != "off":
-            self.track(user_id, feature, amount)
+            self.record(key, amount)
             return
         total = self._pending.add_dropped(amount)
         first, self._warned_off = not self._warned_off, True
@@ -261,25 +286,14 @@ class UsageTracker:
                 "uses allowed by a metered gate's fail open are not recorded, since "
                 "FEATURE_GATES_TRACKING is 'off'; they are counted in tracking_stats().dropped"
             )
-        self._send(
-            "usage-dropped",
-            user_id=user_id,
-            feature=feature,
-            amount=amount,
-            period_start=self._months.period(),
-            dropped=total,
-            reason="tracking-off",
-            error=None,
-        )
+        self._send("usage-dropped", **dropped(pending_key(key), amount, total, "tracking-off"))
 
     def _check_feature(self, feature: str) -> None:
         check_feature_name(feature)
         if len(self._known_features) < _KNOWN_FEATURES_MAX:
             self._known_features.add(feature)
 
-    def _report_drop(
-        self, user_id: Any, feature: str, amount: int, period: date, total: int, first: bool
-    ) -> None:
+    def _report_drop(self, key: Key, amount: int, total: int, first: bool) -> None:
         if first:
             logger.error(
                 "usage not kept: %d keys are pending or being written "
@@ -287,16 +301,7 @@ class UsageTracker:
                 "in tracking_stats().dropped until the writer makes room",
                 self.max_pending_keys,
             )
-        self._send(
-            "usage-dropped",
-            user_id=user_id,
-            feature=feature,
-            amount=amount,
-            period_start=period,
-            dropped=total,
-            reason="full",
-            error=None,
-        )
+        self._send("usage-dropped", **dropped(key, amount, total, "full"))
 
     # -- writing ------------------------------------------------------------------
 

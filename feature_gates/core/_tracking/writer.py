@@ -31,6 +31,7 @@ from .._storage import describe
 from .._storage.rows import Written
 from .batches import Batch
 from .batches import cut
+from .batches import dropped
 from .pending import PendingMap
 
 __all__ = ["Signals", "WriteFailed", "Writer"]
@@ -172,7 +173,8 @@ class Writer:
                 rows = self.storage.execute(
                     conn, statements.write_batch, batch.parameters(forget), class_row(Written)
                 )
-                written = sum(row.increment for row in rows)
+                # A member's share repeats its pool's uses: each use counts once.
+                written = sum(row.increment for row in rows if row.member is None)
             else:
                 (total,) = self.storage.execute(
                     conn, statements.write_batch_total, batch.parameters(forget), scalar_row
@@ -201,39 +203,33 @@ class Writer:
         self.batches += 1
         self.last_flush_at = datetime.now(timezone.utc)
         for row in rows:
+            org = row.scope == "org"
             signals.append(
                 (
                     "usage-recorded",
                     {
-                        "user_id": row.user_id,
+                        "user_id": row.member if org else row.subject,
                         "feature": row.feature,
                         "amount": row.increment,
                         "period_start": row.period_start,
                         "count": row.usage_count,
+                        "scope": row.scope,
+                        "period": row.period,
+                        "org_id": row.subject if org else None,
+                        "share": org and row.member is not None,
                     },
                 )
             )
 
     def _reject(self, batch: Batch, error: psycopg.Error) -> tuple[str, dict[str, Any]]:
         """Count and log the one use of ``batch``, which the database refused."""
-        user_id, feature, period, amount = batch.first()
+        key, amount = batch.first()
         self.pending.rejected_one(amount)
         logger.error(
             "usage of %r by %r (%d) refused by the database and not recorded: %s",
-            feature,
-            user_id,
+            key[1],
+            key[0],
             amount,
             describe(error),
         )
-        return (
-            "usage-dropped",
-            {
-                "user_id": user_id,
-                "feature": feature,
-                "amount": amount,
-                "period_start": period,
-                "dropped": self.pending.dropped,
-                "reason": "rejected",
-                "error": error,
-            },
-        )
+        return ("usage-dropped", dropped(key, amount, self.pending.dropped, "rejected", error))

@@ -1,0 +1,33 @@
+"""The core set as 0.1.0 released it (0001 to 0008): the schema of a database
+migrated with that release, for the upgrade and rollback tests, and for the
+tests of what those files do on their own (adopting an application's tables)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.resources
+import shutil
+import tempfile
+from pathlib import Path
+
+from feature_gates.migrate import MigrationSettings
+
+#: The last core migration of the 0.1.0 release.
+RELEASED_LAST = 8
+
+
+@functools.cache
+def released_core() -> MigrationSettings:
+    """Settings that apply the core set as released, from a copy of its files."""
+    folder = Path(tempfile.mkdtemp(prefix="feature-gates-released-core-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    bundled = importlib.resources.files("feature_gates.migrations").joinpath("core")
+    for entry in bundled.iterdir():
+        version = entry.name.split("_", 1)[0]
+        if version.isdigit() and int(version) <= RELEASED_LAST:
+            (folder / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "verify.sql").write_text(
+        bundled.joinpath("verify.sql").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return MigrationSettings(sets=("core",), folders={"core": folder})
