@@ -61,6 +61,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "flask_limiter_memory_vs_required": float,
     "hot_org_uses_per_s": int,
     "spread_users_uses_per_s": int,
+    "alerts_consume_vs_consume": float,
 }
 
 
@@ -115,6 +116,12 @@ GOALS = [
         "metered @feature_limit within 1.25x a bare conditional UPDATE",
         "metered_vs_raw_conditional_update",
         lambda f: f["metered_vs_raw_conditional_update"] <= 1.25,
+    ),
+    Goal(
+        "alerts_consume",
+        "the metered check with alert thresholds within 1.1x of without",
+        "alerts_consume_vs_consume",
+        lambda f: f["alerts_consume_vs_consume"] <= 1.1,
     ),
     Goal(
         "race",

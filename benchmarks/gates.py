@@ -72,6 +72,8 @@ from feature_gates.testing import DatabaseFactory
 from . import harness
 
 LIMIT = 2**40  # never reached: the benchmark measures allowed calls
+#: A limit whose count starts at 85 %: between the alert thresholds 0.8 and 1.0.
+ARMED_LIMIT = 10**12
 RAW_UPDATE = (
     "UPDATE feature_usage SET usage_count = usage_count + %s "
     "WHERE user_id = %s AND feature = %s AND usage_count + %s <= %s "
@@ -107,6 +109,10 @@ RETURNING fu.usage_count
 #: Ratios of the statement figures: (name, (side, divided by)).
 STATEMENT_RATIOS = {
     "consume_vs_raw_update_statement": ("consume_statement", "raw_update_statement"),
+    # Alert thresholds configured: below them (the common case), and between two
+    # of them (the trigger runs on every use and records nothing).
+    "alerts_consume_vs_consume": ("consume_alerts_statement", "consume_statement"),
+    "alerts_armed_consume_vs_consume": ("consume_alerts_armed_statement", "consume_statement"),
     "raw_update_per_transaction_vs_prepared_session": (
         "raw_update_statement",
         "raw_update_prepared_session",
@@ -205,7 +211,13 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
         "member": None,
         "member_limit": None,
         "bucket": None,
+        "thresholds": None,
+        "plan": "pro",
     }
+    # The same with alert thresholds at 80 % and 100 %, on keys of their own:
+    # one far below them, one between them (85 % of a limit it never reaches).
+    alerts = {**consume, "subject": 7, "thresholds": ["0.8", "1.0"]}
+    armed = {**alerts, "subject": 8, "limit": ARMED_LIMIT}
     statements = Statements.build("public", STATEMENT_TIMEOUT)
     with (
         psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn,
@@ -213,8 +225,8 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
     ):
         conn.execute(
             "INSERT INTO feature_usage (user_id, feature, period_start, usage_count) "
-            "VALUES (5, 'raw', %s, 0)",
-            (period,),
+            "VALUES (5, 'raw', %s, 0), (8, 'sql', %s, %s)",
+            (period, period, ARMED_LIMIT * 85 // 100),
         )
         session.execute(
             "SELECT set_config('statement_timeout', %s, false), "
@@ -241,6 +253,8 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
         times = harness.alternate(
             {
                 "consume_statement": send(CONSUME_TEMPLATE, consume),
+                "consume_alerts_statement": send(CONSUME_TEMPLATE, alerts),
+                "consume_alerts_armed_statement": send(CONSUME_TEMPLATE, armed),
                 "raw_update_statement": send(RAW_UPDATE_IN_SCHEMA, update),
                 "raw_upsert_statement": send(RAW_UPSERT_IN_SCHEMA, (6, "upsert", period, 1, LIMIT)),
                 "raw_update_prepared_session": on_session(RAW_UPDATE, update, True),

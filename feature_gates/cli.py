@@ -36,9 +36,12 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import replace
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import click
 import psycopg
@@ -63,6 +66,7 @@ from .migrate import Migration
 from .migrate import MigrationError
 from .migrate import MigrationSettings
 from .migrate import NotOneSession
+from .migrate import maintenance
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
 from .reports import PlanValue
@@ -572,6 +576,10 @@ def archive(obj: CommandContext, keep_months: int) -> None:
         f"archived {result.moved} rows of periods before {result.kept_from:%Y-%m-%d} "
         "into feature_usage_archive"
     )
+    click.echo(
+        f"archived {result.alerts} delivered or dead alerts from before "
+        f"{result.kept_from:%Y-%m-%d} into feature_usage_alerts_archive"
+    )
 
 
 @cli.command()
@@ -600,6 +608,100 @@ def prune(obj: CommandContext, keep_days: int) -> None:
         windows = runner.prune_windows(obj.require_url(), obj.settings)
     click.echo(f"pruned {rows} idempotency keys and batch records older than {keep_days} days")
     click.echo(f"pruned {windows} rolling windows whose every use had left them")
+
+
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many alerts to list, the most recent first.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    help="Only alerts that occurred at or after this time (UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def alerts(ctx: click.Context, limit: int, since: datetime | None, as_json: bool) -> None:
+    """List recent usage alerts and how their delivery stands; count them by state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: CommandContext = ctx.obj
+    since = None if since is None else since.replace(tzinfo=timezone.utc)
+    with obj.errors():
+        found = maintenance.recent_alerts(obj.require_url(), obj.settings, limit=limit, since=since)
+        counts = maintenance.alert_counts(obj.require_url(), obj.settings)
+    if as_json:
+        data = {"counts": asdict(counts), "alerts": [asdict(alert) for alert in found]}
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(
+        f"alerts: {counts.pending} pending, {counts.sent} sent, {counts.retried} retried, "
+        f"{counts.dead} dead"
+    )
+    if not found:
+        click.echo("no alerts recorded")
+        return
+    rows = [
+        [
+            str(alert.event_id),
+            f"{alert.occurred_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}",
+            alert.subject if alert.member is None else f"{alert.subject}/{alert.member}",
+            alert.scope,
+            alert.feature,
+            f"{alert.threshold:%}",
+            f"{alert.used}/{alert.limit}",
+            alert.state,
+            str(alert.attempts),
+            alert.last_error or "",
+        ]
+        for alert in found
+    ]
+    _table(
+        [
+            "id",
+            "occurred (UTC)",
+            "subject",
+            "scope",
+            "feature",
+            "threshold",
+            "used",
+            "state",
+            "attempts",
+            "last error",
+        ],
+        rows,
+    )
+
+
+@alerts.command("replay")
+@click.option(
+    "--id",
+    "event_ids",
+    multiple=True,
+    type=click.UUID,
+    help="The event id of an alert to send again (repeat for more).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    help="Send again every alert that occurred at or after this time (UTC).",
+)
+@click.pass_obj
+def alerts_replay(obj: CommandContext, event_ids: tuple[UUID, ...], since: datetime | None) -> None:
+    """Send alerts again (signal and webhook, under the same event ids): the running
+    applications' senders deliver them."""
+    if not event_ids and since is None:
+        raise click.UsageError("name the alerts to send again: --id <event id> or --since <time>")
+    since = None if since is None else since.replace(tzinfo=timezone.utc)
+    with obj.errors():
+        replayed = maintenance.replay_alerts(
+            obj.require_url(), obj.settings, event_ids=event_ids, since=since
+        )
+    click.echo(f"{replayed} alerts will be sent again")
 
 
 @cli.command("dev-db")

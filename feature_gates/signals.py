@@ -32,6 +32,7 @@ __all__ = [
     "tracking_failed",
     "usage_dropped",
     "usage_recorded",
+    "usage_threshold_crossed",
 ]
 
 # Only for the signals of feature-gates itself.
@@ -69,3 +70,12 @@ storage_unavailable = _signals.signal("storage-unavailable")
 
 #: The database answers again after an outage (sent once). Data: ``outage_seconds``.
 storage_recovered = _signals.signal("storage-recovered")
+
+#: Usage crossed an alert threshold (docs/alerts.md). Sent by the alert sender of
+#: the process that delivers the alert, from its thread, inside an application
+#: context (``current_app`` works, ``request`` does not); at least once per alert,
+#: with the same ``id``. Data: the event's fields ``id``, ``type``, ``feature``,
+#: ``scope``, ``user_id``, ``org_id``, ``plan``, ``threshold``, ``used``,
+#: ``limit``, ``period_start``, ``reset_at``, ``occurred_at``. A receiver that
+#: raises has the alert retried.
+usage_threshold_crossed = _signals.signal("usage-threshold-crossed")

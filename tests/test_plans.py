@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from flask import Flask
@@ -88,9 +89,19 @@ def test_unknown_features_and_tiers_are_named():
             "plan 'free', feature 'x': per_user caps a member's share",
         ),
         (
-            {"pro": {"x": {"limit": 5, "alerts": [0.8]}}},
+            {"pro": {"x": {"limit": 5, "alerts": [0.8, 1.5]}}},
             None,
-            "plan 'pro', feature 'x': 'alerts' is not supported yet",
+            "plan 'pro', feature 'x': alerts: a threshold is a fraction of the limit above 0",
+        ),
+        (
+            {"pro": {"x": {"limit": 5, "alerts": 0.8}}},
+            None,
+            "plan 'pro', feature 'x': alerts must be a list of fractions of the limit",
+        ),
+        (
+            {"pro": {"x": {"limit": 5, "rollover": 2}}},
+            None,
+            "plan 'pro', feature 'x': 'rollover' is not supported yet",
         ),
         ({"free": {"Bad Name": True}}, None, "plan 'free': 'Bad Name' is not a valid feature"),
         ({"free": ["x"]}, None, "plan 'free' must map feature names"),
@@ -192,3 +203,21 @@ def test_gate_settings_are_validated(key, value):
     app.config.update({"FEATURE_GATES_TRACKING": "off", key: value})
     with pytest.raises(ConfigError, match=key):
         FeatureGates(app)
+
+
+def test_alert_thresholds_come_from_the_feature_or_the_default_of_every_limit():
+    catalogue = Catalogue.parse(
+        {
+            "pro": {
+                "reports": {"limit": 10, "alerts": [1.0, 0.8, 0.8]},
+                "exports": 5,
+                "quiet": {"limit": 5, "alerts": []},
+                "sso": True,
+            }
+        },
+        alerts=(Decimal("0.5"),),
+    )
+    assert catalogue.entitlement("pro", "reports").alerts == (Decimal("0.8"), Decimal("1"))
+    assert catalogue.entitlement("pro", "exports").alerts == (Decimal("0.5"),)
+    assert catalogue.entitlement("pro", "quiet").alerts == ()
+    assert catalogue.entitlement("pro", "sso").alerts == ()

@@ -26,6 +26,7 @@ from . import csrf
 from . import demo
 from . import problems
 from . import usage_views
+from . import webhooks
 from .accounts import Accounts
 from .database import DEFAULT_DATA_DIR
 from .database import MIGRATION_FOLDER
@@ -52,6 +53,13 @@ DEFAULTS: dict[str, Any] = {
     # The admin dashboard's "closest to their limits" reads each user's plan
     # with this query (it is the default, spelled out here for the reader).
     "FEATURE_GATES_USER_PLAN_SQL": "SELECT id, plan FROM users WHERE id = ANY(%s)",
+    # Usage alerts at 80 % and 100 % of every limit (plans.toml may say otherwise
+    # per feature), delivered as signals and, when FEATURE_GATES_WEBHOOK_URL is set
+    # (`python -m examples.sentinel` points it at Sentinel's own /hooks/feature-gates),
+    # as webhooks signed with this secret. A demo's secret: set your own (both are
+    # read from the environment).
+    "FEATURE_GATES_ALERT_THRESHOLDS": [0.8, 1.0],
+    "FEATURE_GATES_WEBHOOK_SECRET": "sentinel-demo-webhook-secret",
     # Allowed limited responses say how much is left (X-Feature-* headers).
     "FEATURE_GATES_HEADERS_ENABLED": True,
     # Requests larger than this are refused with 413 before they are read.
@@ -70,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
 ENVIRONMENT_KEYS = (
     "FEATURE_GATES_DATABASE_URL",
     "FEATURE_GATES_MIGRATION_DATABASE_URL",
+    "FEATURE_GATES_WEBHOOK_URL",
+    "FEATURE_GATES_WEBHOOK_SECRET",
     "SENTINEL_DATA_DIR",
 )
 
@@ -123,6 +133,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["id"] = api.IdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(usage_views.bp)
+    app.register_blueprint(webhooks.bp)
     # After the blueprints: init_app checks that every gated view names a feature
     # of the plans (a typo fails here, at start, not on the first request).
     gates.init_app(app)

@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                 "SENTINEL_DATA_DIR": args.data_dir,
                 "SENTINEL_AUTO_MIGRATE": True,
                 "SENTINEL_DEMO_DATA": True,
+                # Sentinel receives its own usage alerts (webhooks.py), unless the
+                # environment names another receiver.
+                "FEATURE_GATES_WEBHOOK_URL": os.environ.get(
+                    "FEATURE_GATES_WEBHOOK_URL",
+                    f"http://127.0.0.1:{args.port}/hooks/feature-gates",
+                ),
             }
         )
     except DatabaseError as exc:

@@ -48,6 +48,7 @@ from .state import gates
 from .state import itinerary_manager
 from .state import sentinel
 from .state import thread_manager
+from .webhooks import received_alerts
 
 __all__ = ["bp"]
 
@@ -223,6 +224,41 @@ def usage_of(user: User) -> list[FeatureUsage]:
     return rows
 
 
+@dataclass(frozen=True)
+class Banner:
+    """'80% used' over a page: the highest alert threshold a feature's usage reached."""
+
+    feature: str
+    threshold: float
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "threshold": self.threshold, "text": self.text}
+
+
+def banners_of(user: User, rows: list[FeatureUsage]) -> list[Banner]:
+    """A banner per metered feature whose usage reached one of its alert thresholds
+    (the plan's ``alerts``, else FEATURE_GATES_ALERT_THRESHOLDS): the same
+    thresholds at which feature-gates records an alert."""
+    catalogue = current_app.extensions["feature_gates"].catalogue
+    found = []
+    for row in rows:
+        if row.kind != "metered" or not row.allowed or not row.limit:
+            continue
+        thresholds = catalogue.entitlement(user.plan, row.feature).alerts
+        reached = [t for t in thresholds if row.used >= t * row.limit]
+        if not reached:
+            continue
+        top = float(max(reached))
+        name = feature_name(row.feature)
+        if top >= 1:
+            text = f"{name}: limit reached ({row.summary})"
+        else:
+            text = f"{name}: {top:.0%} used ({row.summary})"
+        found.append(Banner(row.feature, top, text))
+    return found
+
+
 def _level(row: FeatureUsage) -> str:
     """The colour class of a row's text: its meter's level when it has a limit."""
     if not row.allowed:
@@ -235,16 +271,19 @@ def _level(row: FeatureUsage) -> str:
 def my_usage() -> ResponseReturnValue:
     user = current_user()
     rows = usage_of(user)
+    banners = banners_of(user, rows)
     if not wants_html():
         body = jsonify(
             user=user.to_json(),
             month=month_start(gates.clock()).isoformat(),
             features=[row.to_json() for row in rows],
+            banners=[banner.to_json() for banner in banners],
         )
         return body, PRIVATE
     page = render_template(
         "me_usage.html",
         user=user,
+        banners=banners,
         rows=sorted(rows, key=lambda row: feature_name(row.feature).casefold()),
         meters={
             row.feature: charts.meter(row.used, row.limit)
@@ -307,6 +346,7 @@ def dashboard_data() -> dict[str, Any]:
         "active": [month.active_users for month in trend],
         "per_feature": {f: [month.features.get(f, 0) for month in trend] for f in names},
         "users": len(users),
+        "received_alerts": received_alerts(),
     }
 
 
@@ -332,6 +372,19 @@ def admin_usage() -> ResponseReturnValue:
             trend=[
                 {"month": m.isoformat(), "uses": t, "active_users": a}
                 for m, t, a in zip(data["months"], data["totals"], data["active"], strict=True)
+            ],
+            received_alerts=[
+                {
+                    "id": str(r.event_id),
+                    "received_at": r.received_at.isoformat(),
+                    "deliveries": r.deliveries,
+                    "who": r.who,
+                    "feature": r.feature,
+                    "threshold": float(r.threshold),
+                    "used": r.used,
+                    "limit": r.usage_limit,
+                }
+                for r in data["received_alerts"]
             ],
         )
         return body, PRIVATE

@@ -7,6 +7,8 @@ private. See docs/architecture.md.
 
 from __future__ import annotations
 
+from ._alerts import AlertSender as AlertSender
+from ._alerts import AlertStats as AlertStats
 from ._config import PREFIX as PREFIX
 from ._config import USER_ID_TYPES as USER_ID_TYPES
 from ._config import ConfigError as ConfigError

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from typing import Literal
@@ -279,6 +280,54 @@ def _timezone(key: str, value: Any) -> str:
     return str(value)
 
 
+def _thresholds(key: str, value: Any) -> tuple[Decimal, ...]:
+    """Alert thresholds: fractions of a limit, 0 < t <= 1, returned ascending."""
+    return parse_thresholds(value, key)
+
+
+def parse_thresholds(value: Any, where: str) -> tuple[Decimal, ...]:
+    """``value`` (a list of fractions of a limit) as exact, ascending thresholds.
+
+    :raises ConfigError: naming ``where`` (the setting, or the plan and feature).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"{where} must be a list of fractions of the limit, like [0.8, 1.0], got {value!r}"
+        )
+    found = set()
+    for t in value:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+            raise ConfigError(
+                f"{where}: a threshold is a fraction of the limit above 0 and at most 1 "
+                f"(1.0 is the limit reached), got {t!r}"
+            )
+        # Exact as written: 0.8 of a limit of 10 is 8, not 8.000000000000000444.
+        found.add(Decimal(repr(float(t))).normalize())
+    return tuple(sorted(found))
+
+
+def _url(key: str, value: Any) -> str | None:
+    text = _optional_text(key, value)
+    if text is not None and not text.startswith(("http://", "https://")):
+        raise ConfigError(f"{key} must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _schedule(key: str, value: Any) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(
+            f"{key} must be a non-empty list of seconds between attempts, like [10, 60, 600], "
+            f"got {value!r}"
+        )
+    return tuple(_seconds(0)(key, v) for v in value)
+
+
+#: Seconds before each retry of a webhook: about 12 hours of attempts in all.
+DEFAULT_WEBHOOK_RETRIES = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0) + (3600.0,) * 11
+
+
 def _option(default: Any, parse: Parser) -> Any:
     if isinstance(default, dict):
         return field(default_factory=default.copy, metadata={"parse": parse})
@@ -352,6 +401,20 @@ class Settings:
     user_cache_ttl: float = _option(300.0, _seconds(0))
     #: Name of the command group on ``app.cli``; empty to not register it.
     command_name: str | None = _option("feature-gates", _optional_text)
+    #: Alert thresholds (fractions of the limit) of every limited feature that
+    #: does not declare its own ``alerts``; none by default.
+    alert_thresholds: tuple[Decimal, ...] = _option((), _thresholds)
+    #: Seconds between two looks of the alert sender for alerts to deliver.
+    alerts_interval: float = _option(1.0, _seconds(0.01))
+    #: Where each alert is POSTed as a signed JSON event; None for signals only.
+    webhook_url: str | None = _option(None, _url)
+    #: The secret that signs the webhooks (HMAC-SHA256); needed with a URL.
+    webhook_secret: str | None = _option(None, _optional_text)
+    #: Seconds a webhook request may take.
+    webhook_timeout: float = _option(5.0, _seconds(0.01))
+    #: Seconds to wait before each retry of a failed delivery; after the last,
+    #: the alert is dead.
+    webhook_retries: tuple[float, ...] = _option(DEFAULT_WEBHOOK_RETRIES, _schedule)
 
     # -- read by the migration runner too ------------------------------------------------
 
@@ -382,6 +445,11 @@ class Settings:
         prefix, every key of the mapping must be a setting.
         """
         settings = cls(**read_settings(mapping, prefix=prefix))
+        if settings.webhook_url is not None and not settings.webhook_secret:
+            raise ConfigError(
+                f"{prefix}WEBHOOK_URL is set and {prefix}WEBHOOK_SECRET is not: set the "
+                "secret the receiver verifies the signatures with"
+            )
         if settings.pool_min_size > settings.pool_max_size:
             raise ConfigError(
                 f"{prefix}POOL_MIN_SIZE ({settings.pool_min_size}) is larger than "

@@ -43,9 +43,9 @@ Scope = Literal["user", "org"]
 SCOPES: tuple[Scope, ...] = ("user", "org")
 
 #: The keys of a feature's mapping form in the catalogue.
-MAPPING_KEYS = ("limit", "period", "window", "anchor", "scope", "per_user")
+MAPPING_KEYS = ("limit", "period", "window", "anchor", "scope", "per_user", "alerts")
 #: Keys that later releases give a meaning; refused until then rather than ignored.
-NOT_YET = ("alerts", "rollover")
+NOT_YET = ("rollover",)
 #: Zones that are UTC under another name: their periods are UTC's, and so is their key.
 UTC_NAMES = frozenset(
     [
@@ -232,8 +232,8 @@ def _check_keys(value: Mapping[str, Any]) -> None:
         raise RuleError(f"{later[0]!r} is not supported yet")
     if unknown or "limit" not in value:
         raise RuleError(
-            "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', "
-            f"'scope', 'per_user', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
+            "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', 'scope', "
+            f"'per_user', 'alerts', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
         )
 
 

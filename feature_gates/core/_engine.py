@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -24,6 +25,7 @@ from psycopg.rows import scalar_row
 from psycopg.rows import tuple_row
 
 from . import _decision as decision
+from ._alerts import AlertSender
 from ._config import ConfigError
 from ._config import Settings
 from ._counting import Key
@@ -107,6 +109,8 @@ class Engine:
     :param clock: returns the current time (aware); fixes the period of each use.
     :param emit: sends a signal: ``emit(name, **data)``.
     :param listening: whether a signal has receivers.
+    :param context: returns the context alerts are signalled in (the adapter's
+        application context).
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Engine:
         clock: Clock = utc_now,
         emit: Emit,
         listening: Callable[[str], bool],
+        context: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue
@@ -144,6 +149,19 @@ class Engine:
         self.check_user_id = user_id_check(settings.user_id_type)
         #: The zone of calendar periods for a subject without one (FEATURE_GATES_TIMEZONE).
         self.zone = zone_named(settings.timezone)
+        self.alerts = AlertSender(
+            self.storage,
+            settings,
+            emit=emit,
+            context=context,
+            user_id=int if settings.user_id_type == "bigint" else str,
+        )
+        #: Whether some plan declares alert thresholds: only then does a sender run.
+        self.alerting = settings.database_url is not None and any(
+            entitlement.alerts
+            for plan in catalogue.plans.values()
+            for entitlement in plan.entitlements.values()
+        )
 
     @property
     def health(self) -> Health:
@@ -176,6 +194,8 @@ class Engine:
             )
         if gate.kind == "tier":
             return self._admit_tier(gate, subject)
+        if self.alerting:
+            self.alerts.start()
         entitlement = decision.entitlement_of(gate, self.catalogue, subject.plan, args)
         limit = entitlement.limit
         if limit == 0:
@@ -299,7 +319,7 @@ class Engine:
         try:
             (row,) = self.storage.run(
                 self.storage.statements.consume,
-                consume_params(key, cost, entitlement),
+                consume_params(key, cost, entitlement, subject.plan),
                 row=class_row(Checked),
                 what=f"the metered check of {gate.feature!r}",
                 idempotent=False,
@@ -739,9 +759,11 @@ class Engine:
         try:
             self.tracker.close(timeout)
         finally:
+            self.alerts.close(timeout)
             self.storage.close()
 
     def close_at_exit(self) -> None:
         """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
         self.tracker.close_at_exit(self.settings.shutdown_flush_timeout)
+        self.alerts.close(self.settings.shutdown_flush_timeout)
         self.storage.close()

@@ -99,7 +99,7 @@ def default_key(user_id: Any, feature: str, period: date) -> Key:
     return Key("user", user_id, None, feature, DEFAULT_RULE_TEXT, period, 0, None, None)
 
 
-def consume_params(key: Key, cost: int, entitlement: Entitlement) -> dict[str, Any]:
+def consume_params(key: Key, cost: int, entitlement: Entitlement, plan: str) -> dict[str, Any]:
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -113,6 +113,8 @@ def consume_params(key: Key, cost: int, entitlement: Entitlement) -> dict[str, A
         "member": key.member,
         "member_limit": entitlement.per_user if key.member is not None else None,
         "bucket": key.bucket,
+        "thresholds": list(entitlement.alerts) or None,
+        "plan": plan,
     }
 
 

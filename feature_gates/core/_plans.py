@@ -25,11 +25,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from typing import Literal
 
 from ._config import ConfigError
+from ._config import parse_thresholds
 from ._counting import Rule
 from ._counting import RuleError
 from ._counting import parse_rule
@@ -87,6 +89,8 @@ class Entitlement:
         None for a rolling window.
     :param rule: how the feature counts on this plan (:class:`~._counting.Rule`).
     :param per_user: for an organisation pool, the most one member may use of it.
+    :param alerts: the alert thresholds, fractions of the limit in force at each
+        level, ascending (the feature's ``alerts``, else FEATURE_GATES_ALERT_THRESHOLDS).
     """
 
     feature: str
@@ -95,6 +99,7 @@ class Entitlement:
     period: str | None = "month"
     rule: Rule = DEFAULT_RULE
     per_user: int | None = None
+    alerts: tuple[Decimal, ...] = ()
 
     @property
     def granted(self) -> bool:
@@ -163,9 +168,15 @@ class Catalogue:
 
     @classmethod
     def parse(
-        cls, source: Mapping[str, Any] | Path | None, tiers: tuple[str, ...] | None = None
+        cls,
+        source: Mapping[str, Any] | Path | None,
+        tiers: tuple[str, ...] | None = None,
+        alerts: tuple[Decimal, ...] = (),
     ) -> Catalogue:
         """Validate a catalogue given as a mapping or as the path of a TOML or JSON file.
+
+        ``alerts`` are the thresholds of every limited feature that declares none
+        (FEATURE_GATES_ALERT_THRESHOLDS).
 
         Raises :class:`~feature_gates.config.ConfigError` naming the plan and the
         feature at fault.
@@ -186,7 +197,7 @@ class Catalogue:
                     check_feature_name(feature)
                 except ValueError as exc:
                     raise ConfigError(f"{_PLANS}: plan {plan!r}: {exc}") from None
-                is_limit, entitlement = _entitlement(plan, feature, value)
+                is_limit, entitlement = _entitlement(plan, feature, value, alerts)
                 parsed[plan][feature] = (is_limit, entitlement)
                 if is_limit or feature not in kinds:
                     kinds[feature] = "limit" if is_limit else "boolean"
@@ -241,19 +252,24 @@ def _tier_order(raw: Mapping[str, Any], tiers: tuple[str, ...] | None) -> dict[s
     return {plan: rank for rank, plan in enumerate(tiers)}
 
 
-def _entitlement(plan: str, feature: str, value: Any) -> tuple[bool, Entitlement]:
-    """(is a limit, what it grants) for one value of the catalogue."""
+def _entitlement(
+    plan: str, feature: str, value: Any, alerts: tuple[Decimal, ...]
+) -> tuple[bool, Entitlement]:
+    """(is a limit, what it grants) for one value of the catalogue; ``alerts`` are
+    the thresholds of a limit that declares none."""
     where = f"{_PLANS}: plan {plan!r}, feature {feature!r}"
     if isinstance(value, bool):
         return False, Entitlement(feature, "boolean", None if value else 0)
     if not isinstance(value, Mapping):
-        return True, Entitlement(feature, "limit", _limit(where, value))
+        return True, Entitlement(feature, "limit", _limit(where, value), alerts=alerts)
     try:
         rule, per_user = parse_rule(value)
     except RuleError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     limit = _limit(where, value["limit"])
-    return True, Entitlement(feature, "limit", limit, rule.period, rule, per_user)
+    if "alerts" in value:
+        alerts = parse_thresholds(value["alerts"], f"{where}: alerts")
+    return True, Entitlement(feature, "limit", limit, rule.period, rule, per_user, alerts)
 
 
 def _limit(where: str, value: Any) -> int | None:

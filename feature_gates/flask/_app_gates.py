@@ -25,6 +25,7 @@ from flask import Flask
 from flask import current_app
 from flask.typing import ResponseReturnValue
 
+from ..core import AlertStats
 from ..core import Catalogue
 from ..core import ConfigError
 from ..core import Decision
@@ -377,6 +378,16 @@ class AppGates:
         """This process's tracker counters: tracked, written, pending, batches, retries,
         dropped, rejected, duplicates, last error, last flush time."""
         return self.engine.tracker.stats()
+
+    def deliver_alerts(self) -> int:
+        """Deliver the usage alerts due now, in this thread (the background sender
+        does it every FEATURE_GATES_ALERTS_INTERVAL); return how many were settled.
+        See docs/alerts.md."""
+        return self.engine.alerts.deliver()
+
+    def alert_stats(self) -> AlertStats:
+        """This process's alert sender counters: sent, retried, dead, last error."""
+        return self.engine.alerts.stats()
 
     def storage_stats(self) -> StorageStats:
         """What the database did to this process's statements: errors by SQLSTATE,

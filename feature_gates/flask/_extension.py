@@ -24,6 +24,7 @@ from flask import Flask
 from flask import current_app
 from flask import has_app_context
 
+from ..core import AlertStats
 from ..core import Catalogue
 from ..core import Clock
 from ..core import Decision
@@ -108,12 +109,19 @@ class FeatureGates:
         if isinstance(plans, Path) and not plans.is_absolute():
             # Like Flask's own files (config.from_file, templates): next to the app.
             plans = Path(app.root_path) / plans
-        catalogue = Catalogue.parse(plans, settings.tiers)
+        catalogue = Catalogue.parse(plans, settings.tiers, settings.alert_thresholds)
 
         def emit(name: str, **data: Any) -> None:
             _signals.signal(name).send(app, **data)
 
-        engine = Engine(settings, catalogue, clock=self.clock, emit=emit, listening=_listening)
+        engine = Engine(
+            settings,
+            catalogue,
+            clock=self.clock,
+            emit=emit,
+            listening=_listening,
+            context=app.app_context,
+        )
         state = AppGates(self, app, engine, warning=warning)
         state.check_views()
         app.extensions[EXTENSION_KEY] = state
@@ -257,6 +265,15 @@ class FeatureGates:
     def tracking_stats(self) -> TrackingStats:
         """This process's tracker counters. See :meth:`AppGates.tracking_stats`."""
         return self._state().tracking_stats()
+
+    def deliver_alerts(self) -> int:
+        """Deliver the usage alerts due now, in this thread. See
+        :meth:`AppGates.deliver_alerts`."""
+        return self._state().deliver_alerts()
+
+    def alert_stats(self) -> AlertStats:
+        """This process's alert sender counters. See :meth:`AppGates.alert_stats`."""
+        return self._state().alert_stats()
 
     def storage_stats(self) -> StorageStats:
         """What the database did to this process's statements. See

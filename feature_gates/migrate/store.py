@@ -276,7 +276,32 @@ ARCHIVE = """
 SELECT archive_old_feature_usage(%(keep)s),
        (feature_usage_current_period() - make_interval(months => %(keep)s))::date
 """
+#: Moves delivered and dead alerts out; whether it is installed (core/0031).
+ARCHIVE_ALERTS = "SELECT archive_feature_usage_alerts(%(keep)s::integer)"
+HAS_ALERTS = "SELECT to_regprocedure('archive_feature_usage_alerts(integer)') IS NOT NULL"
 REFRESH = "SELECT refresh_feature_usage_summary()"
+
+# -- usage alerts (`feature-gates alerts`) ----------------------------------------
+
+#: The most recent alerts, newest first, with how their delivery stands.
+RECENT_ALERTS = """
+-- all subjects: a report for operators, not a request's statement.
+SELECT event_id, occurred_at, user_id::text, scope, member::text, feature, period,
+       threshold, used, usage_limit, state, attempts, sent_at, last_error
+FROM feature_usage_alerts
+WHERE %(since)s::timestamptz IS NULL OR occurred_at >= %(since)s
+ORDER BY occurred_at DESC, id DESC
+LIMIT %(limit)s
+"""
+#: Alerts by delivery state, and those that took more than one attempt.
+ALERT_STATS = """
+-- all subjects: a report for operators, not a request's statement.
+SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'sent'),
+       count(*) FILTER (WHERE attempts > 1), count(*) FILTER (WHERE state = 'dead')
+FROM feature_usage_alerts
+"""
+#: Delivers alerts again, by event id or since a time; returns how many.
+REPLAY_ALERTS = "SELECT feature_usage_alerts_replay(%(ids)s::uuid[], %(since)s)"
 PRUNE = "SELECT prune_feature_usage_idempotency(%(keep)s)"
 PRUNE_WINDOWS = "SELECT prune_feature_usage_windows()"
 SUMMARY_ROWS = "SELECT count(*) FROM feature_usage_summary"

@@ -19,12 +19,14 @@ __all__ = ["Statements"]
 #: A metered check of any kind, in ONE round trip: every level the key counts
 #: against (a user's own count; an organisation's pool, then the member's share)
 #: moves, or none; the answer says which level refused, with the counts (and a
-#: window's buckets, for when it frees up).
+#: window's buckets, for when it frees up). The alert thresholds and the plan are
+#: recorded on the rows it moves; a crossing is recorded in the same transaction.
 CONSUME = sql.SQL("""
 SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
 FROM {schema}.feature_usage_consume(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
-    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s)
+    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
+    %(plan)s)
 """)
 
 #: Gives back uses to the period (or window bucket) and levels they were taken
@@ -175,6 +177,22 @@ GROUP BY 1
 ORDER BY 1
 """)
 
+#: Claims alerts due for delivery for a lease of seconds, counting the attempt
+#: (concurrent senders claim different ones; a subject's go out in order).
+CLAIM_ALERTS = sql.SQL("""
+SELECT id, event_id, user_id::text AS user_id, feature, scope, member::text AS member, period,
+       period_start, period_offset, threshold, used, usage_limit, plan, period_end, occurred_at,
+       attempts, signalled_at
+FROM {schema}.feature_usage_alerts_claim(%(batch)s, %(lease)s)
+ORDER BY id
+""")
+
+#: Records how a delivery attempt went: 'sent', 'dead' or 'pending' (retried).
+SETTLE_ALERT = sql.SQL("""
+SELECT {schema}.feature_usage_alerts_settle(
+    %(id)s, %(state)s, %(signalled)s, %(retry_in)s, %(error)s) AS settled
+""")
+
 #: The statement timeout of one transaction, sent before an application's own
 #: query (FEATURE_GATES_USER_LOOKUP_SQL, ...) in the same round trip.
 LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -197,6 +215,8 @@ _QUERIES = {
     "usage_at_least": USAGE_AT_LEAST,
     "monthly_usage": MONTHLY_USAGE,
     "active_users": ACTIVE_USERS,
+    "claim_alerts": CLAIM_ALERTS,
+    "settle_alert": SETTLE_ALERT,
 }
 
 
@@ -219,6 +239,8 @@ class Statements:
     usage_at_least: str
     monthly_usage: str
     active_users: str
+    claim_alerts: str
+    settle_alert: str
     #: The schema of the package's objects.
     schema: str
     #: Sets the statement timeout of the transaction, before an application's own query.

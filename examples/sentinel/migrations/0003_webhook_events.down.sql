@@ -1,0 +1,2 @@
+-- Drops the received webhook events.
+DROP TABLE IF EXISTS webhook_events;
