@@ -276,9 +276,10 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith("would roll back core/0024_feature_usage_summary_swap: ")
-    assert lines[1].startswith("would roll back core/0023_feature_usage_summary_next: ")
-    lines = lines[2:]
+    assert lines[0].startswith("would roll back core/0025_feature_usage_increment_many_planned: ")
+    assert lines[1].startswith("would roll back core/0024_feature_usage_summary_swap: ")
+    assert lines[2].startswith("would roll back core/0023_feature_usage_summary_next: ")
+    lines = lines[3:]
     assert lines[0].startswith(
         "would roll back core/0022_feature_usage_counted_key_swap: DELETES every count that is "
         "not a user's count of the calendar month in UTC"

@@ -99,7 +99,7 @@ def test_a_released_database_upgrades_online_with_every_count_kept(released_url)
         stop.set()
         writer.join()
     assert failures == []
-    assert [m.version for m in applied] == ["0020", "0021", "0022", "0023", "0024"]
+    assert [m.version for m in applied] == ["0009", "0020", "0021", "0022", "0023", "0024", "0025"]
     with psycopg.connect(released_url, autocommit=True) as conn:
         live = conn.execute(
             "SELECT user_id, usage_count FROM feature_usage WHERE feature = 'live' ORDER BY 1"
@@ -163,8 +163,8 @@ def test_rollback_returns_to_the_released_schema_with_users_monthly_counts(
         "ARRAY[1, 1]::bigint[], ARRAY['k', 'k'])"
     )
     rolled = rollback(feature_gates_database_url, CORE, to="0008")
-    assert [m.version for m in rolled] == ["0024", "0023", "0022", "0021", "0020"]
-    assert "DELETES every count that is not a user's count" in rolled[2].rollback_effect
+    assert [m.version for m in rolled] == ["0025", "0024", "0023", "0022", "0021", "0020", "0009"]
+    assert "DELETES every count that is not a user's count" in rolled[3].rollback_effect
     with psycopg.connect(released_url, autocommit=True) as released:
         assert _schema(db) == _schema(released)
     assert db.execute(
@@ -308,3 +308,39 @@ def test_the_subject_key_check_finds_an_unkeyed_statement():
     assert _unkeyed("x", "SELECT count(*) FROM feature_usage_members WHERE period = 'day'")
     assert not _unkeyed("x", "SELECT 1 FROM feature_usage fu WHERE fu.user_id = p_subject")
     assert not _unkeyed("x", "-- all subjects: a report\nSELECT count(*) FROM feature_usage")
+
+
+def _function_text(path: Path, name: str) -> str:
+    text = path.read_text()
+    start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
+    return text[start : text.index("\n$$;", start)]
+
+
+def test_the_planned_batch_function_rolls_back_to_what_0021_wrote(db, feature_gates_database_url):
+    """0025 replaces the writer's function in place (same arguments, same results);
+    its rollback puts 0021's body back, text for text, and the writer writes on
+    through either."""
+    core = ROOT / "migrations" / "core"
+    name = "feature_usage_increment_many"
+    assert _function_text(
+        core / "0025_feature_usage_increment_many_planned.down.sql", name
+    ) == _function_text(core / "0021_feature_usage_counted_functions.up.sql", name)
+    definition = f"SELECT pg_get_functiondef('{name}'::regproc)"
+    batch = (
+        "SELECT coalesce(sum(increment), 0) FROM feature_usage_write_batch("
+        "gen_random_uuid(), '{}', ARRAY[1, 1, 2]::feature_usage_user_id[], "
+        "ARRAY['x', 'x', 'x'], ARRAY['user', 'user', 'user'], ARRAY['month', 'month', 'day'], "
+        "ARRAY['2026-02-01', '2026-02-01', '2026-02-01']::date[], ARRAY[0, 0, 0], NULL, "
+        "NULL, NULL, ARRAY[1, 2, 3]::bigint[], ARRAY[NULL, %s, %s])"
+    )
+    assert "force_custom_plan" in scalar(db, definition)
+    assert scalar(db, batch, ("k", "k")) == 6
+    rolled = rollback(feature_gates_database_url, CORE, to="0024")
+    assert [m.version for m in rolled] == ["0025"]
+    assert "force_custom_plan" not in scalar(db, definition)
+    assert scalar(db, batch, ("k", "k")) == 1  # the keys were recorded: once only
+    assert migrate(feature_gates_database_url, CORE)[0].version == "0025"
+    assert scalar(db, batch, ("k", "j")) == 4  # user 2's key 'j' is new
+    assert db.execute(
+        "SELECT user_id, period, usage_count FROM feature_usage WHERE feature = 'x' ORDER BY 1"
+    ).fetchall() == [(1, "month", 5), (2, "day", 6)]
