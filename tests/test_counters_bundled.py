@@ -266,6 +266,12 @@ def test_a_database_that_applied_the_former_set_upgrades_while_the_application_w
     assert writer.writes > 0
     assert [m.label for m in applied] == [
         "core/0009_counter_registry",
+        "core/0020_feature_usage_counted_key",
+        "core/0021_feature_usage_counted_functions",
+        "core/0022_feature_usage_counted_key_swap",
+        "core/0023_feature_usage_summary_next",
+        "core/0024_feature_usage_summary_swap",
+        "core/0025_feature_usage_increment_many_planned",
         "counters/0005_registered_counters",
     ]
     with psycopg.connect(url, autocommit=True) as conn:
