@@ -336,10 +336,12 @@ def test_the_planned_batch_function_rolls_back_to_what_0021_wrote(db, feature_ga
     assert "force_custom_plan" in scalar(db, definition)
     assert scalar(db, batch, ("k", "k")) == 6
     rolled = rollback(feature_gates_database_url, CORE, to="0024")
-    assert [m.version for m in rolled] == ["0025"]
+    assert rolled[-1].version == "0025"  # after any newer migration
     assert "force_custom_plan" not in scalar(db, definition)
     assert scalar(db, batch, ("k", "k")) == 1  # the keys were recorded: once only
-    assert migrate(feature_gates_database_url, CORE)[0].version == "0025"
+    assert [m.version for m in migrate(feature_gates_database_url, CORE)] == [
+        m.version for m in reversed(rolled)
+    ]
     assert scalar(db, batch, ("k", "j")) == 4  # user 2's key 'j' is new
     assert db.execute(
         "SELECT user_id, period, usage_count FROM feature_usage WHERE feature = 'x' ORDER BY 1"
