@@ -280,6 +280,8 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     assert lines[1].startswith("would roll back core/0030_feature_usage_alerts: ")
     assert "the alerts recorded and their delivery states are lost" in lines[1]
     lines = lines[2:]
+    assert lines[0].startswith("would roll back core/0025_feature_usage_increment_many_planned: ")
+    lines = lines[1:]
     assert lines[0].startswith("would roll back core/0024_feature_usage_summary_swap: ")
     assert lines[1].startswith("would roll back core/0023_feature_usage_summary_next: ")
     lines = lines[2:]

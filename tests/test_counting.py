@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from datetime import date
 from datetime import datetime
+from datetime import timedelta
 from datetime import timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feature_gates.core._counting import Key
 from feature_gates.core._counting import Rule
 from feature_gates.core._counting import RuleError
 from feature_gates.core._counting import parse_rule
 from feature_gates.core._counting import zone_named
+from feature_gates.core._periods import Window
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 22, 30, tzinfo=UTC)  # 00:30 on the 30th in Paris (summer time)
@@ -127,3 +131,45 @@ def test_a_window_counts_in_the_bucket_of_the_use():
 def test_a_zone_name_that_is_not_iana_is_refused_by_name():
     with pytest.raises(RuleError, match="'Mars/Olympus' is not an IANA time zone name"):
         zone_named("Mars/Olympus")
+
+
+RULES = [
+    Rule(),
+    Rule(period="hour", zoned=True),
+    Rule(period="day", zoned=True),
+    Rule(period="week", zoned=True),
+    Rule(period="year", zoned=True),
+    Rule(period="lifetime", zoned=True),
+    Rule(period="day", anchored=True, zoned=True),
+    Rule(anchored=True, zoned=True),
+    Rule(scope="org", zoned=True),
+    Rule(period=None, window=Window(3600)),
+    Rule(period=None, window=Window(90 * 60)),
+]
+
+
+@given(
+    rule=st.sampled_from(RULES),
+    zone=st.sampled_from([UTC, PARIS, ZoneInfo("America/Santiago"), ZoneInfo("Asia/Kolkata")]),
+    base=st.datetimes(min_value=datetime(1, 1, 8), max_value=datetime(9999, 12, 20)),
+    steps=st.lists(st.integers(-4 * 86400, 4 * 86400), min_size=1, max_size=12),
+)
+def test_a_rule_keys_each_use_as_if_it_were_its_first(rule, zone, base, steps):
+    """A rule keeps the period it computed last; a use at any moment (later, earlier,
+    past a boundary, in another zone or from another anchor) still gets the key a
+    new rule gives it."""
+    for seconds in steps:
+        moment = base.replace(tzinfo=UTC) + timedelta(seconds=seconds)
+        # The same instant as two anchors: periods advance in each anchor's own zone.
+        paris, utc = datetime(2026, 1, 31, 9, tzinfo=PARIS), datetime(2026, 1, 31, 8, tzinfo=UTC)
+        for subject_zone, subject_anchor in ((zone, paris), (PARIS, utc), (zone, None)):
+            if rule.anchored and subject_anchor is None:
+                continue
+            fresh = Rule(rule.scope, rule.period, rule.window, rule.anchored, rule.zoned)
+            given_now = moment if seconds % 2 else moment.replace(tzinfo=None)
+            found = rule.key(
+                "api", given_now, user_id=7, org_id=70, anchor=subject_anchor, zone=subject_zone
+            )
+            assert found == fresh.key(
+                "api", moment, user_id=7, org_id=70, anchor=subject_anchor, zone=subject_zone
+            )

@@ -312,3 +312,41 @@ def test_the_subject_key_check_finds_an_unkeyed_statement():
     assert _unkeyed("x", "SELECT count(*) FROM feature_usage_members WHERE period = 'day'")
     assert not _unkeyed("x", "SELECT 1 FROM feature_usage fu WHERE fu.user_id = p_subject")
     assert not _unkeyed("x", "-- all subjects: a report\nSELECT count(*) FROM feature_usage")
+
+
+def _function_text(path: Path, name: str) -> str:
+    text = path.read_text()
+    start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
+    return text[start : text.index("\n$$;", start)]
+
+
+def test_the_planned_batch_function_rolls_back_to_what_0021_wrote(db, feature_gates_database_url):
+    """0025 replaces the writer's function in place (same arguments, same results);
+    its rollback puts 0021's body back, text for text, and the writer writes on
+    through either."""
+    core = ROOT / "migrations" / "core"
+    name = "feature_usage_increment_many"
+    assert _function_text(
+        core / "0025_feature_usage_increment_many_planned.down.sql", name
+    ) == _function_text(core / "0021_feature_usage_counted_functions.up.sql", name)
+    definition = f"SELECT pg_get_functiondef('{name}'::regproc)"
+    batch = (
+        "SELECT coalesce(sum(increment), 0) FROM feature_usage_write_batch("
+        "gen_random_uuid(), '{}', ARRAY[1, 1, 2]::feature_usage_user_id[], "
+        "ARRAY['x', 'x', 'x'], ARRAY['user', 'user', 'user'], ARRAY['month', 'month', 'day'], "
+        "ARRAY['2026-02-01', '2026-02-01', '2026-02-01']::date[], ARRAY[0, 0, 0], NULL, "
+        "NULL, NULL, ARRAY[1, 2, 3]::bigint[], ARRAY[NULL, %s, %s])"
+    )
+    assert "force_custom_plan" in scalar(db, definition)
+    assert scalar(db, batch, ("k", "k")) == 6
+    rolled = rollback(feature_gates_database_url, CORE, to="0024")
+    assert rolled[-1].version == "0025"  # after any newer migration
+    assert "force_custom_plan" not in scalar(db, definition)
+    assert scalar(db, batch, ("k", "k")) == 1  # the keys were recorded: once only
+    assert [m.version for m in migrate(feature_gates_database_url, CORE)] == [
+        m.version for m in reversed(rolled)
+    ]
+    assert scalar(db, batch, ("k", "j")) == 4  # user 2's key 'j' is new
+    assert db.execute(
+        "SELECT user_id, period, usage_count FROM feature_usage WHERE feature = 'x' ORDER BY 1"
+    ).fetchall() == [(1, "month", 5), (2, "day", 6)]

@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import date
 from datetime import datetime
 from datetime import tzinfo
 from typing import Any
 from typing import Literal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
@@ -75,6 +77,27 @@ class RuleError(ValueError):
     """A feature's counting rule cannot be used; the message says why."""
 
 
+#: Periods a rule keeps computed (one per zone, or per anchor): beyond it, it
+#: starts afresh, so that many subjects' anchors cannot grow it for ever.
+_SPANS_MAX = 4096
+
+
+class _Counted(NamedTuple):
+    """A computed period (or a window's bucket): what every use from ``start`` until
+    ``end`` (None: never) counts against, the subject and feature aside."""
+
+    start: datetime
+    end: datetime | None
+    rule: str
+    period_start: date
+    period_offset: int
+    period_end: datetime | None
+    bucket: int | None
+
+    def holds(self, now: datetime) -> bool:
+        return self.start <= now and (self.end is None or now < self.end)
+
+
 @functools.lru_cache(maxsize=512)
 def zone_named(name: str) -> ZoneInfo:
     """The IANA zone ``name``.
@@ -108,6 +131,12 @@ class Rule:
     window: Window | None = None
     anchored: bool = False
     zoned: bool = False
+    #: The period last computed, by zone (or anchor): the key of every tracked use
+    #: is asked for, and a period holds until it ends, so it is computed once per
+    #: period instead of once per use. Reads and writes of a dict are atomic: no lock.
+    _spans: dict[Any, _Counted] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def label(self) -> str:
@@ -144,21 +173,42 @@ class Rule:
         which subject lacks them.
         """
         subject, member = (user_id, None) if self.scope == "user" else (org_id, user_id)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
         if self.window is not None:
-            return Key(
-                self.scope,
-                subject,
-                member,
-                feature,
+            memo: Any = None
+        elif self.anchored:
+            assert anchor is not None
+            # Equal instants in two zones are equal datetimes, but not equal anchors.
+            memo = (anchor, anchor.tzinfo)
+        elif self.period in ("hour", "lifetime") or not self.zoned:
+            memo = zone = UTC
+        else:
+            memo = zone
+        counted = self._spans.get(memo)
+        if counted is None or not counted.holds(now):
+            counted = self._counted(now, zone, anchor)
+            if len(self._spans) >= _SPANS_MAX:
+                self._spans.clear()
+            self._spans[memo] = counted
+        return Key(self.scope, subject, member, feature, *counted[2:])
+
+    def _counted(self, now: datetime, zone: tzinfo, anchor: datetime | None) -> _Counted:
+        """The period (or the window's bucket) holding ``now``."""
+        if self.window is not None:
+            bucket = self.window.bucket(now)
+            start = self.window.bucket_start(bucket)
+            assert start is not None  # now is in it
+            return _Counted(
+                start,
+                self.window.bucket_start(bucket + 1),
                 self.window.key,
                 EPOCH.date(),
                 0,
                 None,
-                self.window.bucket(now),
+                bucket,
             )
         assert self.period is not None
-        if self.period in ("hour", "lifetime") or not (self.zoned or self.anchored):
-            zone = UTC
         span = self.span(now, zone=zone, anchor=anchor)
         if self.anchored:
             text = f"{self.period}+anchor"
@@ -167,7 +217,7 @@ class Rule:
         else:
             text = f"{self.period}@{zone_key(zone)}"
         day, offset = split_start(span.start)
-        return Key(self.scope, subject, member, feature, text, day, offset, span.end, None)
+        return _Counted(span.start, span.end, text, day, offset, span.end, None)
 
 
 def zone_key(zone: tzinfo) -> str:

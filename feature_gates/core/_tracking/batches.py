@@ -77,18 +77,24 @@ class Batch:
         idempotency: list[str | None] | None = None
         if self.once:
             idempotency = [None] * len(self.counts) + [k[3] for k in self.once]
+        # One pass over the keys, column by column, in C (zip, map, join).
+        subjects, features, starts, scopes, rules, offsets, members, buckets = (
+            zip(*keys, strict=True) if keys else ((),) * 8
+        )
+        # A batch holds a few periods: each date is written once.
+        days = {start: str(start) for start in set(starts)}
         return (
             self.id,
             forget,
-            _ids([k[0] for k in keys]),
-            _quoted(k[1] for k in keys),
-            _quoted(k[3] for k in keys),
-            _quoted(k[4] for k in keys),
-            "{" + ",".join(str(k[2]) for k in keys) + "}",
-            "{" + ",".join(str(k[5]) for k in keys) + "}",
-            _ids([k[6] for k in keys]),
-            "{" + ",".join("NULL" if k[7] is None else str(k[7]) for k in keys) + "}",
-            "{" + ",".join(map(str, amounts)) + "}",
+            _ids(subjects),
+            _quoted(features),
+            _quoted(scopes),
+            _quoted(rules),
+            _array(map(days.__getitem__, starts)),
+            _array(map(str, offsets)),
+            _ids(members),
+            _numbers(buckets),
+            _array(map(str, amounts)),
             idempotency,
         )
 
@@ -128,12 +134,29 @@ def _quoted(values: Iterable[str]) -> str:
     return '{"' + '","'.join(values) + '"}'
 
 
-def _ids(values: list[Any]) -> str | list[str | None]:
+def _array(texts: Iterable[str]) -> str:
+    """An array literal of values that need no quoting."""
+    return "{" + ",".join(texts) + "}"
+
+
+def _numbers(values: tuple[int | None, ...]) -> str:
+    """An array literal of integers and NULLs (NULLs only, usually: one check)."""
+    if values.count(None) == len(values):
+        return _array(["NULL"] * len(values))
+    return _array("NULL" if value is None else str(value) for value in values)
+
+
+def _ids(values: tuple[Any, ...]) -> str | list[str | None]:
     """Subjects (user or organisation ids) as text, cast by the database to its own
     type (bigint or uuid): one array literal when they need no quoting (numbers,
     uuids, NULLs), else a list psycopg quotes."""
-    texts = ["NULL" if value is None else str(value) for value in values]
-    joined = ",".join(texts)
+    nulls = values.count(None)
+    if nulls == len(values):  # no member in the batch: the usual case
+        return _array(["NULL"] * nulls)
+    if nulls:
+        joined = ",".join("NULL" if value is None else str(value) for value in values)
+    else:
+        joined = ",".join(map(str, values))
     if _PLAIN_IDS.fullmatch(joined):
         return "{" + joined + "}"
     return [None if value is None else str(value) for value in values]
