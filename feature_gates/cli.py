@@ -213,13 +213,22 @@ def _urls(option: str | None, settings: Mapping[str, Any]) -> dict[str, str | No
     }
 
 
-def _context_from_flask(ctx: click.Context, database_url: str | None) -> CommandContext | None:
+def _context_from_app(ctx: click.Context, database_url: str | None) -> CommandContext | None:
+    """The context of the application the group runs in: a Flask application's, or
+    the settings an adapter passed as the context's object (Django's
+    ``manage.py feature_gates``); None for the console script."""
+    if isinstance(ctx.obj, Settings):
+        return _context_of(ctx.obj, database_url)
     app = _flask_app(ctx)
     if app is None:
         return None
     state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     # The application's settings, as its extension parsed them (or would).
     settings = state.settings if state is not None else Settings.from_mapping(app.config)
+    return _context_of(settings, database_url)
+
+
+def _context_of(settings: Settings, database_url: str | None) -> CommandContext:
     urls = {
         MIGRATION_URL_KEY: settings.migration_database_url,
         "FEATURE_GATES_DATABASE_URL": settings.database_url,
@@ -301,7 +310,7 @@ def cli(
 ) -> None:
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
-        command_context = _context_from_flask(ctx, database_url)
+        command_context = _context_from_app(ctx, database_url)
     except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The options as FEATURE_GATES_* keys, read by the parser the extension uses.

@@ -26,6 +26,18 @@ With pytest-flask's ``app`` fixture (your application):
     returns a :class:`~feature_gates.testing.ParallelResult`.
 ``@pytest.mark.feature_gates(plan="pro", user_id=7, usage={"chat_messages_monthly": 49})``
     Runs the test inside ``gates.override(...)`` with those arguments.
+
+In a Django project (with pytest-django, or any test that configured Django):
+
+``feature_gates_django``
+    :data:`feature_gates.django.gates`, pointed at a fresh migrated database for the
+    test (``settings.FEATURE_GATES`` with its ``DATABASE_URL`` replaced, through
+    ``override_settings``), inside the marker's ``override(...)`` when the test has
+    one. The usage a test records is gone with its database.
+``feature_gates_django_db``
+    Migrates pytest-django's test database (Django's own tables' database) with
+    feature-gates' sets, once per session, and returns its URL: for gates that
+    share the database with the ORM (``USER_PLAN_SQL`` on Django's tables).
 """
 
 from __future__ import annotations
@@ -45,6 +57,8 @@ from .testing import start_test_server
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from .django import DjangoGates
 
     from .flask import AppGates
     from .flask import FeatureGates
@@ -118,10 +132,47 @@ def feature_gates_parallel(app: Flask) -> Callable[..., ParallelResult]:
     return fire
 
 
+@pytest.fixture
+def feature_gates_django(
+    request: pytest.FixtureRequest, feature_gates_database_url: str
+) -> Iterator[DjangoGates]:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from .django import gates
+
+    config = {**getattr(settings, "FEATURE_GATES", {}), "DATABASE_URL": feature_gates_database_url}
+    with override_settings(FEATURE_GATES=config):
+        with gates.override(**_marker_arguments(request)):
+            yield gates
+
+
+@pytest.fixture(scope="session")
+def feature_gates_django_db(django_db_setup: None, django_db_blocker: Any) -> str:
+    from django.db import connection
+
+    from .django.operations import connection_url
+    from .django.operations import migrate_connection
+
+    with django_db_blocker.unblock():
+        migrate_connection(connection)
+        return connection_url(connection)
+
+
+def _marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None:
+        return {}
+    if marker.args:
+        raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments: plan=, user_id=, usage=")
+    return dict(marker.kwargs)
+
+
 @pytest.fixture(autouse=True)
 def _feature_gates_marker(request: pytest.FixtureRequest) -> Iterator[None]:
     marker = request.node.get_closest_marker(MARKER)
-    if marker is None:
+    if marker is None or "feature_gates_django" in request.fixturenames:
+        # feature_gates_django applies the marker itself.
         yield
         return
     if marker.args:

@@ -28,8 +28,9 @@ from flask import request
 
 from ..core import FailMode
 from ..core import Gate
-from ..core import GateKind
-from ..core import check_feature_name
+from ..core import limit_gate
+from ..core import required_gate
+from ..core import tier_gate
 from ._extension import EXTENSION_KEY
 from ._extension import AppGates
 from ._request import hold
@@ -59,8 +60,7 @@ def feature_required(feature: str, *, track_usage: bool = True) -> GateDecorator
     :param feature: a feature of ``FEATURE_GATES_PLANS``.
     :param track_usage: record each successful call through the usage tracker.
     """
-    check_feature_name(feature)
-    return _gated(Gate("feature", feature, track_usage=track_usage))
+    return _gated(required_gate(feature, track_usage=track_usage))
 
 
 def feature_tier(
@@ -76,10 +76,7 @@ def feature_tier(
     """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
-        name = feature if feature is not None else view.__name__
-        check_feature_name(name, hint="pass feature= to name it")
-        rule = Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
-        return _gated(rule)(view)
+        return _gated(tier_gate(min_tier, feature, view, track_usage=track_usage))(view)
 
     return decorator  # type: ignore[return-value]
 
@@ -114,17 +111,12 @@ def feature_limit(
     :param fail_mode: ``open`` or ``closed`` when the database cannot be reached;
         ``FEATURE_GATES_FAIL_MODE`` by default.
     """
-    check_feature_name(feature)
-    if fail_mode not in (None, "open", "closed"):
-        raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
-    kind: GateKind = "metered" if usage_getter is None else "stock"
     return _gated(
-        Gate(
-            kind,
+        limit_gate(
             feature,
+            usage_getter=usage_getter,
             cost=cost,
             limit=limit,
-            usage_getter=usage_getter,
             track_usage=track_usage,
             fail_mode=fail_mode,
         )

@@ -1,0 +1,223 @@
+"""The project's feature-gates at run time: one engine per process, built on first use.
+
+Nothing connects at import, at start-up or in the system checks: the engine (its
+pool, its tracker) is built by the first request through a gate, in the process
+that serves it. A pre-forking server (gunicorn, with or without ``--preload``)
+therefore gives each worker its own pool and writer, and runserver's autoreloader
+builds none in its watching parent. ``setting_changed`` (``override_settings``)
+closes the engine, and the next use builds one from the new settings.
+Interpreter exit writes what is pending (``atexit``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..core import Clock
+from ..core import ConfigError
+from ..core import Denial
+from ..core import Engine
+from ..core import Gate
+from ..core import Subject
+from ..core import gates_of
+from ..core import utc_now
+from ..signals import _signals
+from ._settings import ON_DENIED
+from ._settings import SUBJECT_LOADER
+from ._settings import DjangoSettings
+from ._settings import import_callable
+from ._settings import in_django_words
+from ._settings import key_name
+from ._settings import read
+
+__all__ = ["Override", "Runtime", "runtime", "url_gates"]
+
+#: ``load_subject(request)``: the request's Subject, None when anonymous.
+Loader = Callable[[Any], "Subject | None"]
+#: ``on_denied(request, denial)``: an HttpResponse, or None for the problem+json answer.
+DeniedHook = Callable[[Any, Denial], Any]
+
+
+@dataclass(frozen=True)
+class Override:
+    """A test's pin of the subject and of the gates (see ``gates.override``)."""
+
+    plan: str | None = None
+    user_id: Any = None
+    enabled: bool | None = None
+
+    def apply(self, subject: Subject | None) -> Subject | None:
+        if subject is None:
+            if self.user_id is None or self.plan is None:
+                return None
+            return Subject(self.user_id, self.plan)
+        return Subject(
+            subject.user_id if self.user_id is None else self.user_id,
+            subject.plan if self.plan is None else self.plan,
+            subject.org_id,
+            subject.period_anchor,
+            subject.timezone,
+        )
+
+
+def django_settings() -> DjangoSettings:
+    """``settings.FEATURE_GATES``, parsed (ConfigError naming the key)."""
+    from django.conf import settings
+
+    return read(
+        getattr(settings, "FEATURE_GATES", None), base_dir=getattr(settings, "BASE_DIR", None)
+    )
+
+
+def url_gates() -> Iterator[tuple[str, Gate]]:
+    """Every gate of every view of the root URLconf, with the view's route."""
+    from django.urls import URLPattern
+    from django.urls import URLResolver
+    from django.urls import get_resolver
+
+    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, Gate]]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                for gate in view_gates(pattern.callback):
+                    yield route, gate
+
+    yield from walk(get_resolver().url_patterns, "/")
+
+
+def view_gates(view: Callable[..., Any]) -> tuple[Gate, ...]:
+    """The gates of a URL's view: the function's, or its class's handlers'
+    (``method_decorator``, or a decorator put on a handler directly; DRF's
+    ``APIView`` and viewsets)."""
+    found = gates_of(view)
+    cls = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    if cls is None:
+        return found
+    names = ["dispatch", *getattr(cls, "http_method_names", ())]
+    names += list((getattr(view, "actions", None) or {}).values())
+    for name in dict.fromkeys(names):
+        found += gates_of(getattr(cls, name, None))
+    return found
+
+
+def _listening(name: str) -> bool:
+    return bool(_signals.signal(name).receivers)
+
+
+class Runtime:
+    """The process's engine, its callbacks and a test's override."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.settings: DjangoSettings | None = None
+        self.loader: Loader | None = None
+        self.on_denied: DeniedHook | None = None
+        self.override: Override | None = None
+        self._validated: set[int] = set()
+        self.sender: object = self
+        #: Returns the current time (aware): fixes the period of each use.
+        self.clock: Clock = utc_now
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._build()
+                engine = self._engine
+        return engine
+
+    def _build(self) -> Engine:
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            parsed = django_settings()
+            loader = None
+            if parsed.subject_loader is not None:
+                loader = import_callable(parsed.subject_loader, SUBJECT_LOADER)
+            on_denied = None
+            if parsed.on_denied is not None:
+                on_denied = import_callable(parsed.on_denied, ON_DENIED)
+        except ConfigError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+        sender = self.sender
+
+        def emit(name: str, **data: Any) -> None:
+            _signals.signal(name).send(sender, **data)
+
+        engine = Engine(
+            parsed.core, parsed.catalogue, clock=self.clock, emit=emit, listening=_listening
+        )
+        self.settings, self.loader, self.on_denied = parsed, loader, on_denied
+        self._validated = set()
+        try:
+            engine.stock_features = frozenset(
+                gate.feature for _, gate in url_gates() if gate.kind == "stock"
+            )
+        except ImportError:
+            pass  # no URLconf (a script): no stock limit to tell apart
+        atexit.register(engine.close_at_exit)
+        return engine
+
+    def built(self) -> Engine | None:
+        """The engine if one was built in this process, else None (nothing is built)."""
+        return self._engine
+
+    def reset(self, timeout: float | None = None) -> None:
+        """Close the engine (write what is pending); the next use builds a new one."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            atexit.unregister(engine.close_at_exit)
+            engine.close(timeout)
+
+    def enabled(self) -> bool:
+        if self.override is not None and self.override.enabled is not None:
+            return self.override.enabled
+        return self.engine.settings.enabled
+
+    def validate(self, gate: Gate) -> None:
+        """Check ``gate`` against the catalogue the first time it runs."""
+        if id(gate) in self._validated:
+            return
+        try:
+            self.engine.validate(gate)
+        except ConfigError as exc:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(str(in_django_words(exc))) from None
+        self._validated.add(id(gate))
+
+    def load_subject(self, request: Any) -> Subject | None:
+        """Call SUBJECT_LOADER with the request (and apply a test's override)."""
+        engine = self.engine
+        if self.loader is None:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"{key_name(SUBJECT_LOADER)} is not set: set it to the dotted path of a "
+                "function taking the request and returning Subject(user_id=..., plan=...) "
+                "or None for an anonymous caller"
+            )
+        subject = self.loader(request)
+        if subject is not None and not isinstance(subject, Subject):
+            raise TypeError(
+                f"{key_name(SUBJECT_LOADER)} must return a feature_gates.Subject or None, "
+                f"got {type(subject).__name__}"
+            )
+        if subject is not None:
+            engine.check_user_id(subject)
+        return subject if self.override is None else self.override.apply(subject)
+
+
+#: The one runtime of the process.
+runtime = Runtime()

@@ -1,0 +1,210 @@
+"""Every decorator and plan on function, class-based, DRF and async views."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from django.test import AsyncClient
+from django.test import Client
+
+from feature_gates.django import PROBLEM_CONTENT_TYPE
+
+pytestmark = pytest.mark.usefixtures("feature_gates_django")
+
+FREE = {"X-User": "7", "X-Plan": "free"}
+PRO = {"X-User": "7", "X-Plan": "pro"}
+
+
+def usage(db, user_id=7, feature="chat_messages_monthly"):
+    row = db.execute(
+        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
+        "WHERE user_id = %s AND feature = %s",
+        (user_id, feature),
+    ).fetchone()
+    return row[0]
+
+
+@pytest.fixture
+def client():
+    return Client()
+
+
+@pytest.fixture
+def db(feature_gates_django_url):
+    import psycopg
+
+    with psycopg.connect(feature_gates_django_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def feature_gates_django_url(feature_gates_database_url):
+    return feature_gates_database_url
+
+
+def problem(response):
+    assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
+    return json.loads(response.content)
+
+
+def test_feature_required_lets_a_plan_with_the_feature_through(client):
+    assert client.get("/trips/pdf", headers=PRO).status_code == 200
+
+
+def test_feature_required_refuses_a_plan_without_it_with_a_problem(client):
+    response = client.get("/trips/pdf", headers=FREE)
+    assert response.status_code == 403
+    body = problem(response)
+    assert body["title"] == "Feature not in plan"
+    assert body["feature"] == "can_export_pdf"
+    assert body["plan"] == "free"
+
+
+def test_an_anonymous_caller_gets_401(client):
+    response = client.get("/trips/pdf")
+    assert response.status_code == 401
+    assert problem(response)["plan"] is None
+
+
+def test_feature_tier_ranks_plans(client):
+    assert client.get("/insights", headers=PRO).status_code == 200
+    response = client.get("/insights", headers=FREE)
+    assert response.status_code == 403
+    assert problem(response)["required_tier"] == "pro"
+
+
+def test_a_metered_limit_counts_each_use_and_refuses_past_the_limit(client, db):
+    for _ in range(3):
+        assert client.post("/messages", headers=FREE).status_code == 201
+    response = client.post("/messages", headers=FREE)
+    assert response.status_code == 429
+    body = problem(response)
+    assert (body["limit"], body["used"], body["remaining"]) == (3, 3, 0)
+    assert int(response["Retry-After"]) > 0
+    assert usage(db) == 3
+
+
+def test_a_failed_call_gives_its_use_back(client, db):
+    assert client.post("/messages?fail=400", headers=FREE).status_code == 400
+    with pytest.raises(RuntimeError):
+        client.post("/messages?fail=raise", headers=FREE)
+    assert usage(db) == 0
+    assert client.post("/messages", headers=FREE).status_code == 201
+    assert usage(db) == 1
+
+
+def test_a_cost_from_the_url(client, db):
+    assert client.get("/messages/bulk/2", headers=FREE).status_code == 200
+    response = client.get("/messages/bulk/2", headers=FREE)
+    assert response.status_code == 429
+    assert problem(response)["cost"] == 2
+    assert usage(db) == 2
+
+
+def test_a_stock_limit_reads_the_applications_count(client):
+    assert client.get("/itineraries/2/destinations", headers=FREE).status_code == 200
+    assert client.get("/itineraries/1/destinations", headers=FREE).status_code == 200
+    response = client.get("/itineraries/1/destinations", headers={**FREE, "X-User": "8"})
+    assert response.status_code == 200
+    # 4 held + 1 is the free plan's 5; a plan of 5 refuses a 6th.
+    from gated_site import views
+
+    views.DESTINATIONS[2] = 5
+    try:
+        response = client.get("/itineraries/2/destinations", headers=FREE)
+    finally:
+        views.DESTINATIONS[2] = 0
+    assert response.status_code == 429
+    assert problem(response)["used"] == 5
+
+
+def test_stacked_gates_refund_the_outer_use_when_an_inner_gate_refuses(client, db):
+    # The tier gate is outer: a free caller never reaches the metered one.
+    assert client.get("/stacked", headers=FREE).status_code == 403
+    assert usage(db) == 0
+    assert client.get("/stacked", headers=PRO).status_code == 200
+    assert usage(db) == 1
+
+
+def test_method_decorator_on_dispatch_gates_a_class_based_view(client):
+    assert client.get("/cbv/export", headers=PRO).status_code == 200
+    assert client.get("/cbv/export", headers=FREE).status_code == 403
+
+
+def test_method_decorator_on_a_handler_gates_only_that_method(client, db):
+    for _ in range(3):
+        assert client.post("/cbv/messages", headers=FREE).status_code == 201
+    assert client.post("/cbv/messages", headers=FREE).status_code == 429
+    assert client.get("/cbv/messages", headers=FREE).status_code == 200
+    assert usage(db) == 3
+
+
+def test_drf_handlers_are_gated_and_refunded(client, db):
+    assert client.post("/api/messages", {"fail": "1"}, headers=FREE).status_code == 400
+    assert usage(db) == 0
+    for _ in range(3):
+        assert client.post("/api/messages", headers=FREE).status_code == 201
+    response = client.post("/api/messages", headers=FREE)
+    assert response.status_code == 429
+    assert problem(response)["limit"] == 3
+
+
+def test_drf_api_view_and_viewset_actions(client, db):
+    assert client.get("/api/pdf", headers=PRO).status_code == 200
+    assert client.get("/api/pdf", headers=FREE).status_code == 403
+    assert client.get("/api/trips/", headers=PRO).status_code == 200
+    assert problem(client.get("/api/trips/", headers=FREE))["feature"] == "trip_list"
+    assert client.post("/api/trips/share/", headers=FREE).status_code == 201
+    assert usage(db) == 1
+
+
+def test_async_views_are_gated_counted_and_refunded(db):
+    async def requests():
+        client = AsyncClient()
+        statuses = [(await client.post("/async/messages?fail=1", headers=FREE)).status_code]
+        for _ in range(4):
+            statuses.append((await client.post("/async/messages", headers=FREE)).status_code)
+        statuses.append((await client.get("/async/export", headers=PRO)).status_code)
+        statuses.append((await client.get("/async/export", headers=FREE)).status_code)
+        return statuses
+
+    assert asyncio.run(requests()) == [400, 201, 201, 201, 429, 200, 403]
+    assert usage(db) == 3
+
+
+def test_options_requests_are_never_gated(client):
+    assert client.options("/trips/pdf").status_code == 200
+
+
+@pytest.mark.feature_gates(plan="pro", user_id=9)
+def test_the_marker_pins_the_plan(client):
+    assert client.get("/trips/pdf", headers=FREE).status_code == 200
+
+
+@pytest.mark.feature_gates(plan="free", user_id=7, usage={"chat_messages_monthly": 3})
+def test_the_marker_sets_usage(client):
+    assert client.post("/messages", headers=FREE).status_code == 429
+
+
+def test_on_denied_answers_with_a_page(client):
+    response = client.get("/pages/pdf", headers=FREE)
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Feature not in plan" in response.content
+
+
+def test_template_tags(client, feature_gates_django):
+    body = client.get("/pages/plan", headers=PRO).content.decode()
+    assert "pdf:yes" in body and "tier:pro" in body and "left:10" in body
+    body = client.get("/pages/plan", headers=FREE).content.decode()
+    assert "pdf:no" in body and "tier:below" in body and "left:3" in body
+    body = client.get("/pages/plan", headers={"X-User": "7", "X-Plan": "enterprise"})
+    assert "left:unlimited" in body.content.decode()
+
+
+def test_tracking_records_successful_calls(client, feature_gates_django, db):
+    assert client.get("/trips/pdf", headers=PRO).status_code == 200
+    feature_gates_django.flush()
+    assert usage(db, feature="can_export_pdf") == 1
