@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .django import DjangoGates
-
     from .flask import AppGates
     from .flask import FeatureGates
 

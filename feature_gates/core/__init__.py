@@ -21,7 +21,6 @@ from ._decision import Gate as Gate
 from ._decision import GateKind as GateKind
 from ._decision import Grant as Grant
 from ._decision import Level as Level
-from ._decision import validate as validate_gate
 from ._denials import KINDS as KINDS
 from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ._denials import Denial as Denial
@@ -32,6 +31,7 @@ from ._marks import gates_of as gates_of
 from ._marks import limit_gate as limit_gate
 from ._marks import required_gate as required_gate
 from ._marks import tier_gate as tier_gate
+from ._marks import validate_gate as validate_gate
 from ._metering import Usage as Usage
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start

@@ -14,9 +14,17 @@ from typing import Any
 from ._config import FailMode
 from ._decision import Gate
 from ._decision import GateKind
+from ._decision import validate as validate_gate
 from ._plans import check_feature_name
 
-__all__ = ["GATES_ATTRIBUTE", "gates_of", "limit_gate", "required_gate", "tier_gate"]
+__all__ = [
+    "GATES_ATTRIBUTE",
+    "gates_of",
+    "limit_gate",
+    "required_gate",
+    "tier_gate",
+    "validate_gate",
+]
 
 #: The attribute a gated view carries: a tuple of its gates, outermost first.
 GATES_ATTRIBUTE = "__feature_gates__"

@@ -81,7 +81,7 @@ def feature_tier(
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         return _gated(tier_gate(min_tier, feature, view, track_usage=track_usage))(view)
 
-    return decorator  # type: ignore[return-value]
+    return decorator
 
 
 def feature_limit(
@@ -151,7 +151,7 @@ def _gated(rule: Gate) -> GateDecorator:
         setattr(wrapper, GATES_ATTRIBUTE, (rule, *gates_of(view)))
         return wrapper
 
-    return decorator  # type: ignore[return-value]
+    return decorator
 
 
 def _sync_wrapper(rule: Gate, view: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import Catalogue
 from ..core import PREFIX
+from ..core import Catalogue
 from ..core import ConfigError
 from ..core import Settings
 
@@ -76,7 +76,7 @@ def read(value: Any, *, base_dir: Any = None) -> DjangoSettings:
     if unknown:
         raise ConfigError(
             f"{key_name(unknown[0])} is no setting of feature-gates; the keys are those of "
-            "docs/configuration.md without FEATURE_GATES_, and SUBJECT_LOADER and ON_DENIED"
+            "docs/configuration.md without their prefix, and SUBJECT_LOADER and ON_DENIED"
         )
     try:
         # The Flask names, so that the core's messages name the key; then said

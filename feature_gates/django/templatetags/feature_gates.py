@@ -48,7 +48,8 @@ class _GateNode(template.Node):
             allowed = gates.has_feature(request, value)
         else:
             allowed = gates.has_tier(request, value)
-        return (self.yes if allowed else self.no).render(context)
+        chosen: NodeList = self.yes if allowed else self.no
+        return str(chosen.render(context))
 
 
 def _gate_tag(parser: Parser, token: Token) -> _GateNode:

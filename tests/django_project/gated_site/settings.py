@@ -4,6 +4,8 @@
     feature-gates' database (FEATURE_GATES["DATABASE_URL"]).
 ``GATED_SITE_DJANGO_URL``
     Django's own database (PostgreSQL); an in-memory SQLite when not set.
+``GATED_SITE_FLUSH_INTERVAL``
+    FEATURE_GATES["FLUSH_INTERVAL"]: 0.05 seconds by default.
 """
 
 from __future__ import annotations
@@ -75,5 +77,5 @@ FEATURE_GATES = {
     "PLANS": PLANS,
     "SUBJECT_LOADER": "gated_site.gates.load_subject",
     "ON_DENIED": "gated_site.gates.on_denied",
-    "FLUSH_INTERVAL": 0.05,
+    "FLUSH_INTERVAL": float(os.environ.get("GATED_SITE_FLUSH_INTERVAL", "0.05")),
 }

@@ -31,7 +31,7 @@ class Command(BaseCommand):
     )
     # The group checks what it uses (FEATURE_GATES) itself; the project's other
     # checks do not stop a migration.
-    requires_system_checks: list[str] = []  # type: ignore[assignment]
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS]...")
@@ -41,9 +41,12 @@ class Command(BaseCommand):
         prog = f"{os.path.basename(argv[0])} {argv[1]}"
         try:
             code = self._run(argv[2:], prog)
-        except click.ClickException as exc:
-            exc.message = str(in_django_words(ConfigError(exc.message)))
+        except click.UsageError as exc:
             exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            message = in_django_words(ConfigError(exc.format_message()))
+            click.echo(f"Error: {message}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
