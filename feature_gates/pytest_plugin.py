@@ -35,9 +35,11 @@ In a Django project (with pytest-django, or any test that configured Django):
     ``override_settings``), inside the marker's ``override(...)`` when the test has
     one. The usage a test records is gone with its database.
 ``feature_gates_django_db``
-    Migrates pytest-django's test database (Django's own tables' database) with
-    feature-gates' sets, once per session, and returns its URL: for gates that
-    share the database with the ORM (``USER_PLAN_SQL`` on Django's tables).
+    The same, on pytest-django's test database (where Django's own tables are),
+    migrated with feature-gates' sets once per session: for gates that share the
+    database with the ORM. The gates write on connections of their own, so usage
+    is not rolled back with the test's transaction, and they see the ORM's rows
+    only once committed (``@pytest.mark.django_db(transaction=True)``).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def feature_gates_django(
 
 
 @pytest.fixture(scope="session")
-def feature_gates_django_db(django_db_setup: None, django_db_blocker: Any) -> str:
+def _feature_gates_django_migrated(django_db_setup: None, django_db_blocker: Any) -> str:
     from django.db import connection
 
     from .django.operations import connection_url
@@ -155,7 +157,23 @@ def feature_gates_django_db(django_db_setup: None, django_db_blocker: Any) -> st
 
     with django_db_blocker.unblock():
         migrate_connection(connection)
-        return connection_url(connection)
+    return connection_url(connection)
+
+
+@pytest.fixture
+def feature_gates_django_db(
+    request: pytest.FixtureRequest, _feature_gates_django_migrated: str
+) -> Iterator[DjangoGates]:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from .django import gates
+
+    url = _feature_gates_django_migrated
+    config = {**getattr(settings, "FEATURE_GATES", {}), "DATABASE_URL": url}
+    with override_settings(FEATURE_GATES=config):
+        with gates.override(**_marker_arguments(request)):
+            yield gates
 
 
 def _marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -170,7 +188,9 @@ def _marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _feature_gates_marker(request: pytest.FixtureRequest) -> Iterator[None]:
     marker = request.node.get_closest_marker(MARKER)
-    if marker is None or "feature_gates_django" in request.fixturenames:
+    if marker is None or {"feature_gates_django", "feature_gates_django_db"} & set(
+        request.fixturenames
+    ):
         # feature_gates_django applies the marker itself.
         yield
         return

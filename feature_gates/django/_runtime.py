@@ -65,12 +65,14 @@ class Override:
         )
 
 
-def django_settings() -> DjangoSettings:
+def django_settings(*, require_database: bool = True) -> DjangoSettings:
     """``settings.FEATURE_GATES``, parsed (ConfigError naming the key)."""
     from django.conf import settings
 
     return read(
-        getattr(settings, "FEATURE_GATES", None), base_dir=getattr(settings, "BASE_DIR", None)
+        getattr(settings, "FEATURE_GATES", None),
+        base_dir=getattr(settings, "BASE_DIR", None),
+        require_database=require_database,
     )
 
 

@@ -54,11 +54,13 @@ class DjangoSettings:
     on_denied: str | None
 
 
-def read(value: Any, *, base_dir: Any = None) -> DjangoSettings:
+def read(value: Any, *, base_dir: Any = None, require_database: bool = True) -> DjangoSettings:
     """Parse ``settings.FEATURE_GATES``. Raises :class:`ConfigError` naming the key.
 
     :param base_dir: where a relative ``PLANS`` path is read from (``settings.BASE_DIR``);
         the working directory when None.
+    :param require_database: refuse settings without ``DATABASE_URL`` (unless tracking
+        is off); the migration operation, which runs on Django's connection, does not.
     """
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -84,7 +86,7 @@ def read(value: Any, *, base_dir: Any = None) -> DjangoSettings:
         settings = Settings.from_mapping({PREFIX + k: v for k, v in mapping.items()})
     except ConfigError as exc:
         raise in_django_words(exc) from None
-    if settings.database_url is None and settings.tracking != "off":
+    if require_database and settings.database_url is None and settings.tracking != "off":
         raise ConfigError(
             f"{key_name('DATABASE_URL')} is not set: set it to the project's PostgreSQL URL "
             f"(or set {key_name('TRACKING')} to 'off' for gates without metering)"

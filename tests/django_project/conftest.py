@@ -1,10 +1,10 @@
 """The Django adapter's tests run in the same session as the Flask ones.
 
-Django is configured here, when pytest collects this folder, with
+Django is configured here once the whole suite is collected (so pytest-django,
+which reorders a configured project's tests, leaves the order alone), with
 ``settings.configure()`` from gated_site.settings: in this process only, so the
 subprocesses of other tests (pytester's, gunicorn's) never see a Django
-settings module, and the Flask tests are untouched. pytest-django's fixtures
-work from then on. Each test's gates get a fresh migrated database through the
+settings module. pytest-django's fixtures work from then on. Each test's gates get a fresh migrated database through the
 plugin's ``feature_gates_django`` fixture.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
     import django
     from django.conf import settings
 
@@ -33,3 +33,24 @@ def caller(user: int | None = None, plan: str | None = None) -> dict[str, str]:
     if plan is not None:
         found["X-Plan"] = plan
     return {"headers": found}  # type: ignore[dict-item]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(feature_gates_server_url: str) -> None:
+    """Django's test database on the session's PostgreSQL server (named test_gated_site)."""
+    from django.conf import settings
+    from django.db import connections
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(feature_gates_server_url)
+    settings.DATABASES["default"].update(
+        ENGINE="django.db.backends.postgresql",
+        NAME="gated_site",
+        USER=params.get("user", ""),
+        PASSWORD=params.get("password", ""),
+        HOST=params.get("host", ""),
+        PORT=params.get("port", ""),
+    )
+    # The next use makes a connection of the new settings, not SQLite's.
+    connections.close_all()
+    del connections["default"]

@@ -208,3 +208,81 @@ def test_tracking_records_successful_calls(client, feature_gates_django, db):
     assert client.get("/trips/pdf", headers=PRO).status_code == 200
     feature_gates_django.flush()
     assert usage(db, feature="can_export_pdf") == 1
+
+
+# -- the same answers as the Flask adapter ------------------------------------------------
+
+
+@pytest.fixture
+def flask_client(feature_gates_django_url):
+    """A Flask application with the project's plans and gates, on the same database."""
+    from django.conf import settings
+    from flask import Flask
+    from flask import request
+
+    from feature_gates import FeatureGates
+    from feature_gates import Subject
+    from feature_gates import feature_limit as flask_limit
+    from feature_gates import feature_required as flask_required
+    from feature_gates import feature_tier as flask_tier
+
+    app = Flask("same_answers")
+    app.config.update(
+        FEATURE_GATES_DATABASE_URL=feature_gates_django_url,
+        FEATURE_GATES_PLANS=settings.PLANS,
+        FEATURE_GATES_HEADERS_ENABLED=True,
+    )
+    flask_gates = FeatureGates(app)
+
+    @flask_gates.subject_loader
+    def load():
+        user = request.headers.get("X-User")
+        return None if user is None else Subject(int(user), request.headers["X-Plan"])
+
+    @app.get("/trips/pdf")
+    @flask_required("can_export_pdf")
+    def trip_pdf():
+        return {}
+
+    @app.get("/insights")
+    @flask_tier("pro")
+    def insights():
+        return {}
+
+    @app.post("/messages")
+    @flask_limit("chat_messages_monthly")
+    def send_message():
+        return {}, 201
+
+    yield app.test_client()
+    flask_gates.close(app)
+
+
+def test_denials_are_the_flask_adapters_status_headers_and_body(client, flask_client):
+    from django.conf import settings
+    from django.test import override_settings
+
+    config = {**settings.FEATURE_GATES, "HEADERS_ENABLED": True}
+    with override_settings(FEATURE_GATES=config):
+        cases = [("get", "/trips/pdf", {}), ("get", "/trips/pdf", FREE), ("get", "/insights", FREE)]
+        for _ in range(3):
+            assert client.post("/messages", headers=FREE).status_code == 201
+        # The Flask app's user 8 uses up its 3 too: both see a full limit.
+        for _ in range(3):
+            flask_client.post("/messages", headers={**FREE, "X-User": "8"})
+        for method, path, headers in cases:
+            django_answer = getattr(client, method)(path, headers=headers)
+            flask_answer = getattr(flask_client, method)(path, headers=headers)
+            assert django_answer.status_code == flask_answer.status_code
+            assert json.loads(django_answer.content) == flask_answer.get_json()
+            assert django_answer["Content-Type"] == flask_answer.headers["Content-Type"]
+        django_answer = client.post("/messages", headers=FREE)
+        flask_answer = flask_client.post("/messages", headers={**FREE, "X-User": "8"})
+    assert django_answer.status_code == flask_answer.status_code == 429
+    django_body, flask_body = json.loads(django_answer.content), flask_answer.get_json()
+    assert django_body == flask_body
+    names = {"Content-Type", "Retry-After", "X-Feature-Limit", "X-Feature-Remaining"}
+    for name in names:
+        assert name in django_answer.headers, name
+        if name != "Retry-After":  # seconds from now, a moment apart
+            assert django_answer[name] == flask_answer.headers[name]

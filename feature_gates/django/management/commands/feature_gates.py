@@ -10,6 +10,7 @@ the group's: ``python manage.py feature_gates migrate --dry-run``,
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Any
@@ -22,6 +23,9 @@ from django.core.management.base import CommandParser
 from ....core import ConfigError
 from ..._runtime import django_settings
 from ..._settings import in_django_words
+
+#: Where the command group is: ``module:attribute``.
+GROUP = "feature_gates.cli:cli"
 
 
 class Command(BaseCommand):
@@ -69,8 +73,9 @@ class Command(BaseCommand):
             raise CommandError(f"feature_gates {' '.join(args)} exited with status {code}")
 
     def _run(self, args: list[str], prog: str) -> int:
-        from ....cli import cli
-
+        # Loaded by name, as Flask's app.cli loads it: the adapter never imports it.
+        module, _, attribute = GROUP.partition(":")
+        cli: click.Group = getattr(importlib.import_module(module), attribute)
         try:
             parsed = django_settings()
         except ConfigError as exc:
