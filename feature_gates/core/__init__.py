@@ -33,6 +33,7 @@ from ._marks import required_gate as required_gate
 from ._marks import tier_gate as tier_gate
 from ._marks import validate_gate as validate_gate
 from ._metering import Usage as Usage
+from ._override import Override as Override
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start
 from ._periods import period_end as period_end

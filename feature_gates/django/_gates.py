@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core import Decision
 from ..core import Engine
+from ..core import Override
 from ..core import StorageStats
 from ..core import Subject
 from ..core import TrackingStats
@@ -23,7 +24,6 @@ from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
 from ._request import of_request
-from ._runtime import Override
 from ._runtime import runtime
 
 __all__ = ["DjangoGates", "gates"]

@@ -15,7 +15,6 @@ import atexit
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..core import Clock
@@ -23,6 +22,7 @@ from ..core import ConfigError
 from ..core import Denial
 from ..core import Engine
 from ..core import Gate
+from ..core import Override
 from ..core import Subject
 from ..core import gates_of
 from ..core import utc_now
@@ -35,34 +35,21 @@ from ._settings import in_django_words
 from ._settings import key_name
 from ._settings import read
 
-__all__ = ["Override", "Runtime", "runtime", "url_gates"]
+__all__ = [
+    "GatedView",
+    "Runtime",
+    "django_settings",
+    "method_gates",
+    "runtime",
+    "url_gates",
+    "url_views",
+    "view_gates",
+]
 
 #: ``load_subject(request)``: the request's Subject, None when anonymous.
 Loader = Callable[[Any], "Subject | None"]
 #: ``on_denied(request, denial)``: an HttpResponse, or None for the problem+json answer.
 DeniedHook = Callable[[Any, Denial], Any]
-
-
-@dataclass(frozen=True)
-class Override:
-    """A test's pin of the subject and of the gates (see ``gates.override``)."""
-
-    plan: str | None = None
-    user_id: Any = None
-    enabled: bool | None = None
-
-    def apply(self, subject: Subject | None) -> Subject | None:
-        if subject is None:
-            if self.user_id is None or self.plan is None:
-                return None
-            return Subject(self.user_id, self.plan)
-        return Subject(
-            subject.user_id if self.user_id is None else self.user_id,
-            subject.plan if self.plan is None else self.plan,
-            subject.org_id,
-            subject.period_anchor,
-            subject.timezone,
-        )
 
 
 def django_settings(*, require_database: bool = True) -> DjangoSettings:
@@ -76,36 +63,76 @@ def django_settings(*, require_database: bool = True) -> DjangoSettings:
     )
 
 
-def url_gates() -> Iterator[tuple[str, Gate]]:
-    """Every gate of every view of the root URLconf, with the view's route."""
+#: A gated view of the URLconf: (endpoint, route, methods, gate).
+GatedView = tuple[str, str, tuple[str, ...], Gate]
+
+
+def url_views() -> Iterator[GatedView]:
+    """Every gate of every view of the root URLconf: the view's name (the URL's, else
+    the view's dotted name), its route, the methods the gate sees (``*`` for all)."""
     from django.urls import URLPattern
     from django.urls import URLResolver
     from django.urls import get_resolver
 
-    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, Gate]]:
+    def walk(patterns: list[Any], prefix: str) -> Iterator[GatedView]:
         for pattern in patterns:
-            route = prefix + str(pattern.pattern)
+            route = prefix + _readable(pattern.pattern)
             if isinstance(pattern, URLResolver):
                 yield from walk(pattern.url_patterns, route)
             elif isinstance(pattern, URLPattern):
-                for gate in view_gates(pattern.callback):
-                    yield route, gate
+                view = pattern.callback
+                named = _view_class(view) or view
+                name = pattern.name or f"{named.__module__}.{named.__qualname__}"
+                for methods, gate in method_gates(view):
+                    yield name, route, methods, gate
 
     yield from walk(get_resolver().url_patterns, "/")
+
+
+def _readable(pattern: Any) -> str:
+    """A route as written: a regular expression without its anchors."""
+    from django.urls.resolvers import RegexPattern
+
+    text = str(pattern)
+    if isinstance(pattern, RegexPattern):
+        text = text.removeprefix("^").removesuffix("\\Z").removesuffix("$")
+    return text
+
+
+def _view_class(view: Callable[..., Any]) -> Any:
+    """The class of a class-based view's function (Django's, or DRF's), else None."""
+    return getattr(view, "view_class", None) or getattr(view, "cls", None)
+
+
+def url_gates() -> Iterator[tuple[str, Gate]]:
+    """Every gate of every view of the root URLconf, with the view's route."""
+    for _, route, _, gate in url_views():
+        yield route, gate
 
 
 def view_gates(view: Callable[..., Any]) -> tuple[Gate, ...]:
     """The gates of a URL's view: the function's, or its class's handlers'
     (``method_decorator``, or a decorator put on a handler directly; DRF's
     ``APIView`` and viewsets)."""
-    found = gates_of(view)
-    cls = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    return tuple(gate for _, gate in method_gates(view))
+
+
+def method_gates(view: Callable[..., Any]) -> list[tuple[tuple[str, ...], Gate]]:
+    """The gates of a URL's view with the HTTP methods each one sees."""
+    found: list[tuple[tuple[str, ...], Gate]] = [(("*",), gate) for gate in gates_of(view)]
+    cls = _view_class(view)
     if cls is None:
         return found
-    names = ["dispatch", *getattr(cls, "http_method_names", ())]
-    names += list((getattr(view, "actions", None) or {}).values())
-    for name in dict.fromkeys(names):
-        found += gates_of(getattr(cls, name, None))
+    found += [(("*",), gate) for gate in gates_of(getattr(cls, "dispatch", None))]
+    # A viewset routes methods to actions; a view, each method to its handler.
+    actions: dict[str, str] = getattr(view, "actions", None) or {
+        method: method for method in getattr(cls, "http_method_names", ())
+    }
+    handlers: dict[str, list[str]] = {}
+    for method, handler in actions.items():
+        handlers.setdefault(handler, []).append(method.upper())
+    for handler, methods in handlers.items():
+        found += [(tuple(methods), gate) for gate in gates_of(getattr(cls, handler, None))]
     return found
 
 
@@ -161,12 +188,12 @@ class Runtime:
         )
         self.settings, self.loader, self.on_denied = parsed, loader, on_denied
         self._validated = set()
-        try:
+        from django.conf import settings
+
+        if getattr(settings, "ROOT_URLCONF", None):  # none in a script
             engine.stock_features = frozenset(
                 gate.feature for _, gate in url_gates() if gate.kind == "stock"
             )
-        except ImportError:
-            pass  # no URLconf (a script): no stock limit to tell apart
         atexit.register(engine.close_at_exit)
         return engine
 

@@ -4,8 +4,9 @@ Django is configured here once the whole suite is collected (so pytest-django,
 which reorders a configured project's tests, leaves the order alone), with
 ``settings.configure()`` from gated_site.settings: in this process only, so the
 subprocesses of other tests (pytester's, gunicorn's) never see a Django
-settings module. pytest-django's fixtures work from then on. Each test's gates get a fresh migrated database through the
-plugin's ``feature_gates_django`` fixture.
+settings module. pytest-django's fixtures work from then on. Each test's gates
+get a fresh migrated database through the plugin's ``feature_gates_django``
+fixture.
 """
 
 from __future__ import annotations

@@ -79,3 +79,35 @@ def test_the_commands_help_and_errors_speak_django(database):
     refused = manage(database, "feature_gates", "--schema", "other", "status")
     assert refused.returncode == 1
     assert 'FEATURE_GATES["SCHEMA"]' in refused.stderr
+
+
+def test_routes_lists_every_gate_of_the_urlconf_with_its_methods_and_plans(database):
+    listed = manage(database, "feature_gates", "routes")
+    assert listed.returncode == 0, listed.stderr
+    lines = {" ".join(line.split()) for line in listed.stdout.splitlines()}
+    views = "gated_site.views"
+    metered = "metered chat_messages_monthly 3 10 unlimited"
+    assert "rule methods endpoint kind feature free pro enterprise" in lines
+    assert f"/messages * {views}.send_message {metered}" in lines
+    assert f"/cbv/messages POST {views}.MessagesView {metered}" in lines
+    assert f"/api/trips/share/ POST trip-share {metered}" in lines
+    assert "/api/trips/ GET trip-list tier>=pro trip_list no yes yes" in lines
+    assert f"/cbv/export * {views}.ExportView feature can_export_pdf no yes yes" in lines
+
+
+def test_usage_reads_the_projects_database_and_plans(database):
+    assert manage(database, "feature_gates", "migrate").returncode == 0
+    shown = manage(database, "feature_gates", "usage")
+    assert shown.returncode == 0, shown.stderr
+    assert "no usage recorded this month" in shown.stdout
+    with psycopg.connect(database, autocommit=True) as conn:
+        # USER_PLAN_SQL's default reads users (id, plan).
+        conn.execute("CREATE TABLE users (id bigint PRIMARY KEY, plan text)")
+        conn.execute("INSERT INTO users VALUES (7, 'free'), (8, 'pro')")
+        conn.execute("SELECT increment_feature_usage_safe(7, 'chat_messages_monthly', 3)")
+        conn.execute("SELECT increment_feature_usage_safe(8, 'chat_messages_monthly', 1)")
+    near = manage(database, "feature_gates", "usage", "--near-limit", "80")
+    assert near.returncode == 0, near.stderr
+    lines = {" ".join(line.split()) for line in near.stdout.splitlines()}
+    assert "chat_messages_monthly 4 2" in lines
+    assert "7 free chat_messages_monthly 3 3 100%" in lines

@@ -8,6 +8,7 @@ import json
 import pytest
 from django.test import AsyncClient
 from django.test import Client
+from gates_sample import usage
 
 from feature_gates.django import PROBLEM_CONTENT_TYPE
 
@@ -15,15 +16,6 @@ pytestmark = pytest.mark.usefixtures("feature_gates_django")
 
 FREE = {"X-User": "7", "X-Plan": "free"}
 PRO = {"X-User": "7", "X-Plan": "pro"}
-
-
-def usage(db, user_id=7, feature="chat_messages_monthly"):
-    row = db.execute(
-        "SELECT coalesce(sum(usage_count), 0) FROM feature_usage "
-        "WHERE user_id = %s AND feature = %s",
-        (user_id, feature),
-    ).fetchone()
-    return row[0]
 
 
 @pytest.fixture

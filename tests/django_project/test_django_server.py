@@ -37,7 +37,7 @@ def gunicorn(gates_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gated_site.settings",
         "GATED_SITE_GATES_URL": gates_url,
-        "PYTHONPATH": str(PROJECT),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT.parent)]),
         **env,
     }
     server = subprocess.Popen(command, cwd=PROJECT, env=environ, stderr=subprocess.PIPE)

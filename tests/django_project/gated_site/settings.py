@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gates_sample import PLANS as SAMPLE_PLANS
 from psycopg.conninfo import conninfo_to_dict
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -62,15 +63,9 @@ def _database(url: str | None) -> dict[str, object]:
 
 DATABASES = {"default": _database(os.environ.get("GATED_SITE_DJANGO_URL"))}
 
-PLANS = {
-    "free": {"can_export_pdf": False, "chat_messages_monthly": 3, "itinerary_destinations": 5},
-    "pro": {"can_export_pdf": True, "chat_messages_monthly": 10, "itinerary_destinations": 50},
-    "enterprise": {
-        "can_export_pdf": True,
-        "chat_messages_monthly": None,
-        "itinerary_destinations": None,
-    },
-}
+# The plans of the Flask sample app (tests/gates_sample.py): the two adapters'
+# tests gate the same features.
+PLANS = SAMPLE_PLANS
 
 FEATURE_GATES = {
     "DATABASE_URL": os.environ.get("GATED_SITE_GATES_URL"),

@@ -21,6 +21,7 @@ from django.core.management.base import CommandError
 from django.core.management.base import CommandParser
 
 from ....core import ConfigError
+from ..._project import DjangoProject
 from ..._runtime import django_settings
 from ..._settings import in_django_words
 
@@ -81,7 +82,8 @@ class Command(BaseCommand):
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         try:
-            result = cli.main(args, prog_name=prog, obj=parsed.core, standalone_mode=False)
+            project = DjangoProject(parsed.core)
+            result = cli.main(args, prog_name=prog, obj=project, standalone_mode=False)
         except SystemExit as exc:  # status --check
             return exc.code if isinstance(exc.code, int) else 1
         return result if isinstance(result, int) else 0
