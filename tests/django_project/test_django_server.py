@@ -1,4 +1,5 @@
-"""The adapter under a real pre-forking server: gunicorn, two workers of eight threads."""
+"""The adapter under real pre-forking servers: gunicorn, two workers of eight threads
+(WSGI), and gunicorn's ASGI worker serving the async views."""
 
 from __future__ import annotations
 
@@ -27,12 +28,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+WSGI = ["--worker-class", "gthread", "--threads", "8", "gated_site.wsgi"]
+ASGI = ["--worker-class", "asgi", "gated_site.asgi"]
+
+
 @contextmanager
-def gunicorn(gates_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The test project under gunicorn (gthread, 2 x 8); yields its URL and process."""
+def gunicorn(
+    gates_url: str, served: list[str] = WSGI, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The test project under gunicorn (two workers); yields its URL and process."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8"]
-    command += ["--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "gated_site.wsgi"]
+    command = [sys.executable, "-m", "gunicorn", "--workers", "2"]
+    command += ["--bind", f"127.0.0.1:{port}", *served]
     environ = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gated_site.settings",
@@ -87,6 +94,25 @@ def test_stopping_gunicorn_writes_the_tracked_usage_of_its_workers(
     # The writer would wait a minute: what reaches the database is written at exit.
     with gunicorn(feature_gates_database_url, GATED_SITE_FLUSH_INTERVAL="60") as (url, server):
         result = fire_concurrently(url, "GET", "/trips/pdf", n=12, headers=PRO)
+        assert result.statuses == {200: 12}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    assert count(feature_gates_database_url, "can_export_pdf") == 12
+
+
+def test_the_asgi_worker_grants_exactly_10_of_32_to_an_async_view(
+    feature_gates_database_url: str,
+) -> None:
+    with gunicorn(feature_gates_database_url, ASGI) as (url, _):
+        result = fire_concurrently(url, "POST", "/async/messages", n=32, headers=PRO)
+    assert result.statuses == {201: 10, 429: 22}
+    assert count(feature_gates_database_url) == 10
+
+
+def test_stopping_the_asgi_worker_writes_its_tracked_usage(feature_gates_database_url: str) -> None:
+    served = gunicorn(feature_gates_database_url, ASGI, GATED_SITE_FLUSH_INTERVAL="60")
+    with served as (url, server):
+        result = fire_concurrently(url, "GET", "/async/export", n=12, headers=PRO)
         assert result.statuses == {200: 12}
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
