@@ -22,6 +22,7 @@ import inspect
 import time
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Coroutine
 from typing import Any
 from typing import ParamSpec
 from typing import Protocol
@@ -55,7 +56,9 @@ class GateDecorator(Protocol):
     view stays a coroutine function."""
 
     @overload
-    def __call__(self, view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(
+        self, view: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, view: Callable[P, R]) -> Callable[P, R]: ...
 

@@ -278,3 +278,24 @@ def test_denials_are_the_flask_adapters_status_headers_and_body(client, flask_cl
         assert name in django_answer.headers, name
         if name != "Retry-After":  # seconds from now, a moment apart
             assert django_answer[name] == flask_answer.headers[name]
+
+
+def test_denials_are_signalled_through_blinker_with_the_gates_as_sender(client):
+    from feature_gates.django import gates
+    from feature_gates.signals import access_denied
+    from feature_gates.signals import limit_exceeded
+
+    seen = []
+
+    def receiver(sender, **data):
+        seen.append((sender, data["feature"], data["denial"].status))
+
+    with access_denied.connected_to(receiver, sender=gates):
+        with limit_exceeded.connected_to(receiver, sender=gates):
+            client.get("/trips/pdf", headers=FREE)
+            client.get("/messages/bulk/4", headers=FREE)
+    assert seen == [
+        (gates, "can_export_pdf", 403),
+        (gates, "chat_messages_monthly", 429),
+        (gates, "chat_messages_monthly", 429),
+    ]
