@@ -299,3 +299,25 @@ def test_denials_are_signalled_through_blinker_with_the_gates_as_sender(client):
         (gates, "chat_messages_monthly", 429),
         (gates, "chat_messages_monthly", 429),
     ]
+
+
+def test_gates_reads_checks_tracks_and_resets_outside_a_decorator(feature_gates_django, db):
+    from django.test import RequestFactory
+
+    from feature_gates.django import Subject
+
+    gates = feature_gates_django
+    request = RequestFactory().get("/", headers=FREE)
+    assert gates.current_subject(request) == Subject(7, "free")
+    assert gates.has_feature(request, "can_export_pdf") is False
+    assert gates.has_tier(request, "free") and not gates.has_tier(request, "pro")
+    gates.track_use("chat_messages_monthly", 2, request=request)
+    gates.flush()
+    assert gates.get_usage("chat_messages_monthly", request).used == 2
+    decision = gates.check("chat_messages_monthly", request)
+    assert (decision.allowed, decision.remaining) == (True, 1)
+    assert gates.entitlements(request)["can_export_pdf"].allowed is False
+    assert gates.reset_usage("chat_messages_monthly", request) == 2
+    assert usage(db) == 0
+    with pytest.raises(ValueError, match="has no subject"):
+        gates.get_usage("chat_messages_monthly")
