@@ -321,3 +321,11 @@ def test_gates_reads_checks_tracks_and_resets_outside_a_decorator(feature_gates_
     assert usage(db) == 0
     with pytest.raises(ValueError, match="has no subject"):
         gates.get_usage("chat_messages_monthly")
+
+
+def test_the_gates_never_use_djangos_connection(client, db, django_db_blocker):
+    # pytest-django's blocker fails any use of Django's connections in the block.
+    with django_db_blocker.block():
+        assert client.post("/messages", headers=FREE).status_code == 201
+        assert client.post("/messages?fail=400", headers=FREE).status_code == 400
+    assert usage(db) == 1
