@@ -31,4 +31,3 @@ from ._decorators import feature_required as feature_required
 from ._decorators import feature_tier as feature_tier
 from ._gates import DjangoGates as DjangoGates
 from ._gates import gates as gates
-from ._runtime import view_gates as view_gates
