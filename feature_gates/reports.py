@@ -51,7 +51,8 @@ PlanValue = Any
 
 @dataclass(frozen=True)
 class GatedRoute:
-    """One gate on one endpoint, with what each plan gets from it."""
+    """One gate on one endpoint, with what each plan gets from it. ``methods`` are
+    the rule's methods the gate checks (HEAD and OPTIONS left out)."""
 
     endpoint: str
     rule: str
@@ -95,8 +96,11 @@ def gated_routes(app: Flask) -> list[GatedRoute]:
         view = app.view_functions.get(rule.endpoint)
         if view is None:
             continue
-        methods = tuple(sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
-        views += [(rule.endpoint, rule.rule, methods, gate) for gate in gates_of(view)]
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        for gate in gates_of(view):
+            gated = methods if gate.methods is None else methods & gate.methods
+            if gated:
+                views.append((rule.endpoint, rule.rule, tuple(sorted(gated)), gate))
     return routes_of(_state(app).catalogue, views)
 
 

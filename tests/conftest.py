@@ -24,6 +24,10 @@ from feature_gates.pgserver import find_bindir
 from feature_gates.pgserver import server_major_version
 from feature_gates.testing import DatabaseFactory
 
+# tests/htmlapp is an application with its own suite, run by test_html_app.py in a
+# pytest of its own (plain pytest, as an application's suite runs).
+collect_ignore = ["htmlapp"]
+
 # pytest-flask and pytest-django (the Django adapter's tests, tests/django_project) both
 # name a fixture client and live_server: here they are pytest-flask's, imported above.
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;

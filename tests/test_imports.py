@@ -160,6 +160,7 @@ LAYERS = {
     "feature_gates": ("feature_gates.core", "feature_gates.flask"),
     "feature_gates.core": (),
     "feature_gates.signals": (),
+    "feature_gates.counters": (),
     "feature_gates.flask": ("feature_gates.core", "feature_gates.signals"),
     "feature_gates.django": (
         "feature_gates.core",
@@ -173,8 +174,10 @@ LAYERS = {
         "feature_gates.flask",
         "feature_gates.migrate",
         "feature_gates.reports",
+        "feature_gates.devdb",
     ),
     "feature_gates.usage": ("feature_gates.core",),
+    "feature_gates.devdb": ("feature_gates.pgserver",),
     "feature_gates.pgserver": (),
     "feature_gates.testing": ("feature_gates.migrate", "feature_gates.pgserver"),
     "feature_gates.pytest_plugin": (

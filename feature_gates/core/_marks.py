@@ -9,11 +9,13 @@ framework; the gated view carries its gates under one attribute, which
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from ._config import FailMode
 from ._decision import Gate
 from ._decision import GateKind
+from ._decision import gated_methods
 from ._decision import validate as validate_gate
 from ._plans import check_feature_name
 
@@ -35,19 +37,27 @@ def gates_of(view: Callable[..., Any] | None) -> tuple[Gate, ...]:
     return tuple(getattr(view, GATES_ATTRIBUTE, ()))
 
 
-def required_gate(feature: str, *, track_usage: bool = True) -> Gate:
+def required_gate(
+    feature: str, *, track_usage: bool = True, methods: Iterable[str] | None = None
+) -> Gate:
     """The gate of ``feature_required``."""
     check_feature_name(feature)
-    return Gate("feature", feature, track_usage=track_usage)
+    return Gate("feature", feature, track_usage=track_usage, methods=gated_methods(methods))
 
 
 def tier_gate(
-    min_tier: str, feature: str | None, view: Callable[..., Any], *, track_usage: bool = True
+    min_tier: str,
+    feature: str | None,
+    view: Callable[..., Any],
+    *,
+    track_usage: bool = True,
+    methods: Iterable[str] | None = None,
 ) -> Gate:
     """The gate of ``feature_tier`` on ``view``: named ``feature``, else after the view."""
     name = feature if feature is not None else view.__name__
     check_feature_name(name, hint="pass feature= to name it")
-    return Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
+    only = gated_methods(methods)
+    return Gate("tier", name, min_tier=min_tier, track_usage=track_usage, methods=only)
 
 
 def limit_gate(
@@ -58,6 +68,7 @@ def limit_gate(
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
+    methods: Iterable[str] | None = None,
 ) -> Gate:
     """The gate of ``feature_limit``: metered without ``usage_getter``, stock with it."""
     check_feature_name(feature)
@@ -72,4 +83,5 @@ def limit_gate(
         usage_getter=usage_getter,
         track_usage=track_usage,
         fail_mode=fail_mode,
+        methods=gated_methods(methods),
     )

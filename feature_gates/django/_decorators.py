@@ -23,17 +23,22 @@ import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
+from collections.abc import Iterable
 from typing import Any
 from typing import ParamSpec
 from typing import Protocol
 from typing import TypeVar
 from typing import overload
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ..core import GATES_ATTRIBUTE
+from ..core import ConfigError
 from ..core import Denial
 from ..core import FailMode
 from ..core import Gate
 from ..core import Grant
+from ..core import gated_methods
 from ..core import gates_of
 from ..core import limit_gate
 from ..core import required_gate
@@ -44,6 +49,7 @@ from ._request import of_request
 from ._request import request_in
 from ._request import settle
 from ._runtime import runtime
+from ._settings import in_django_words
 
 __all__ = ["GateDecorator", "feature_limit", "feature_required", "feature_tier"]
 
@@ -63,26 +69,37 @@ class GateDecorator(Protocol):
     def __call__(self, view: Callable[P, R]) -> Callable[P, R]: ...
 
 
-def feature_required(feature: str, *, track_usage: bool = True) -> GateDecorator:
+def feature_required(
+    feature: str, *, track_usage: bool = True, methods: Iterable[str] | None = None
+) -> GateDecorator:
     """The caller's plan must include ``feature`` (``True``, or a limit other than 0).
 
     :param feature: a feature of ``FEATURE_GATES["PLANS"]``.
     :param track_usage: record each successful call through the usage tracker.
+    :param methods: the HTTP methods gated (any case; HEAD follows GET); requests of
+        other methods pass through unchecked and uncounted. Every method by default.
     """
-    return _gated(required_gate(feature, track_usage=track_usage))
+    return _gated(required_gate(feature, track_usage=track_usage, methods=methods))
 
 
 def feature_tier(
-    min_tier: str, *, feature: str | None = None, track_usage: bool = True
+    min_tier: str,
+    *,
+    feature: str | None = None,
+    track_usage: bool = True,
+    methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's plan must rank at least ``min_tier`` in the tier order.
 
     :param feature: the name denials report and usage is recorded under; the view's
         name by default.
+    :param methods: as for :func:`feature_required`.
     """
+    only = gated_methods(methods)
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
-        return _gated(tier_gate(min_tier, feature, view, track_usage=track_usage))(view)
+        rule = tier_gate(min_tier, feature, view, track_usage=track_usage, methods=only)
+        return _gated(rule)(view)
 
     return decorator
 
@@ -95,13 +112,15 @@ def feature_limit(
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
+    methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
 
     Metered without ``usage_getter`` (one atomic consume before the view runs, given
     back when the view fails); a stock limit with it (``usage_getter(**url_kwargs)``
     returns the count the application holds). ``cost`` and ``limit`` may be callables
-    of the URL's keyword arguments. The same arguments as the Flask decorator.
+    of the URL's keyword arguments. ``methods=["POST"]`` gates and counts only those
+    methods (a form view's GET passes). The same arguments as the Flask decorator.
     """
     return _gated(
         limit_gate(
@@ -111,8 +130,17 @@ def feature_limit(
             limit=limit,
             track_usage=track_usage,
             fail_mode=fail_mode,
+            methods=methods,
         )
     )
+
+
+def _passes(rule: Gate, request: Any) -> bool:
+    """Whether ``request`` goes through unchecked and uncounted: a CORS preflight (no
+    credentials), a method the gate leaves alone (the GET that shows a form), or the
+    gates switched off."""
+    method = request.method
+    return method == "OPTIONS" or not rule.gates(method) or not runtime.enabled()
 
 
 def _admit(rule: Gate, request: Any, gates: RequestGates, kwargs: dict[str, Any]) -> Grant | Any:
@@ -126,6 +154,8 @@ def _admit(rule: Gate, request: Any, gates: RequestGates, kwargs: dict[str, Any]
     except Denial as denial:
         engine.denied(denial, started, denial)
         return denied_response(runtime, request, denial)
+    except ConfigError as exc:  # a metered limit without DATABASE_URL
+        raise ImproperlyConfigured(str(in_django_words(exc))) from None
 
 
 def _leave(gates: RequestGates, grant: Grant, response: Any) -> None:
@@ -161,8 +191,7 @@ def _sync_wrapper(rule: Gate, view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = request_in(args)
-        # CORS preflights carry no credentials: never gated, never counted.
-        if request.method == "OPTIONS" or not runtime.enabled():
+        if _passes(rule, request):
             return view(*args, **kwargs)
         gates = of_request(request)
         admitted = _admit(rule, request, gates, kwargs)
@@ -192,7 +221,7 @@ def _async_wrapper(rule: Gate, view: Callable[..., Awaitable[Any]]) -> Callable[
     @functools.wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = request_in(args)
-        if request.method == "OPTIONS" or not runtime.enabled():
+        if _passes(rule, request):
             return await view(*args, **kwargs)
         gates = of_request(request)
         admitted = await admit(rule, request, gates, kwargs)

@@ -51,9 +51,8 @@ class ProjectGates:
     def check_views(self) -> None:
         """A gate of the URLconf that cannot work raises ConfigError naming its route."""
         engine = runtime.engine
-        has_database = bool(engine.settings.database_url)
         for _, route, _, gate in url_views():
             try:
-                validate_gate(gate, engine.catalogue, has_database=has_database)
+                validate_gate(gate, engine.catalogue)
             except ConfigError as exc:
                 raise ConfigError(f"view at {route!r}: {in_django_words(exc)}") from None

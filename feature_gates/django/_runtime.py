@@ -12,6 +12,7 @@ Interpreter exit writes what is pending (``atexit``).
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from ..core import Subject
 from ..core import gates_of
 from ..core import utc_now
 from ..signals import _signals
+from ._settings import NO_DATABASE
 from ._settings import ON_DENIED
 from ._settings import SUBJECT_LOADER
 from ._settings import DjangoSettings
@@ -34,6 +36,8 @@ from ._settings import import_callable
 from ._settings import in_django_words
 from ._settings import key_name
 from ._settings import read
+
+logger = logging.getLogger("feature_gates")
 
 __all__ = [
     "GatedView",
@@ -52,14 +56,12 @@ Loader = Callable[[Any], "Subject | None"]
 DeniedHook = Callable[[Any, Denial], Any]
 
 
-def django_settings(*, require_database: bool = True) -> DjangoSettings:
+def django_settings() -> DjangoSettings:
     """``settings.FEATURE_GATES``, parsed (ConfigError naming the key)."""
     from django.conf import settings
 
     return read(
-        getattr(settings, "FEATURE_GATES", None),
-        base_dir=getattr(settings, "BASE_DIR", None),
-        require_database=require_database,
+        getattr(settings, "FEATURE_GATES", None), base_dir=getattr(settings, "BASE_DIR", None)
     )
 
 
@@ -119,21 +121,30 @@ def view_gates(view: Callable[..., Any]) -> tuple[Gate, ...]:
 
 def method_gates(view: Callable[..., Any]) -> list[tuple[tuple[str, ...], Gate]]:
     """The gates of a URL's view with the HTTP methods each one sees."""
-    found: list[tuple[tuple[str, ...], Gate]] = [(("*",), gate) for gate in gates_of(view)]
+    found = [(_seen(None, gate), gate) for gate in gates_of(view)]
     cls = _view_class(view)
-    if cls is None:
-        return found
-    found += [(("*",), gate) for gate in gates_of(getattr(cls, "dispatch", None))]
-    # A viewset routes methods to actions; a view, each method to its handler.
-    actions: dict[str, str] = getattr(view, "actions", None) or {
-        method: method for method in getattr(cls, "http_method_names", ())
-    }
-    handlers: dict[str, list[str]] = {}
-    for method, handler in actions.items():
-        handlers.setdefault(handler, []).append(method.upper())
-    for handler, methods in handlers.items():
-        found += [(tuple(methods), gate) for gate in gates_of(getattr(cls, handler, None))]
-    return found
+    if cls is not None:
+        found += [(_seen(None, gate), gate) for gate in gates_of(getattr(cls, "dispatch", None))]
+        # A viewset routes methods to actions; a view, each method to its handler.
+        actions: dict[str, str] = getattr(view, "actions", None) or {
+            method: method for method in getattr(cls, "http_method_names", ())
+        }
+        handlers: dict[str, set[str]] = {}
+        for method, handler in actions.items():
+            handlers.setdefault(handler, set()).add(method.upper())
+        for handler, methods in handlers.items():
+            gates = gates_of(getattr(cls, handler, None))
+            found += [(_seen(methods, gate), gate) for gate in gates]
+    return [(methods, gate) for methods, gate in found if methods]
+
+
+def _seen(methods: set[str] | None, gate: Gate) -> tuple[str, ...]:
+    """The methods a gate sees of those that reach it (None: any, shown ``*``); empty
+    when it sees none of them."""
+    if gate.methods is None:
+        return ("*",) if methods is None else tuple(sorted(methods))
+    gated = gate.methods - {"HEAD", "OPTIONS"}
+    return tuple(sorted(gated if methods is None else gated & methods))
 
 
 def _listening(name: str) -> bool:
@@ -194,6 +205,8 @@ class Runtime:
             engine.stock_features = frozenset(
                 gate.feature for _, gate in url_gates() if gate.kind == "stock"
             )
+        if parsed.unrecorded:
+            logger.warning("%s", NO_DATABASE)
         atexit.register(engine.close_at_exit)
         return engine
 
@@ -220,7 +233,7 @@ class Runtime:
             return
         try:
             self.engine.validate(gate)
-        except ConfigError as exc:
+        except ConfigError as exc:  # a view imported after the checks ran
             from django.core.exceptions import ImproperlyConfigured
 
             raise ImproperlyConfigured(str(in_django_words(exc))) from None

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ SUBJECT_LOADER = "SUBJECT_LOADER"
 ON_DENIED = "ON_DENIED"
 
 _FLASK_KEY = re.compile(PREFIX + r"([A-Z][A-Z0-9_]*)")
+
+#: Said by the system checks and at the first gated request when DATABASE_URL is missing.
+NO_DATABASE = (
+    'FEATURE_GATES["DATABASE_URL"] is not set: feature and tier gates decide from the '
+    "plans, usage is not recorded, and a metered limit or a usage read raises "
+    "ConfigError until it is set"
+)
 
 #: Core keys that mean nothing in a Django project, and why.
 REFUSED: Mapping[str, str] = {
@@ -52,15 +60,19 @@ class DjangoSettings:
     subject_loader: str | None
     #: Dotted path of ``on_denied(request, denial) -> HttpResponse | None``.
     on_denied: str | None
+    #: No DATABASE_URL and tracking not switched off: usage goes unrecorded.
+    unrecorded: bool = False
 
 
-def read(value: Any, *, base_dir: Any = None, require_database: bool = True) -> DjangoSettings:
+def read(value: Any, *, base_dir: Any = None) -> DjangoSettings:
     """Parse ``settings.FEATURE_GATES``. Raises :class:`ConfigError` naming the key.
 
     :param base_dir: where a relative ``PLANS`` path is read from (``settings.BASE_DIR``);
         the working directory when None.
-    :param require_database: refuse settings without ``DATABASE_URL`` (unless tracking
-        is off); the migration operation, which runs on Django's connection, does not.
+
+    Without ``DATABASE_URL`` the settings still load, as the Flask extension starts
+    without one: tracking is off, feature and tier gates decide from the plans, and a
+    metered limit or a usage read raises :class:`ConfigError` naming the key.
     """
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -86,11 +98,9 @@ def read(value: Any, *, base_dir: Any = None, require_database: bool = True) -> 
         settings = Settings.from_mapping({PREFIX + k: v for k, v in mapping.items()})
     except ConfigError as exc:
         raise in_django_words(exc) from None
-    if require_database and settings.database_url is None and settings.tracking != "off":
-        raise ConfigError(
-            f"{key_name('DATABASE_URL')} is not set: set it to the project's PostgreSQL URL "
-            f"(or set {key_name('TRACKING')} to 'off' for gates without metering)"
-        )
+    unrecorded = settings.database_url is None and settings.tracking != "off"
+    if settings.database_url is None:
+        settings = replace(settings, tracking="off")
     plans = settings.plans
     if isinstance(plans, Path) and not plans.is_absolute() and base_dir is not None:
         plans = Path(base_dir) / plans
@@ -98,7 +108,7 @@ def read(value: Any, *, base_dir: Any = None, require_database: bool = True) -> 
         catalogue = Catalogue.parse(plans, settings.tiers)
     except ConfigError as exc:
         raise in_django_words(exc) from None
-    return DjangoSettings(settings, catalogue, loader, on_denied)
+    return DjangoSettings(settings, catalogue, loader, on_denied, unrecorded)
 
 
 def in_django_words(error: ConfigError) -> ConfigError:

@@ -15,6 +15,7 @@ from ..core import ConfigError
 from ..core import validate_gate
 from ._runtime import django_settings
 from ._runtime import url_gates
+from ._settings import NO_DATABASE
 from ._settings import ON_DENIED
 from ._settings import SUBJECT_LOADER
 from ._settings import import_callable
@@ -25,7 +26,8 @@ __all__ = ["check_settings"]
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``feature_gates.E001``: the settings; ``E002``: a callback; ``E003``: a view's gate."""
+    """``feature_gates.E001``: the settings; ``E002``: a callback; ``E003``: a view's
+    gate; ``W001``: no database, so nothing is recorded."""
     try:
         parsed = django_settings()
     except ConfigError as exc:
@@ -46,10 +48,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 import_callable(path, key)
             except ConfigError as exc:
                 errors.append(checks.Error(str(exc), id="feature_gates.E002"))
-    has_database = bool(parsed.core.database_url)
+    if parsed.unrecorded:
+        errors.append(checks.Warning(NO_DATABASE, id="feature_gates.W001"))
     for route, gate in url_gates():
         try:
-            validate_gate(gate, parsed.catalogue, has_database=has_database)
+            validate_gate(gate, parsed.catalogue)
         except ConfigError as exc:
             message = str(in_django_words(exc))
             errors.append(checks.Error(f"view at {route!r}: {message}", id="feature_gates.E003"))

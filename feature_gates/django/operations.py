@@ -59,7 +59,7 @@ def migrate_connection(connection: Any, sets: list[str] | None = None) -> None:
     from ..migrate import MigrationSettings
     from ..migrate import migrate
 
-    settings = MigrationSettings.from_settings(django_settings(require_database=False).core)
+    settings = MigrationSettings.from_settings(django_settings().core)
     if sets is not None:
         settings = MigrationSettings.from_config(
             {"FEATURE_GATES_MIGRATION_SETS": sets}, base=settings

@@ -30,7 +30,6 @@ def test_valid_settings_pass():
         ({"PLAN": {}}, 'FEATURE_GATES["PLAN"] is no setting of feature-gates'),
         ({"COMMAND_NAME": "gates"}, 'FEATURE_GATES["COMMAND_NAME"] means nothing in Django'),
         ({"PLANS": {"free": {"Bad Name": True}}}, 'FEATURE_GATES["PLANS"]: plan'),
-        ({"DATABASE_URL": None}, 'FEATURE_GATES["DATABASE_URL"] is not set'),
     ],
 )
 def test_a_wrong_setting_is_an_error_naming_its_key(changes, named):
@@ -38,6 +37,12 @@ def test_a_wrong_setting_is_an_error_naming_its_key(changes, named):
     assert code == "feature_gates.E001"
     assert named in message
     assert "FEATURE_GATES_" not in message
+
+
+def test_without_a_database_url_the_checks_warn_that_nothing_is_recorded():
+    ((code, message),) = errors_with(DATABASE_URL=None)
+    assert code == "feature_gates.W001"
+    assert 'FEATURE_GATES["DATABASE_URL"] is not set' in message
 
 
 def test_a_subject_loader_that_cannot_be_imported():

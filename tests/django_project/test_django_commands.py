@@ -89,6 +89,7 @@ def test_routes_lists_every_gate_of_the_urlconf_with_its_methods_and_plans(datab
     metered = "metered chat_messages_monthly 3 10 unlimited"
     assert "rule methods endpoint kind feature free pro enterprise" in lines
     assert f"/messages * {views}.send_message {metered}" in lines
+    assert f"/messages/form POST {views}.message_form {metered}" in lines
     assert f"/cbv/messages POST {views}.MessagesView {metered}" in lines
     assert f"/api/trips/share/ POST trip-share {metered}" in lines
     assert "/api/trips/ GET trip-list tier>=pro trip_list no yes yes" in lines

@@ -166,6 +166,13 @@ def test_async_views_are_gated_counted_and_refunded(db):
     assert usage(db) == 3
 
 
+def test_methods_gates_and_counts_only_those_methods(client, db):
+    assert client.get("/messages/form").status_code == 200  # anonymous, uncounted
+    assert client.post("/messages/form").status_code == 401
+    assert client.post("/messages/form", headers=FREE).status_code == 200
+    assert usage(db) == 1
+
+
 def test_options_requests_are_never_gated(client):
     assert client.options("/trips/pdf").status_code == 200
 

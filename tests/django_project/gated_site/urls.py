@@ -15,6 +15,7 @@ urlpatterns = [
     path("messages/bulk/<int:n>", views.send_many),
     path("itineraries/<int:itinerary>/destinations", views.add_destination),
     path("stacked", views.stacked),
+    path("messages/form", views.message_form),
     path("cbv/export", views.ExportView.as_view()),
     path("cbv/messages", views.MessagesView.as_view()),
     path("api/messages", views.ApiMessages.as_view()),

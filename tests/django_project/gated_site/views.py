@@ -72,6 +72,12 @@ def stacked(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+@feature_limit("chat_messages_monthly", methods=["POST"])
+def message_form(request: HttpRequest) -> HttpResponse:
+    # GET shows the form: neither checked nor counted.
+    return HttpResponse("<form method=post>" if request.method == "GET" else "sent")
+
+
 # -- class-based views ----------------------------------------------------------------
 
 
