@@ -25,3 +25,16 @@ def test_the_test_database_holds_djangos_tables_and_feature_gates(feature_gates_
 @pytest.mark.feature_gates(plan="free", user_id=7, usage={"chat_messages_monthly": 3})
 def test_the_marker_sets_usage_in_the_test_database(feature_gates_django_db):
     assert Client().post("/messages", headers=PRO).status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_reserve_runs_on_djangos_own_connection(feature_gates_django_db):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE projects (id bigint PRIMARY KEY, tasks_count int NOT NULL)")
+        cursor.execute("INSERT INTO projects VALUES (1, 0)")
+    try:
+        statuses = [Client().post("/projects/1/tasks").status_code for _ in range(3)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE projects")
+    assert statuses == [201, 201, 409]

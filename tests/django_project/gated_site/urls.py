@@ -24,5 +24,6 @@ urlpatterns = [
     path("async/export", views.AsyncExport.as_view()),
     path("pages/plan", views.plan_page),
     path("pages/pdf", views.pdf_page),
+    path("projects/<int:project>/tasks", views.add_task),
     *router.urls,
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.db import connection
+from django.db import transaction
 from django.http import HttpRequest
 from django.http import HttpResponse
 from django.http import JsonResponse
@@ -19,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from feature_gates.counters import reserve
 from feature_gates.django import feature_limit
 from feature_gates.django import feature_required
 from feature_gates.django import feature_tier
@@ -152,3 +155,21 @@ def plan_page(request: HttpRequest) -> HttpResponse:
 @feature_required("can_export_pdf")
 def pdf_page(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     return HttpResponse("<p>your PDF</p>")
+
+
+# -- a stock limit on a counter column, reserved on Django's own connection -----------------
+
+
+@require_POST
+def add_task(request: HttpRequest, project: int) -> JsonResponse:
+    # At most 2 tasks a project: reserve() locks the project's row in the transaction
+    # that writes the task (here the counter is moved by hand; a counter column's
+    # triggers would move it).
+    with transaction.atomic():
+        if not reserve(connection.connection, "projects", "tasks_count", project, 1, 2):
+            return JsonResponse({"error": "the project is full"}, status=409)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE projects SET tasks_count = tasks_count + 1 WHERE id = %s", [project]
+            )
+    return JsonResponse({"added": True}, status=201)
