@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import replace
+from typing import TYPE_CHECKING
 from typing import Any
 
 from ._subject import Subject
+
+if TYPE_CHECKING:
+    from ._engine import Engine
 
 __all__ = ["Override"]
 
@@ -25,6 +30,31 @@ class Override:
     plan: str | None = None
     user_id: Any = None
     enabled: bool | None = None
+
+    @classmethod
+    def begin(
+        cls,
+        engine: Engine,
+        plan: str | None = None,
+        user_id: Any = None,
+        usage: Mapping[str, int] | None = None,
+        enabled: bool | None = None,
+        *,
+        plans_key: str = "FEATURE_GATES_PLANS",
+    ) -> Override:
+        """A test's pin, checked against ``engine``'s plans (``plans_key`` names their
+        setting in errors), with ``usage`` written for ``user_id`` now."""
+        if plan is not None and plan not in engine.catalogue.plans:
+            raise ValueError(
+                f"plan {plan!r} is not in {plans_key}; the plans are "
+                f"{', '.join(engine.catalogue.tiers) or 'none'}"
+            )
+        if usage:
+            if user_id is None:
+                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
+            counted = None if plan is None else Subject(user_id, plan)
+            engine.set_counts(user_id, usage, counted)
+        return cls(plan, user_id, enabled)
 
     def apply(self, subject: Subject | None) -> Subject | None:
         """``subject`` as the test pins it (its organisation, anchor and zone kept)."""

@@ -94,12 +94,13 @@ class DjangoGates:
 
     def feature_remaining(self, request: Any, feature: str) -> int | None:
         """Uses of a metered ``feature`` left to ``request``'s subject; None if unlimited."""
-        if feature in runtime.engine.stock_features:
+        engine = runtime.engine
+        if feature in engine.stock_features:
             raise ValueError(
                 f"{feature!r} is gated as a stock limit: its count is the application's; "
                 f"use gates.check({feature!r}, used=<count>).remaining"
             )
-        return self.check(feature, request).remaining
+        return engine.remaining(feature, self.current_subject(request))
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -184,18 +185,10 @@ class DjangoGates:
     ) -> Iterator[None]:
         """Pin the subject's plan (and user id), set usage counts, or switch the gates
         off, for a test: the same arguments as the Flask extension's ``override``."""
-        engine = runtime.engine
-        if plan is not None and plan not in engine.catalogue.plans:
-            raise ValueError(
-                f'plan {plan!r} is not in FEATURE_GATES["PLANS"]; the plans are '
-                f"{', '.join(engine.catalogue.tiers) or 'none'}"
-            )
-        if usage:
-            if user_id is None:
-                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            counted = None if plan is None else Subject(user_id, plan)
-            engine.set_counts(user_id, usage, counted)
-        previous, runtime.override = runtime.override, Override(plan, user_id, enabled)
+        pin = Override.begin(
+            runtime.engine, plan, user_id, usage, enabled, plans_key='FEATURE_GATES["PLANS"]'
+        )
+        previous, runtime.override = runtime.override, pin
         try:
             yield
         finally:

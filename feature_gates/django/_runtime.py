@@ -214,13 +214,20 @@ class Runtime:
         """The engine if one was built in this process, else None (nothing is built)."""
         return self._engine
 
-    def reset(self, timeout: float | None = None) -> None:
-        """Close the engine (write what is pending); the next use builds a new one."""
+    def reset(self, timeout: float | None = None, *, quietly: bool = False) -> None:
+        """Close the engine (write what is pending); the next use builds a new one.
+
+        :param quietly: log what cannot be written, as at interpreter exit, instead of
+            raising :class:`~feature_gates.FlushTimeout` (a change of settings).
+        """
         with self._lock:
             engine, self._engine = self._engine, None
         if engine is not None:
             atexit.unregister(engine.close_at_exit)
-            engine.close(timeout)
+            if quietly:
+                engine.close_at_exit()
+            else:
+                engine.close(timeout)
 
     def enabled(self) -> bool:
         if self.override is not None and self.override.enabled is not None:

@@ -29,4 +29,4 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "FEATURE_GATES":
         from ._runtime import runtime
 
-        runtime.reset()
+        runtime.reset(quietly=True)

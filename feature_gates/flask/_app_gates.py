@@ -291,17 +291,8 @@ class AppGates:
         :param enabled: False turns every gate into a pass-through in the block
             (True, on), whatever FEATURE_GATES_ENABLED says.
         """
-        if plan is not None and plan not in self.catalogue.plans:
-            raise ValueError(
-                f"plan {plan!r} is not in FEATURE_GATES_PLANS; the plans are "
-                f"{', '.join(self.catalogue.tiers) or 'none'}"
-            )
-        if usage:
-            if user_id is None:
-                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            counted = None if plan is None else Subject(user_id, plan)
-            self.engine.set_counts(user_id, usage, counted)
-        previous, self.pinned = self.pinned, Override(plan, user_id, enabled)
+        pin = Override.begin(self.engine, plan, user_id, usage, enabled)
+        previous, self.pinned = self.pinned, pin
         try:
             yield
         finally:

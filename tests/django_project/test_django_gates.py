@@ -336,3 +336,22 @@ def test_the_gates_never_use_djangos_connection(client, db, django_db_blocker):
         assert client.post("/messages", headers=FREE).status_code == 201
         assert client.post("/messages?fail=400", headers=FREE).status_code == 400
     assert usage(db) == 1
+
+
+@pytest.mark.parametrize(("fail_mode", "status"), [("open", 201), ("closed", 503)])
+def test_the_fail_mode_applies_when_the_database_cannot_be_reached(client, fail_mode, status):
+    from django.conf import settings
+    from django.test import override_settings
+
+    config = {
+        **settings.FEATURE_GATES,
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",  # nothing listens
+        "FAIL_MODE": fail_mode,
+        "SHUTDOWN_FLUSH_TIMEOUT": 0,
+    }
+    with override_settings(FEATURE_GATES=config):
+        response = client.post("/messages", headers=FREE)
+    assert response.status_code == status
+    if status == 503:
+        assert problem(response)["title"] == "Feature check unavailable"
+        assert response["Retry-After"]
