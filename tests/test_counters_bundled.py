@@ -264,10 +264,11 @@ def test_a_database_that_applied_the_former_set_upgrades_while_the_application_w
         writer.stop()
     assert writer.error is None
     assert writer.writes > 0
-    assert [m.label for m in applied] == [
-        "core/0009_counter_registry",
-        "counters/0005_registered_counters",
-    ]
+    # The core's migrations since the former set (the registry first), then the move.
+    labels = [m.label for m in applied]
+    assert labels[0] == "core/0009_counter_registry"
+    assert all(label.startswith("core/") for label in labels[:-1])
+    assert labels[-1] == "counters/0005_registered_counters"
     with psycopg.connect(url, autocommit=True) as conn:
         assert stored_message_counts(conn) == true_message_counts(conn)
         registry = conn.execute(
