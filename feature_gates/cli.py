@@ -40,6 +40,8 @@ from datetime import datetime
 from datetime import timezone
 from pathlib import Path
 from typing import Any
+from typing import Protocol
+from typing import runtime_checkable
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -69,8 +71,11 @@ from .migrate import NotOneSession
 from .migrate import maintenance
 from .migrate.maintenance import MAX_KEEP_DAYS
 from .migrate.maintenance import MAX_KEEP_MONTHS
+from .reports import GatedView
+from .reports import GatesState
 from .reports import PlanValue
 from .reports import gated_routes
+from .reports import routes_of
 from .reports import usage_report
 
 __all__ = ["cli", "main"]
@@ -79,6 +84,17 @@ __all__ = ["cli", "main"]
 #: The URL of the commands that work on the migrations, when it is not the
 #: application's own (which may go through a connection pooler).
 MIGRATION_URL_KEY = "FEATURE_GATES_MIGRATION_DATABASE_URL"
+
+
+@runtime_checkable
+class Project(Protocol):
+    """What an adapter's command passes as the group's object, for a project that
+    is no Flask application (Django's ``manage.py feature_gates``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    def gated_views(self) -> list[GatedView]: ...
+    def gates_state(self) -> GatesState: ...
 
 
 @dataclass
@@ -96,6 +112,8 @@ class CommandContext:
     #: The console script, not told a user id type: ``migrate`` uses the one
     #: the database recorded, if any.
     follow_recorded_user_id_type: bool = False
+    #: Another adapter's project (Django's), when its command runs the group.
+    project: Project | None = None
 
     def require_url(self, *, migration: bool = False) -> str:
         """The database URL, checked for its syntax before anything connects.
@@ -218,13 +236,24 @@ def _urls(option: str | None, settings: Mapping[str, Any]) -> dict[str, str | No
     }
 
 
-def _context_from_flask(ctx: click.Context, database_url: str | None) -> CommandContext | None:
+def _context_from_app(ctx: click.Context, database_url: str | None) -> CommandContext | None:
+    """The context of the application the group runs in: a Flask application's, or
+    the settings an adapter passed as the context's object (Django's
+    ``manage.py feature_gates``); None for the console script."""
+    if isinstance(ctx.obj, Project):
+        context = _context_of(ctx.obj.settings, database_url)
+        context.project = ctx.obj
+        return context
     app = _flask_app(ctx)
     if app is None:
         return None
     state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     # The application's settings, as its extension parsed them (or would).
     settings = state.settings if state is not None else Settings.from_mapping(app.config)
+    return _context_of(settings, database_url)
+
+
+def _context_of(settings: Settings, database_url: str | None) -> CommandContext:
     urls = {
         MIGRATION_URL_KEY: settings.migration_database_url,
         "FEATURE_GATES_DATABASE_URL": settings.database_url,
@@ -306,7 +335,7 @@ def cli(
 ) -> None:
     """Migrate, inspect and maintain the feature-gates objects in a PostgreSQL database."""
     try:
-        command_context = _context_from_flask(ctx, database_url)
+        command_context = _context_from_app(ctx, database_url)
     except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The options as FEATURE_GATES_* keys, read by the parser the extension uses.
@@ -782,9 +811,12 @@ def _app_state() -> tuple[Flask, AppGates | None]:
 @click.pass_obj
 def routes_command(obj: CommandContext, as_json: bool) -> None:
     """List every gated endpoint with its feature, kind and limit per plan."""
-    app, _ = _app_state()
     with obj.errors():
-        found = gated_routes(app)
+        if obj.project is not None:
+            state = obj.project.gates_state()
+            found = routes_of(state.catalogue, obj.project.gated_views())
+        else:
+            found = gated_routes(_app_state()[0])
     if as_json:
         click.echo(json.dumps([asdict(route) for route in found], indent=2))
         return
@@ -828,7 +860,10 @@ def usage_command(obj: CommandContext, top: int, near_limit: float | None, as_js
 
     --near-limit needs the plans: run it as 'flask feature-gates usage'.
     """
-    state = _app_state()[1] if has_app_context() else None
+    state: GatesState | None = _app_state()[1] if has_app_context() else None
+    if obj.project is not None:
+        with obj.errors():
+            state = obj.project.gates_state()
     if near_limit is not None and state is None:
         raise click.ClickException(
             "--near-limit needs the plans of an application that uses FeatureGates: run "

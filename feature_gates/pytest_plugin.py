@@ -29,6 +29,20 @@ pytest-flask itself is not needed):
     returns a :class:`~feature_gates.testing.ParallelResult`.
 ``@pytest.mark.feature_gates(plan="pro", user_id=7, usage={"chat_messages_monthly": 49})``
     Runs the test inside ``gates.override(...)`` with those arguments.
+
+In a Django project (with pytest-django, or any test that configured Django):
+
+``feature_gates_django``
+    :data:`feature_gates.django.gates`, pointed at a fresh migrated database for the
+    test (``settings.FEATURE_GATES`` with its ``DATABASE_URL`` replaced, through
+    ``override_settings``), inside the marker's ``override(...)`` when the test has
+    one. The usage a test records is gone with its database.
+``feature_gates_django_db``
+    The same, on pytest-django's test database (where Django's own tables are),
+    migrated with feature-gates' sets once per session: for gates that share the
+    database with the ORM. The gates write on connections of their own, so usage
+    is not rolled back with the test's transaction, and they see the ORM's rows
+    only once committed (``@pytest.mark.django_db(transaction=True)``).
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from .testing import start_test_server
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .django import DjangoGates
     from .flask import AppGates
 
 MARKER = "feature_gates"
@@ -120,10 +135,65 @@ def feature_gates_parallel(app: Flask) -> Callable[..., ParallelResult]:
     return fire
 
 
+@pytest.fixture
+def feature_gates_django(
+    request: pytest.FixtureRequest, feature_gates_database_url: str
+) -> Iterator[DjangoGates]:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from .django import gates
+
+    config = {**getattr(settings, "FEATURE_GATES", {}), "DATABASE_URL": feature_gates_database_url}
+    with override_settings(FEATURE_GATES=config):
+        with gates.override(**_marker_arguments(request)):
+            yield gates
+
+
+@pytest.fixture(scope="session")
+def _feature_gates_django_migrated(django_db_setup: None, django_db_blocker: Any) -> str:
+    from django.db import connection
+
+    from .django.operations import connection_url
+    from .django.operations import migrate_connection
+
+    with django_db_blocker.unblock():
+        migrate_connection(connection)
+    return connection_url(connection)
+
+
+@pytest.fixture
+def feature_gates_django_db(
+    request: pytest.FixtureRequest, _feature_gates_django_migrated: str
+) -> Iterator[DjangoGates]:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from .django import gates
+
+    url = _feature_gates_django_migrated
+    config = {**getattr(settings, "FEATURE_GATES", {}), "DATABASE_URL": url}
+    with override_settings(FEATURE_GATES=config):
+        with gates.override(**_marker_arguments(request)):
+            yield gates
+
+
+def _marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None:
+        return {}
+    if marker.args:
+        raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments: plan=, user_id=, usage=")
+    return dict(marker.kwargs)
+
+
 @pytest.fixture(autouse=True)
 def _feature_gates_marker(request: pytest.FixtureRequest) -> Iterator[None]:
     marker = request.node.get_closest_marker(MARKER)
-    if marker is None:
+    if marker is None or {"feature_gates_django", "feature_gates_django_db"} & set(
+        request.fixturenames
+    ):
+        # feature_gates_django applies the marker itself.
         yield
         return
     if marker.args:

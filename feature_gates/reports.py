@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from dataclasses import replace
 from datetime import date
 from typing import Any
+from typing import Protocol
 
 from flask import Flask
 
 from .core import Catalogue
 from .core import ConfigError
+from .core import Engine
 from .core import Gate
 from .core import NearLimit
 from .core import Settings
@@ -31,7 +33,16 @@ from .flask import EXTENSION_KEY
 from .flask import AppGates
 from .flask import gates_of
 
-__all__ = ["GatedRoute", "NearLimit", "UsageReport", "gated_routes", "usage_report"]
+__all__ = [
+    "GatedRoute",
+    "GatedView",
+    "GatesState",
+    "NearLimit",
+    "UsageReport",
+    "gated_routes",
+    "routes_of",
+    "usage_report",
+]
 
 #: What a plan gets from a gate: True/False (feature, tier), or a limit: an int,
 #: None for unlimited, or "dynamic" when the decorator computes it per request.
@@ -61,10 +72,26 @@ def _state(app: Flask) -> AppGates:
     return state
 
 
+class GatesState(Protocol):
+    """What the reports read of an application's gates: a Flask application's
+    :class:`~feature_gates.flask.AppGates`, or another adapter's equivalent."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def catalogue(self) -> Catalogue: ...
+    def check_views(self) -> None: ...
+
+
+#: A gated view as an adapter sees it: (endpoint, rule, methods, gate).
+GatedView = tuple[str, str, tuple[str, ...], Gate]
+
+
 def gated_routes(app: Flask) -> list[GatedRoute]:
     """Every gate of every endpoint of ``app``, sorted by URL rule."""
-    catalogue = _state(app).catalogue
-    found = []
+    views = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
         view = app.view_functions.get(rule.endpoint)
         if view is None:
@@ -72,20 +99,25 @@ def gated_routes(app: Flask) -> list[GatedRoute]:
         methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
         for gate in gates_of(view):
             gated = methods if gate.methods is None else methods & gate.methods
-            if not gated:
-                continue
-            found.append(
-                GatedRoute(
-                    rule.endpoint,
-                    rule.rule,
-                    tuple(sorted(gated)),
-                    gate.kind,
-                    gate.feature,
-                    gate.min_tier,
-                    {plan: _plan_value(catalogue, gate, plan) for plan in catalogue.tiers},
-                )
-            )
-    return found
+            if gated:
+                views.append((rule.endpoint, rule.rule, tuple(sorted(gated)), gate))
+    return routes_of(_state(app).catalogue, views)
+
+
+def routes_of(catalogue: Catalogue, views: list[GatedView]) -> list[GatedRoute]:
+    """The gated routes of ``views``, with what each plan of ``catalogue`` gets."""
+    return [
+        GatedRoute(
+            endpoint,
+            rule,
+            methods,
+            gate.kind,
+            gate.feature,
+            gate.min_tier,
+            {plan: _plan_value(catalogue, gate, plan) for plan in catalogue.tiers},
+        )
+        for endpoint, rule, methods, gate in views
+    ]
 
 
 def _plan_value(catalogue: Catalogue, gate: Gate, plan: str) -> PlanValue:
@@ -107,7 +139,7 @@ def _plan_value(catalogue: Catalogue, gate: Gate, plan: str) -> PlanValue:
 def usage_report(
     conninfo: str,
     *,
-    state: AppGates | None = None,
+    state: GatesState | None = None,
     top: int = 10,
     near_limit: float | None = None,
     period: date | None = None,

@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings
+from pytest_flask.fixtures import client  # noqa: F401
+from pytest_flask.fixtures import live_server  # noqa: F401
 
 from feature_gates.pgserver import LocalPostgres
 from feature_gates.pgserver import PostgresNotFound
@@ -26,6 +28,8 @@ from feature_gates.testing import DatabaseFactory
 # pytest of its own (plain pytest, as an application's suite runs).
 collect_ignore = ["htmlapp"]
 
+# pytest-flask and pytest-django (the Django adapter's tests, tests/django_project) both
+# name a fixture client and live_server: here they are pytest-flask's, imported above.
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;
 # pooler runs a real PgBouncer in front of the test server.
 pytest_plugins = ["pytester", "gates_sample", "pooler"]
@@ -66,6 +70,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "chaos: soak, fault and hostile-input tests (short unless --long)"
     )
     settings.load_profile("long" if config.getoption("--long") else "short")
+
+
+@pytest.fixture(autouse=True)
+def _live_server_helper():
+    """In place of pytest-django's helper of the same name, which would open Django's
+    test database for any test using a fixture named live_server: here that is
+    pytest-flask's (the Django tests serve their project under gunicorn)."""
+    yield
 
 
 @pytest.fixture

@@ -66,6 +66,12 @@ def test_initialising_the_extension_does_not_load_the_cli():
     assert "feature_gates.cli" not in modules and "feature_gates.migrate" not in modules
 
 
+def test_the_django_adapter_loads_neither_flask_the_runner_nor_the_cli():
+    modules = loaded_after("import feature_gates.django")
+    assert top_level(modules) & {"flask", "werkzeug", "click"} == set()
+    assert "feature_gates.migrate" not in modules and "feature_gates.cli" not in modules
+
+
 def test_the_pytest_plugin_loads_no_test_server():
     modules = loaded_after("import feature_gates.pytest_plugin")
     assert "feature_gates.pgserver" not in modules
@@ -156,6 +162,11 @@ LAYERS = {
     "feature_gates.signals": (),
     "feature_gates.counters": (),
     "feature_gates.flask": ("feature_gates.core", "feature_gates.signals"),
+    "feature_gates.django": (
+        "feature_gates.core",
+        "feature_gates.signals",
+        "feature_gates.migrate",
+    ),
     "feature_gates.migrate": ("feature_gates.core",),
     "feature_gates.reports": ("feature_gates.core", "feature_gates.flask"),
     "feature_gates.cli": (
@@ -170,6 +181,7 @@ LAYERS = {
     "feature_gates.pgserver": (),
     "feature_gates.testing": ("feature_gates.migrate", "feature_gates.pgserver"),
     "feature_gates.pytest_plugin": (
+        "feature_gates.django",
         "feature_gates.flask",
         "feature_gates.migrate",
         "feature_gates.testing",

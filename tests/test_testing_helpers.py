@@ -95,7 +95,11 @@ def test_a_sample_apps_suite_uses_the_plugin(pytester, monkeypatch, feature_gate
     monkeypatch.setenv("FEATURE_GATES_TEST_DATABASE_URL", feature_gates_server_url)
     pytester.makeconftest(SAMPLE_CONFTEST)
     pytester.makepyfile(test_sample=SAMPLE_TESTS)
-    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
+    # A Flask project's suite: without pytest-django, whose client fixture would
+    # take the place of pytest-flask's.
+    result = pytester.runpytest_subprocess(
+        "-W", "error", "-p", "no:cacheprovider", "-p", "no:django"
+    )
     result.assert_outcomes(passed=5)
 
 

@@ -29,7 +29,14 @@ from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ._denials import Denial as Denial
 from ._denials import iso_utc as iso_utc
 from ._engine import Engine as Engine
+from ._marks import GATES_ATTRIBUTE as GATES_ATTRIBUTE
+from ._marks import gates_of as gates_of
+from ._marks import limit_gate as limit_gate
+from ._marks import required_gate as required_gate
+from ._marks import tier_gate as tier_gate
+from ._marks import validate_gate as validate_gate
 from ._metering import Usage as Usage
+from ._override import Override as Override
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start
 from ._periods import period_end as period_end

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from typing import Protocol
@@ -33,6 +32,7 @@ from ..core import Denial
 from ..core import Engine
 from ..core import Gate
 from ..core import Grant
+from ..core import Override
 from ..core import Settings
 from ..core import StorageStats
 from ..core import Subject
@@ -63,25 +63,6 @@ class Callbacks(Protocol):
 
     subject_loader_callback: SubjectLoader | None
     denied_handler: DeniedHandler | None
-
-
-@dataclass(frozen=True)
-class Override:
-    """A test's pin of the subject and of the gates (see :meth:`AppGates.override`)."""
-
-    plan: str | None = None
-    user_id: Any = None
-    enabled: bool | None = None
-
-    def apply(self, subject: Subject | None) -> Subject | None:
-        if subject is None:
-            if self.user_id is None or self.plan is None:
-                return None
-            return Subject(self.user_id, self.plan)
-        return Subject(
-            subject.user_id if self.user_id is None else self.user_id,
-            subject.plan if self.plan is None else self.plan,
-        )
 
 
 class AppGates:
@@ -311,17 +292,8 @@ class AppGates:
         :param enabled: False turns every gate into a pass-through in the block
             (True, on), whatever FEATURE_GATES_ENABLED says.
         """
-        if plan is not None and plan not in self.catalogue.plans:
-            raise ValueError(
-                f"plan {plan!r} is not in FEATURE_GATES_PLANS; the plans are "
-                f"{', '.join(self.catalogue.tiers) or 'none'}"
-            )
-        if usage:
-            if user_id is None:
-                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            counted = None if plan is None else Subject(user_id, plan)
-            self.engine.set_counts(user_id, usage, counted)
-        previous, self.pinned = self.pinned, Override(plan, user_id, enabled)
+        pin = Override.begin(self.engine, plan, user_id, usage, enabled)
+        previous, self.pinned = self.pinned, pin
         try:
             yield
         finally:

@@ -29,9 +29,10 @@ from flask import request
 
 from ..core import FailMode
 from ..core import Gate
-from ..core import GateKind
-from ..core import check_feature_name
 from ..core import gated_methods
+from ..core import limit_gate
+from ..core import required_gate
+from ..core import tier_gate
 from ._app_gates import AppGates
 from ._extension import EXTENSION_KEY
 from ._request import hold
@@ -65,8 +66,7 @@ def feature_required(
     :param methods: the HTTP methods gated (any case; HEAD follows GET); requests of
         other methods pass through unchecked and uncounted. Every method by default.
     """
-    check_feature_name(feature)
-    return _gated(Gate("feature", feature, track_usage=track_usage, methods=gated_methods(methods)))
+    return _gated(required_gate(feature, track_usage=track_usage, methods=methods))
 
 
 def feature_tier(
@@ -89,9 +89,7 @@ def feature_tier(
     only = gated_methods(methods)
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
-        name = feature if feature is not None else view.__name__
-        check_feature_name(name, hint="pass feature= to name it")
-        rule = Gate("tier", name, min_tier=min_tier, track_usage=track_usage, methods=only)
+        rule = tier_gate(min_tier, feature, view, track_usage=track_usage, methods=only)
         return _gated(rule)(view)
 
     return decorator  # type: ignore[return-value]
@@ -131,20 +129,15 @@ def feature_limit(
         ``methods=["POST"]`` on a form view that shows the form on GET. Requests of
         other methods pass through unchecked and uncounted. Every method by default.
     """
-    check_feature_name(feature)
-    if fail_mode not in (None, "open", "closed"):
-        raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
-    kind: GateKind = "metered" if usage_getter is None else "stock"
     return _gated(
-        Gate(
-            kind,
+        limit_gate(
             feature,
+            usage_getter=usage_getter,
             cost=cost,
             limit=limit,
-            usage_getter=usage_getter,
             track_usage=track_usage,
             fail_mode=fail_mode,
-            methods=gated_methods(methods),
+            methods=methods,
         )
     )
 

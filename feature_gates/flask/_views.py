@@ -1,18 +1,11 @@
-"""The mark a decorator leaves on a view: its gates, for ``check_views`` and ``routes``."""
+"""The mark a decorator leaves on a view: its gates, for ``check_views`` and ``routes``.
+
+The same mark for every adapter: it lives in the core.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from ..core import Gate
+from ..core import GATES_ATTRIBUTE
+from ..core import gates_of
 
 __all__ = ["GATES_ATTRIBUTE", "gates_of"]
-
-#: The attribute a gated view carries: a tuple of its gates, outermost first.
-GATES_ATTRIBUTE = "__feature_gates__"
-
-
-def gates_of(view: Callable[..., Any]) -> tuple[Gate, ...]:
-    """The gates on ``view`` (empty when it has none), outermost first."""
-    return tuple(getattr(view, GATES_ATTRIBUTE, ()))
