@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .core import Entitlement as Entitlement
     from .core import FlushTimeout as FlushTimeout
     from .core import Gate as Gate
+    from .core import Hold as Hold
+    from .core import HoldExpired as HoldExpired
     from .core import Level as Level
     from .core import MonthUsage as MonthUsage
     from .core import NearLimit as NearLimit
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from .flask import FeatureNotEntitled as FeatureNotEntitled
     from .flask import NotAuthenticated as NotAuthenticated
     from .flask import TierTooLow as TierTooLow
+    from .flask import current_hold as current_hold
     from .flask import feature_limit as feature_limit
     from .flask import feature_required as feature_required
     from .flask import feature_tier as feature_tier
@@ -57,6 +60,8 @@ _PUBLIC = {
     "FeatureNotEntitled": "flask",
     "FlushTimeout": "core",
     "Gate": "core",
+    "Hold": "core",
+    "HoldExpired": "core",
     "Level": "core",
     "MonthUsage": "core",
     "NearLimit": "core",
@@ -72,6 +77,7 @@ _PUBLIC = {
     "Usage": "core",
     "UsageReport": "core",
     "UsageTrend": "core",
+    "current_hold": "flask",
     "feature_limit": "flask",
     "feature_required": "flask",
     "feature_tier": "flask",

@@ -28,6 +28,9 @@ from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ._denials import Denial as Denial
 from ._denials import iso_utc as iso_utc
 from ._engine import Engine as Engine
+from ._holds import Hold as Hold
+from ._holds import HoldExpired as HoldExpired
+from ._holds import HoldState as HoldState
 from ._metering import Usage as Usage
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start

@@ -17,8 +17,11 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date
+from datetime import timedelta
 from typing import Any
 from typing import NoReturn
+from typing import TypeVar
+from uuid import UUID
 
 from psycopg.rows import class_row
 from psycopg.rows import scalar_row
@@ -36,6 +39,8 @@ from ._decision import Level
 from ._denials import Denial
 from ._denials import limit_detail
 from ._denials import limit_headers
+from ._holds import Hold
+from ._holds import Settled
 from ._metering import Usage
 from ._metering import consume_params
 from ._metering import counted_key
@@ -64,6 +69,7 @@ from ._storage import StorageUnavailable
 from ._storage.rows import Checked
 from ._storage.rows import FeatureCount
 from ._storage.rows import Reading
+from ._storage.rows import Reserved
 from ._subject import Subject
 from ._subject import UserIdCache
 from ._subject import user_id_check
@@ -72,6 +78,9 @@ from ._tracking import UsageTracker
 __all__ = ["Engine"]
 
 logger = logging.getLogger("feature_gates")
+_Row = TypeVar("_Row")
+#: A counting statement's answer when the count would pass the largest bigint.
+_OVERFLOW: Any = object()
 denial_logger = logging.getLogger("feature_gates.denials")
 
 
@@ -153,6 +162,24 @@ class Engine:
     def admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
         """Check ``gate`` for ``subject`` with the view's arguments ``args``: a Grant, or
         a :class:`~._denials.Denial` raised. A metered limit consumes here."""
+        if gate.kind == "tier" and subject is not None:
+            return self._admit_tier(gate, subject)
+        entitlement = self._entitled(gate, subject, args)
+        assert subject is not None
+        if gate.kind == "feature":
+            return Grant(gate, subject, track=int(gate.track_usage))
+        if gate.reserve is not None:
+            up_to = decision.amount(decision.resolve(gate.reserve, args), "reserve", gate)
+            hold = self._reserve(gate, subject, entitlement, up_to, self.settings.hold_ttl)
+            return Grant(gate, subject, key=hold.key, hold=hold)
+        cost = decision.amount(decision.resolve(gate.cost, args), "cost", gate)
+        if gate.kind == "stock":
+            return self._admit_stock(gate, subject, entitlement.limit, cost, args)
+        return self._admit_metered(gate, subject, entitlement, cost)
+
+    def _entitled(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Entitlement:
+        """What ``subject``'s plan allows of the gate's feature; the denial of an
+        anonymous caller or a plan that does not include it raised."""
         if subject is None:
             raise Denial(
                 "anonymous",
@@ -161,13 +188,10 @@ class Engine:
                 subject=None,
                 detail=f"{gate.feature!r} needs a signed-in user: sign in and try again.",
             )
-        if gate.kind == "tier":
-            return self._admit_tier(gate, subject)
         if self.alerting:
             self.alerts.start()
         entitlement = decision.entitlement_of(gate, self.catalogue, subject.plan, args)
-        limit = entitlement.limit
-        if limit == 0:
+        if entitlement.limit == 0:
             raise Denial(
                 "not-entitled",
                 status=403,
@@ -176,12 +200,7 @@ class Engine:
                 detail=f"plan {subject.plan!r} does not include {gate.feature!r}; "
                 "a plan that does is needed.",
             )
-        if gate.kind == "feature":
-            return Grant(gate, subject, track=int(gate.track_usage))
-        cost = decision.amount(decision.resolve(gate.cost, args), "cost", gate)
-        if gate.kind == "stock":
-            return self._admit_stock(gate, subject, limit, cost, args)
-        return self._admit_metered(gate, subject, entitlement, cost)
+        return entitlement
 
     def _admit_tier(self, gate: Gate, subject: Subject) -> Grant:
         assert gate.min_tier is not None
@@ -288,11 +307,27 @@ class Engine:
     ) -> Checked | None:
         """The metered check's answer; None when the database cannot be reached and the
         fail mode is open. Raises the denial of a closed fail mode, or of a failed check."""
+        params = consume_params(key, cost, entitlement, subject.plan, self.clock())
+        row = self._checked(gate, subject, self.storage.statements.consume, params, Checked)
+        return Checked(key.scope, None, None, None, None, None) if row is _OVERFLOW else row
+
+    def _checked(
+        self,
+        gate: Gate,
+        subject: Subject,
+        statement: str,
+        params: dict[str, Any],
+        row_type: type[_Row],
+    ) -> _Row | None:
+        """The answer of a statement that counts (a metered check, a reserve); None
+        when the database cannot be reached and the fail mode is open, ``_OVERFLOW``
+        when the count would pass the largest bigint. Raises the denial of a closed
+        fail mode, or of a failed check."""
         try:
             (row,) = self.storage.run(
-                self.storage.statements.consume,
-                consume_params(key, cost, entitlement, subject.plan),
-                row=class_row(Checked),
+                statement,
+                params,
+                row=class_row(row_type),
                 what=f"the metered check of {gate.feature!r}",
                 idempotent=False,
                 timeout=self.settings.db_timeout,
@@ -305,9 +340,99 @@ class Engine:
         except StorageError as exc:
             if exc.sqlstate == "22003":
                 # The count plus the cost passes the largest bigint: over any limit.
-                return Checked(key.scope, None, None, None, None, None)
+                return _OVERFLOW  # type: ignore[no-any-return]
             self._unchecked(gate, subject, "error")
         return row
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def reserve(self, gate: Gate, subject: Subject | None, up_to: int, ttl: float | None) -> Hold:
+        """Hold ``up_to`` uses of the gate's feature for ``subject`` for ``ttl`` seconds
+        (FEATURE_GATES_HOLD_TTL by default), or raise the denial a metered check of
+        ``up_to`` would raise."""
+        if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 1:
+            raise ValueError(
+                f"up_to of a reserve of {gate.feature!r} must be 1 or more, got {up_to!r}"
+            )
+        if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
+            raise ValueError(
+                f"ttl of a reserve of {gate.feature!r} must be seconds above 0, got {ttl!r}"
+            )
+        entitlement = self._entitled(gate, subject, {})
+        assert subject is not None
+        return self._reserve(gate, subject, entitlement, up_to, ttl or self.settings.hold_ttl)
+
+    def _reserve(
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, up_to: int, ttl: float
+    ) -> Hold:
+        now = self.clock()
+        key = counted_key(entitlement, subject, now, self.zone)
+        expires = now + timedelta(seconds=ttl)
+
+        def hold(hold_id: UUID | None, counted: Key | None) -> Hold:
+            return Hold(gate.feature, subject, up_to, expires, counted, hold_id, self._settle_hold)
+
+        if not entitlement.metered:
+            # Unlimited: nothing held; what is committed is recorded through the tracker.
+            return hold(None, key)
+        if _over_a_limit(entitlement, up_to):
+            raise self._whole_limit_denial(gate, subject, entitlement, key, up_to)
+        if up_to > decision.MAX_AMOUNT:
+            raise ValueError(
+                f"up_to of a reserve of {gate.feature!r} is {up_to}; one call holds at most "
+                f"{decision.MAX_AMOUNT} uses"
+            )
+        params = consume_params(key, up_to, entitlement, subject.plan, now)
+        params["expires"] = expires
+        row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
+        if row is None:
+            # Fail open, as a metered check: what is committed is owed to the count.
+            return hold(None, key)
+        if row is _OVERFLOW or row.hold_id is None:
+            checked = (
+                Checked(key.scope, None, None, None, None, None)
+                if row is _OVERFLOW
+                else row.checked()
+            )
+            levels = levels_of(
+                entitlement,
+                key,
+                up_to,
+                used=checked.used,
+                member_used=checked.member_used,
+                buckets=checked.buckets,
+                member_buckets=checked.member_buckets,
+                newest=checked.newest_bucket,
+            )
+            refused = decision.refusing(levels, up_to)
+            raise self._limit_denial(gate, subject, up_to, entitlement, refused or levels[0])
+        return hold(row.hold_id, key)
+
+    def _settle_hold(self, hold: Hold, actual: int) -> Settled:
+        """Settle ``hold`` in one statement: ``actual`` uses stay counted."""
+        assert hold.key is not None
+        if hold.hold_id is None:
+            # Nothing was held (unlimited, or let through uncounted): record what was used.
+            if actual:
+                self.tracker.record_owed(hold.key, actual)
+            return "settled"
+        window = self.window_of(hold.key)
+        now = self.clock()
+        what = f"the settling of a hold of {hold.feature!r} by {hold.subject.user_id!r}"
+        outcome = self.storage.run(
+            self.storage.statements.settle_hold,
+            {
+                "subject": hold.key.subject,
+                "hold": hold.hold_id,
+                "actual": actual,
+                "now": now,
+                "now_bucket": None if window is None else window.bucket(now),
+            },
+            row=scalar_row,
+            what=what,
+            idempotent=False,
+        )[0]
+        return "expired" if outcome in ("expired", "unknown") else "settled"
 
     def _unchecked(self, gate: Gate, subject: Subject, reason: str) -> NoReturn:
         """Refuse a metered call the database could not check: it cannot be reached
@@ -412,7 +537,15 @@ class Engine:
     # -- the end of a request ------------------------------------------------------------
 
     def settle(self, grant: Grant, succeeded: bool) -> None:
-        """Record a successful use through the tracker, or refund a failed one."""
+        """Record a successful use through the tracker, or refund a failed one; a
+        hold the view left unsettled commits all it holds, or is released."""
+        if grant.hold is not None:
+            if not grant.hold.settled:
+                if succeeded:
+                    grant.hold.commit(grant.hold.up_to)
+                else:
+                    grant.hold.release()
+            return
         if succeeded:
             if grant.owed and grant.key is not None:
                 self.tracker.record_owed(grant.key, grant.track)

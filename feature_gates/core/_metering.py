@@ -99,7 +99,10 @@ def default_key(user_id: Any, feature: str, period: date) -> Key:
     return Key("user", user_id, None, feature, DEFAULT_RULE_TEXT, period, 0, None, None)
 
 
-def consume_params(key: Key, cost: int, entitlement: Entitlement, plan: str) -> dict[str, Any]:
+def consume_params(
+    key: Key, cost: int, entitlement: Entitlement, plan: str, now: datetime
+) -> dict[str, Any]:
+    """A metered check's (or a reserve's) parameters; ``now`` is what holds expire at."""
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -115,6 +118,7 @@ def consume_params(key: Key, cost: int, entitlement: Entitlement, plan: str) -> 
         "bucket": key.bucket,
         "thresholds": list(entitlement.alerts) or None,
         "plan": plan,
+        "now": now,
     }
 
 

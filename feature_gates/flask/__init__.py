@@ -22,5 +22,6 @@ from ._denials import TierTooLow as TierTooLow
 from ._extension import EXTENSION_KEY as EXTENSION_KEY
 from ._extension import AppGates as AppGates
 from ._extension import FeatureGates as FeatureGates
+from ._request import current_hold as current_hold
 from ._views import GATES_ATTRIBUTE as GATES_ATTRIBUTE
 from ._views import gates_of as gates_of

@@ -33,6 +33,7 @@ from ..core import check_feature_name
 from ._extension import EXTENSION_KEY
 from ._extension import AppGates
 from ._request import hold
+from ._request import holding
 from ._views import GATES_ATTRIBUTE
 from ._views import gates_of
 
@@ -88,10 +89,11 @@ def feature_limit(
     feature: str,
     *,
     usage_getter: Callable[..., int] | None = None,
-    cost: int | Callable[..., int] = 1,
+    cost: int | Callable[..., int] | None = None,
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
+    reserve: int | Callable[..., int] | None = None,
 ) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
 
@@ -105,7 +107,15 @@ def feature_limit(
     ``usage + cost <= limit`` must hold. A successful call records ``cost`` through
     the tracker.
 
-    :param cost: uses this call takes: an int or a callable of the view's arguments.
+    With ``reserve`` (metered only) the call's cost is known when it ends: the
+    uses ``reserve`` gives (an int or a callable of the view's arguments) are held
+    before the view runs, and the view settles with
+    ``feature_gates.current_hold().commit(n)``. A view that fails (an exception or
+    a status of 400 or more) releases the hold; one that succeeds without settling
+    commits all of it. See docs/holds.md.
+
+    :param cost: uses this call takes (1 by default): an int or a callable of the
+        view's arguments. Not with ``reserve``.
     :param limit: replaces the plan's limit: an int or a callable of the view's
         arguments (returning None for no limit).
     :param track_usage: record successful calls through the tracker when nothing
@@ -118,11 +128,17 @@ def feature_limit(
     if fail_mode not in (None, "open", "closed"):
         raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
     kind: GateKind = "metered" if usage_getter is None else "stock"
+    if reserve is not None and (cost is not None or kind == "stock"):
+        raise ValueError(
+            f"@feature_limit({feature!r}) takes reserve= or cost= (and reserve= no "
+            "usage_getter): a reserving gate's cost is what its view commits"
+        )
     return _gated(
         Gate(
             kind,
             feature,
-            cost=cost,
+            cost=1 if cost is None else cost,
+            reserve=reserve,
             limit=limit,
             usage_getter=usage_getter,
             track_usage=track_usage,
@@ -152,7 +168,8 @@ def _gated(rule: Gate) -> GateDecorator:
                 return call(*args, **kwargs)
             grant = state.admit(rule, kwargs)
             try:
-                result = call(*args, **kwargs)
+                with holding(grant.hold):
+                    result = call(*args, **kwargs)
             except BaseException:
                 state.engine.settle(grant, succeeded=False)
                 raise

@@ -33,6 +33,7 @@ from ..core import Denial
 from ..core import Engine
 from ..core import Gate
 from ..core import Grant
+from ..core import Hold
 from ..core import Settings
 from ..core import StorageStats
 from ..core import Subject
@@ -41,6 +42,7 @@ from ..core import TrackingStats
 from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
+from ..core import check_feature_name
 from ..core import parse_setting
 from ..core import utc_clock
 from ..core import utc_now
@@ -423,6 +425,38 @@ class FeatureGates:
             yield
         finally:
             state.override = previous
+
+    # -- holds ---------------------------------------------------------------------
+
+    def reserve(
+        self,
+        feature: str,
+        *,
+        up_to: int,
+        subject: Subject | None = None,
+        ttl: float | None = None,
+    ) -> Hold:
+        """Hold ``up_to`` uses of ``feature`` for ``subject`` (the current request's by
+        default) before work whose cost is known only when it ends; one round trip.
+
+        Returns a :class:`~feature_gates.Hold` (its period fixed now) to
+        ``.commit(actual)`` or ``.release()``, or use as a context manager (released
+        on an exception, else committed whole unless settled). Unsettled after
+        ``ttl`` seconds (FEATURE_GATES_HOLD_TTL by default), it expires and its
+        capacity comes back. See docs/holds.md.
+
+        :raises FeatureLimitExceeded: the denial a metered check of ``up_to`` raises
+            (and the other denials of a metered gate: not entitled, unavailable).
+        """
+        check_feature_name(feature)
+        state = self._state()
+        state.check_views()
+        subject = self._subject_of(state, subject, "reserve")
+        started = time.perf_counter()
+        try:
+            return state.engine.reserve(Gate("metered", feature), subject, up_to, ttl)
+        except Denial as denial:
+            raise state._denied(denial, started) from None
 
     # -- usage tracking -----------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 __all__ = [
     "Checked",
@@ -15,6 +16,7 @@ __all__ = [
     "KeyCount",
     "MonthUsers",
     "Reading",
+    "Reserved",
     "TopFeature",
     "Written",
 ]
@@ -34,6 +36,29 @@ class Checked:
     buckets: list[int] | None
     member_buckets: list[int] | None
     newest_bucket: int | None
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A reserve: the metered check's answer, and the hold's id when it was taken."""
+
+    hold_id: UUID | None
+    refused: str | None
+    used: int | None
+    member_used: int | None
+    buckets: list[int] | None
+    member_buckets: list[int] | None
+    newest_bucket: int | None
+
+    def checked(self) -> Checked:
+        return Checked(
+            self.refused,
+            self.used,
+            self.member_used,
+            self.buckets,
+            self.member_buckets,
+            self.newest_bucket,
+        )
 
 
 @dataclass(frozen=True)

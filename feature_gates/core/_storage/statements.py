@@ -21,12 +21,37 @@ __all__ = ["Statements"]
 #: moves, or none; the answer says which level refused, with the counts (and a
 #: window's buckets, for when it frees up). The alert thresholds and the plan are
 #: recorded on the rows it moves; a crossing is recorded in the same transaction.
+#: Refused, it reclaims the key's holds expired at ``now`` and tries again.
 CONSUME = sql.SQL("""
 SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
-FROM {schema}.feature_usage_consume(
+FROM {schema}.feature_usage_take(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
     %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
-    %(plan)s)
+    %(plan)s, %(now)s)
+""")
+
+#: A hold, in ONE round trip: the metered check of CONSUME for ``up_to`` uses,
+#: and when taken the hold that gives back what is not committed by ``expires``.
+RESERVE = sql.SQL("""
+SELECT hold_id, refused, used, member_used, buckets, member_buckets, newest_bucket
+FROM {schema}.feature_usage_reserve(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
+    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
+    %(plan)s, %(now)s, %(expires)s)
+""")
+
+#: Settles a hold in ONE round trip: ``actual`` uses stay counted, the rest
+#: come back; 'settled', 'expired' or 'unknown'.
+SETTLE_HOLD = sql.SQL("""
+SELECT {schema}.feature_usage_hold_settle(
+    %(subject)s, %(hold)s, %(actual)s, %(now)s, %(now_bucket)s) AS outcome
+""")
+
+#: What a subject's live holds take of one key (and the member's of them).
+HELD = sql.SQL("""
+SELECT held, member_held
+FROM {schema}.feature_usage_held(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(member)s, %(now)s)
 """)
 
 #: Gives back uses to the period (or window bucket) and levels they were taken
@@ -201,6 +226,9 @@ LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 #: The runtime's statements, by the name a Statements field gives them.
 _QUERIES = {
     "consume": CONSUME,
+    "reserve": RESERVE,
+    "settle_hold": SETTLE_HOLD,
+    "held": HELD,
     "refund": REFUND,
     "read": READ,
     "reset": RESET,
@@ -225,6 +253,9 @@ class Statements:
     """The runtime's statements for one schema and statement timeout."""
 
     consume: str
+    reserve: str
+    settle_hold: str
+    held: str
     refund: str
     read: str
     reset: str

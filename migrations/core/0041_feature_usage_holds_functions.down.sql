@@ -1,0 +1,16 @@
+-- Drops the functions of holds; the metered check goes back to 0031's
+-- feature_usage_consume, which reclaims no expired hold. No usage is lost.
+DROP FUNCTION IF EXISTS feature_usage_held(feature_usage_user_id, text, text, text, date, integer,
+                                           feature_usage_user_id, timestamptz);
+DROP FUNCTION IF EXISTS feature_usage_hold_settle(feature_usage_user_id, uuid, integer,
+                                                  timestamptz, bigint);
+DROP FUNCTION IF EXISTS feature_usage_reserve(feature_usage_user_id, text, text, text, date,
+                                              integer, timestamptz, integer, bigint,
+                                              feature_usage_user_id, bigint, bigint, numeric[],
+                                              text, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS feature_usage_take(feature_usage_user_id, text, text, text, date,
+                                           integer, timestamptz, integer, bigint,
+                                           feature_usage_user_id, bigint, bigint, numeric[],
+                                           text, timestamptz);
+DROP FUNCTION IF EXISTS feature_usage_holds_reclaim(feature_usage_user_id, text, text, text, date,
+                                                    integer, timestamptz, bigint);
