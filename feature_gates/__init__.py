@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 if TYPE_CHECKING:
+    from .core import Balance as Balance
     from .core import Catalogue as Catalogue
     from .core import ConfigError as ConfigError
+    from .core import CreditGrant as CreditGrant
     from .core import Decision as Decision
     from .core import Entitlement as Entitlement
     from .core import FlushTimeout as FlushTimeout
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 
 #: Each public name, and the module that defines it.
 _PUBLIC = {
+    "Balance": "core",
     "Catalogue": "core",
+    "CreditGrant": "core",
     "ConfigError": "core",
     "Decision": "core",
     "Entitlement": "core",

@@ -109,6 +109,7 @@ def test_a_released_database_upgrades_online_with_every_count_kept(released_url)
         "0031",
         "0040",
         "0041",
+        "0042",
     ]
     with psycopg.connect(released_url, autocommit=True) as conn:
         live = conn.execute(
@@ -174,6 +175,7 @@ def test_rollback_returns_to_the_released_schema_with_users_monthly_counts(
     )
     rolled = rollback(feature_gates_database_url, CORE, to="0008")
     assert [m.version for m in rolled] == [
+        "0042",
         "0041",
         "0040",
         "0031",
@@ -184,7 +186,7 @@ def test_rollback_returns_to_the_released_schema_with_users_monthly_counts(
         "0021",
         "0020",
     ]
-    assert "DELETES every count that is not a user's count" in rolled[6].rollback_effect
+    assert "DELETES every count that is not a user's count" in rolled[7].rollback_effect
     with psycopg.connect(released_url, autocommit=True) as released:
         assert _schema(db) == _schema(released)
     assert db.execute(
@@ -255,6 +257,8 @@ USAGE_TABLES = (
     "feature_usage_members",
     "feature_usage_idempotency",
     "feature_usage_holds",
+    "feature_usage_grants",
+    "feature_usage_ledger",
 )
 #: A statement on them names its subject: user_id (the user, or an organisation
 #: for its pool) or org_id (member shares) equal to a parameter, a variable or a

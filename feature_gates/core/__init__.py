@@ -18,6 +18,8 @@ from ._config import Settings as Settings
 from ._config import TrackingMode as TrackingMode
 from ._config import parse_setting as parse_setting
 from ._config import read_settings as read_settings
+from ._credits import Balance as Balance
+from ._credits import CreditGrant as CreditGrant
 from ._decision import Decision as Decision
 from ._decision import Gate as Gate
 from ._decision import GateKind as GateKind

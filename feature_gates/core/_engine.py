@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date
+from datetime import datetime
+from datetime import time as dt_time
 from datetime import timedelta
+from datetime import timezone
 from typing import Any
 from typing import NoReturn
 from typing import TypeVar
@@ -29,9 +32,13 @@ from psycopg.rows import tuple_row
 
 from . import _decision as decision
 from ._alerts import AlertSender
+from ._config import ConfigError
 from ._config import Settings
 from ._counting import Key
 from ._counting import zone_named
+from ._credits import Balance
+from ._credits import CreditGrant
+from ._credits import balance_of
 from ._decision import Decision
 from ._decision import Gate
 from ._decision import Grant
@@ -66,8 +73,10 @@ from ._storage import Health
 from ._storage import Storage
 from ._storage import StorageError
 from ._storage import StorageUnavailable
+from ._storage.rows import BalanceRow
 from ._storage.rows import Checked
 from ._storage.rows import FeatureCount
+from ._storage.rows import Granted
 from ._storage.rows import Reading
 from ._storage.rows import Reserved
 from ._subject import Subject
@@ -85,9 +94,23 @@ denial_logger = logging.getLogger("feature_gates.denials")
 
 
 def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
-    """Whether ``cost`` alone is more than a level's whole limit."""
-    limits = (entitlement.limit, entitlement.per_user if entitlement.rule.scope == "org" else None)
+    """Whether ``cost`` alone is more than a level's whole limit, whatever was used
+    or granted: a member's cap or a rolling window's limit (grants lift neither; a
+    period's allowance may be lifted by grants, which only the database knows)."""
+    rule = entitlement.rule
+    limits = (
+        entitlement.limit if rule.window is not None else None,
+        entitlement.per_user if rule.scope == "org" else None,
+    )
     return any(limit is not None and cost > limit for limit in limits)
+
+
+def _refused_level(levels: tuple[Level, ...], refused: str | None, cost: int) -> Level:
+    """The level the database says refused: a member's cap (``"user"`` beside a
+    pool) is the second; else the first level ``cost`` passes, else the first."""
+    if refused == "user" and len(levels) == 2:
+        return levels[1]
+    return decision.refusing(levels, cost) or levels[0]
 
 
 class Engine:
@@ -249,6 +272,14 @@ class Engine:
                 f"{decision.MAX_AMOUNT} uses"
             )
         checked = self._consume(gate, subject, entitlement, key, cost)
+        if (
+            checked is not None
+            and checked.refused is not None
+            and self._roll_over(entitlement, subject, key)
+        ):
+            # The period's first need of more than its allowance: the last period's
+            # unused allowance is carried into it now, once.
+            checked = self._consume(gate, subject, entitlement, key, cost)
         if checked is None:
             # Fail open: allowed, and recorded through the tracker, which keeps the
             # uses until the database is back, so the count stays right.
@@ -264,8 +295,8 @@ class Engine:
             newest=checked.newest_bucket,
         )
         if checked.refused is not None:
-            refused = decision.refusing(levels, cost)
-            raise self._limit_denial(gate, subject, cost, entitlement, refused or levels[0])
+            refused = _refused_level(levels, checked.refused, cost)
+            raise self._limit_denial(gate, subject, cost, entitlement, refused)
         # The counts are after the use: what is left is what each level shows.
         tightest = decision.deciding(levels, 0) or levels[0]
         return Grant(
@@ -385,6 +416,13 @@ class Engine:
         params = consume_params(key, up_to, entitlement, subject.plan, now)
         params["expires"] = expires
         row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
+        if (
+            row is not None
+            and row is not _OVERFLOW
+            and row.refused is not None
+            and self._roll_over(entitlement, subject, key)
+        ):
+            row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
         if row is None:
             # Fail open, as a metered check: what is committed is owed to the count.
             return hold(None, key)
@@ -404,8 +442,8 @@ class Engine:
                 member_buckets=checked.member_buckets,
                 newest=checked.newest_bucket,
             )
-            refused = decision.refusing(levels, up_to)
-            raise self._limit_denial(gate, subject, up_to, entitlement, refused or levels[0])
+            refused = _refused_level(levels, checked.refused, up_to)
+            raise self._limit_denial(gate, subject, up_to, entitlement, refused)
         return hold(row.hold_id, key)
 
     def _settle_hold(self, hold: Hold, actual: int) -> Settled:
@@ -534,6 +572,113 @@ class Engine:
                 denial=raised,
             )
 
+    # -- credits -------------------------------------------------------------------------
+
+    def _credited(self, feature: str, subject: Subject) -> tuple[Entitlement, Key]:
+        """The entitlement and the current key of a feature grants can add to."""
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        if entitlement.rule.window is not None:
+            raise ConfigError(
+                f"feature {feature!r} counts a rolling window on plan {subject.plan!r}: "
+                "grants add to a period's allowance; count it by period to grant credits"
+            )
+        return entitlement, counted_key(entitlement, subject, self.clock(), self.zone)
+
+    def grant(
+        self,
+        feature: str,
+        subject: Subject,
+        amount: int,
+        *,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` to the balance of the level ``subject`` counts ``feature``
+        at (the organisation's, for a pool) until ``expires_at`` (None: never);
+        once per ``idempotency_key``."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise ValueError(f"a grant of {feature!r} adds 1 or more, got {amount!r}")
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise ValueError(
+                f"expires_at of a grant of {feature!r} must be an aware datetime, "
+                f"got {expires_at!r}"
+            )
+        _, key = self._credited(feature, subject)
+        (row,) = self.storage.run(
+            self.storage.statements.grant,
+            {
+                "subject": key.subject,
+                "feature": feature,
+                "scope": key.scope,
+                "amount": amount,
+                "expires": expires_at,
+                "reason": reason,
+                "key": idempotency_key,
+                "kind": "grant",
+                "now": self.clock(),
+            },
+            row=class_row(Granted),
+            what=f"a grant of {amount} {feature!r} to {key.subject!r}",
+            idempotent=idempotency_key is not None,
+        )
+        return CreditGrant(
+            row.grant_id, feature, amount, amount, expires_at, reason, added=row.added
+        )
+
+    def balance(self, feature: str, subject: Subject) -> Balance:
+        """What ``subject`` has of ``feature`` now: allowance, used, held, grants, available."""
+        entitlement, key = self._credited(feature, subject)
+        self._roll_over(entitlement, subject, key)
+        (row,) = self.storage.run(
+            self.storage.statements.balance,
+            {
+                "subject": key.subject,
+                "feature": feature,
+                "scope": key.scope,
+                "rule": key.rule,
+                "start": key.period_start,
+                "offset": key.period_offset,
+                "member": key.member,
+                "now": self.clock(),
+            },
+            row=class_row(BalanceRow),
+            what=f"the balance of {feature!r}",
+            idempotent=True,
+        )
+        per_user = entitlement.per_user if key.member is not None else None
+        return balance_of(feature, key.scope, entitlement.limit, per_user, row)
+
+    def _roll_over(self, entitlement: Entitlement, subject: Subject, key: Key) -> int:
+        """Carry the last period's unused allowance into ``key``'s period, once; what
+        was carried by this call (0 without ``rollover``, or when done before)."""
+        if not entitlement.rollover or key.period_end is None or entitlement.limit is None:
+            return 0
+        started = datetime.combine(key.period_start, dt_time(), timezone.utc) + timedelta(
+            seconds=key.period_offset
+        )
+        last = counted_key(entitlement, subject, started - timedelta(microseconds=1), self.zone)
+        cap = None if entitlement.rollover is True else int(entitlement.rollover)
+        carried = self.storage.run(
+            self.storage.statements.rollover,
+            {
+                "subject": last.subject,
+                "feature": last.feature,
+                "scope": last.scope,
+                "rule": last.rule,
+                "start": last.period_start,
+                "offset": last.period_offset,
+                "allowance": entitlement.limit,
+                "cap": cap,
+                "expires": key.period_end,
+                "now": self.clock(),
+            },
+            row=scalar_row,
+            what=f"the rollover of {entitlement.feature!r}",
+            idempotent=True,
+        )[0]
+        return int(carried or 0)
+
     # -- the end of a request ------------------------------------------------------------
 
     def settle(self, grant: Grant, succeeded: bool) -> None:
@@ -578,11 +723,12 @@ class Engine:
         assert grant.key is not None
         uses = f"{grant.consumed} uses of {grant.gate.feature!r} by {grant.subject.user_id!r}"
         window = self.window_of(grant.key)
-        now_bucket = None if window is None else window.bucket(self.clock())
+        now = self.clock()
+        now_bucket = None if window is None else window.bucket(now)
         try:
             self.storage.run(
                 self.storage.statements.refund,
-                refund_params(grant.key, grant.consumed, now_bucket),
+                refund_params(grant.key, grant.consumed, now_bucket, now),
                 row=tuple_row,
                 what=f"the refund of {uses}",
                 idempotent=False,

@@ -122,7 +122,10 @@ def consume_params(
     }
 
 
-def refund_params(key: Key, amount: int, now_bucket: int | None) -> dict[str, Any]:
+def refund_params(
+    key: Key, amount: int, now_bucket: int | None, now: datetime | None
+) -> dict[str, Any]:
+    """A give-back's parameters; ``now`` is what grants expire at."""
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -134,6 +137,7 @@ def refund_params(key: Key, amount: int, now_bucket: int | None) -> dict[str, An
         "member": key.member,
         "bucket": key.bucket,
         "now_bucket": now_bucket,
+        "now": now,
     }
 
 

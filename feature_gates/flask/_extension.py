@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from typing import TypeVar
@@ -25,9 +26,11 @@ from flask import current_app
 from flask.typing import ResponseReturnValue
 
 from ..core import AlertStats
+from ..core import Balance
 from ..core import Catalogue
 from ..core import Clock
 from ..core import ConfigError
+from ..core import CreditGrant
 from ..core import Decision
 from ..core import Denial
 from ..core import Engine
@@ -457,6 +460,50 @@ class FeatureGates:
             return state.engine.reserve(Gate("metered", feature), subject, up_to, ttl)
         except Denial as denial:
             raise state._denied(denial, started) from None
+
+    # -- credits -------------------------------------------------------------------
+
+    def grant(
+        self,
+        feature: str,
+        amount: int,
+        *,
+        subject: Subject | None = None,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` credits of ``feature`` to ``subject``'s balance (the current
+        request's subject by default; the organisation's, for a feature counted per
+        organisation) until ``expires_at`` (an aware datetime; None: never).
+
+        A grant raises the level it is given to and never lifts a member's
+        ``per_user`` cap. With ``idempotency_key`` it is added once for that level
+        and key, also between concurrent callers (``.added`` is False for the
+        others). One round trip; a ledger row. See docs/credits.md.
+        """
+        check_feature_name(feature)
+        state = self._state()
+        subject = self._subject_of(state, subject, "grant")
+        return state.engine.grant(
+            feature,
+            subject,
+            amount,
+            expires_at=expires_at,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+
+    def balance(self, feature: str, *, subject: Subject | None = None) -> Balance:
+        """``subject``'s balance of ``feature`` now (the current request's by default):
+        a :class:`~feature_gates.Balance` with the period's allowance, what is used
+        and held, each live grant with what it has left and its expiry, and what is
+        available. Carries the last period's unused allowance over first, when the
+        feature rolls over."""
+        check_feature_name(feature)
+        state = self._state()
+        subject = self._subject_of(state, subject, "balance")
+        return state.engine.balance(feature, subject)
 
     # -- usage tracking -----------------------------------------------------------
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 __all__ = [
+    "BalanceRow",
     "Checked",
     "FeatureCount",
     "FeatureMonth",
+    "Granted",
     "KeyCount",
     "MonthUsers",
     "Reading",
@@ -122,3 +125,29 @@ class FeatureMonth:
 class MonthUsers:
     period_start: date
     users: int
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A grant's id, and whether this call added it."""
+
+    grant_id: int
+    added: bool
+
+
+@dataclass(frozen=True)
+class BalanceRow:
+    """A counted key's balance: its count (holds included) and what it drew on
+    grants, its live holds, a member's share of both, and the level's live grants
+    (one array per column, in the order they are drawn on)."""
+
+    used: int
+    credit_used: int
+    held: int
+    member_used: int | None
+    member_held: int | None
+    grant_ids: list[int]
+    amounts: list[int]
+    remainings: list[int]
+    expiries: list[datetime | None]
+    reasons: list[str]

@@ -55,11 +55,35 @@ FROM {schema}.feature_usage_held(
 """)
 
 #: Gives back uses to the period (or window bucket) and levels they were taken
-#: from; returns the subject's (or the pool's) count after.
+#: from, and to the grants the period drew on; returns the subject's (or the
+#: pool's) count after.
 REFUND = sql.SQL("""
-SELECT {schema}.feature_usage_refund(
+SELECT {schema}.feature_usage_give_back(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(amount)s,
-    %(member)s, %(bucket)s, %(now_bucket)s) AS count
+    %(member)s, %(bucket)s, %(now_bucket)s, %(now)s) AS count
+""")
+
+#: Adds a grant to a level, once per idempotency key; its id and whether added.
+GRANT = sql.SQL("""
+SELECT grant_id, added
+FROM {schema}.feature_usage_grant(
+    %(subject)s, %(feature)s, %(scope)s, %(amount)s, %(expires)s, %(reason)s, %(key)s,
+    %(kind)s, %(now)s)
+""")
+
+#: The balance of one counted key: counts, holds, what it drew, the live grants.
+BALANCE = sql.SQL("""
+SELECT used, credit_used, held, member_used, member_held, grant_ids, amounts, remainings,
+       expiries, reasons
+FROM {schema}.feature_usage_balance(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(member)s, %(now)s)
+""")
+
+#: Carries an ended period's unused allowance into a grant, once; what it carried.
+ROLLOVER = sql.SQL("""
+SELECT {schema}.feature_usage_rollover(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(allowance)s,
+    %(cap)s, %(expires)s, %(now)s) AS carried
 """)
 
 #: The counts of one subject (a user; or an organisation, with the member's
@@ -230,6 +254,9 @@ _QUERIES = {
     "settle_hold": SETTLE_HOLD,
     "held": HELD,
     "refund": REFUND,
+    "grant": GRANT,
+    "balance": BALANCE,
+    "rollover": ROLLOVER,
     "read": READ,
     "reset": RESET,
     "increment": INCREMENT,
@@ -257,6 +284,9 @@ class Statements:
     settle_hold: str
     held: str
     refund: str
+    grant: str
+    balance: str
+    rollover: str
     read: str
     reset: str
     increment: str
