@@ -244,3 +244,68 @@ def test_rollover_is_computed_lazily_by_the_first_use_that_needs_it(app_and_gate
     assert gates.balance("searches", subject=USER).grants == ()
     clock.now += timedelta(days=1)  # nothing unused the day before
     assert gates.balance("searches", subject=USER).available == 10
+
+
+def test_rollover_by_the_job_and_lazily_twice_gives_the_same_balance(
+    feature_gates_database_url, clock
+):
+    balances = []
+    for way in ("job", "lazily"):
+        app, gates = _with_commands(feature_gates_database_url, clock)
+        subject = Subject(70 if way == "job" else 71, "free")
+        clock.now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+        with app.app_context():
+            gates.reserve("messages", up_to=8, subject=subject).commit(8)
+            clock.now = datetime(2026, 4, 1, 0, 5, tzinfo=UTC)
+            runner = app.test_cli_runner()
+            for _ in range(2):
+                if way == "job":
+                    result = runner.invoke(args=["feature-gates", "close-periods"])
+                    assert result.exit_code == 0, result.output
+                balances.append(gates.balance("messages", subject=subject))
+            assert runner.invoke(args=["feature-gates", "audit"]).exit_code == 0
+        gates.close(app)
+    seen = {(b.available, b.granted, tuple(g.expires_at for g in b.grants)) for b in balances}
+    assert len(seen) == 1
+    assert balances[0].granted == 2  # 10 - 8 unused, under the cap of 5
+
+
+def _with_commands(url: str, clock: Clock) -> tuple[Flask, FeatureGates]:
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        FEATURE_GATES_DATABASE_URL=url,
+        FEATURE_GATES_PLANS=PLANS,
+        FEATURE_GATES_TRACKING="sync",
+    )
+    gates = FeatureGates(clock=clock)
+    gates.init_app(app)
+    return app, gates
+
+
+# -- the ledger and its audit ----------------------------------------------------------------
+
+
+def test_the_audit_catches_a_row_corrupted_on_purpose(feature_gates_database_url, clock, db):
+    app, gates = _with_commands(feature_gates_database_url, clock)
+    runner = app.test_cli_runner()
+    with app.app_context():
+        grant = gates.grant("exports", 5, subject=USER)
+        gates.reserve("exports", up_to=6, subject=USER).commit(5)
+        gates.reserve("exports", up_to=2, subject=USER).release()
+        result = runner.invoke(args=["feature-gates", "audit"])
+        assert (result.exit_code, result.output) == (
+            0,
+            "audit: every balance and count agrees with the ledger\n",
+        )
+        db.execute("UPDATE feature_usage_grants SET remaining = remaining + 1")
+        db.execute("UPDATE feature_usage SET credit_used = 0")
+        result = runner.invoke(args=["feature-gates", "audit"])
+    gates.close(app)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"grant {grant.grant_id} of 7 (exports, user): remaining 4 of 5, ")
+    assert "the ledger says 3 and 5 (entries 1, 2, 3, 4, 5)" in lines[0]
+    assert lines[1].startswith("the count of 7 (exports, user, month from 2026-03-01 +0s): drew 0")
+    assert "the ledger says 2" in lines[1]
+    assert "audit: 2 differences with the ledger" in result.output

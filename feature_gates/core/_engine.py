@@ -75,6 +75,7 @@ from ._storage import StorageError
 from ._storage import StorageUnavailable
 from ._storage.rows import BalanceRow
 from ._storage.rows import Checked
+from ._storage.rows import EndedPeriod
 from ._storage.rows import FeatureCount
 from ._storage.rows import Granted
 from ._storage.rows import Reading
@@ -652,12 +653,55 @@ class Engine:
     def _roll_over(self, entitlement: Entitlement, subject: Subject, key: Key) -> int:
         """Carry the last period's unused allowance into ``key``'s period, once; what
         was carried by this call (0 without ``rollover``, or when done before)."""
-        if not entitlement.rollover or key.period_end is None or entitlement.limit is None:
+        if not entitlement.rollover or key.period_end is None:
             return 0
         started = datetime.combine(key.period_start, dt_time(), timezone.utc) + timedelta(
             seconds=key.period_offset
         )
         last = counted_key(entitlement, subject, started - timedelta(microseconds=1), self.zone)
+        return self._carry(entitlement, last, key.period_end)
+
+    def close_periods(self) -> tuple[int, int]:
+        """Carry over the unused allowance of every period that ended (within a year)
+        and whose feature rolls over on the plan its row recorded, into a grant
+        expiring with the next period, once: the job of ``feature-gates
+        close-periods``. Returns (periods carried, credits carried)."""
+        now = self.clock()
+        ended = self.storage.run(
+            self.storage.statements.ended_periods,
+            {"now": now},
+            row=class_row(EndedPeriod),
+            what="the scan of ended periods",
+            idempotent=True,
+        )
+        periods = credits = 0
+        for row in ended:
+            if row.plan not in self.catalogue.plans:
+                continue
+            entitlement = self.catalogue.entitlement(row.plan, row.feature)
+            rule = entitlement.rule
+            if not entitlement.rollover or rule.scope != row.scope:
+                continue
+            zone = zone_named(row.period.partition("@")[2]) if "@" in row.period else timezone.utc
+            user_id, org_id = (row.subject, None) if row.scope == "user" else (None, row.subject)
+            following, last = (
+                rule.key(row.feature, at, user_id=user_id, org_id=org_id, zone=zone)
+                for at in (row.period_end, row.period_end - timedelta(microseconds=1))
+            )
+            same = (following.rule, last.period_start, last.period_offset) == (
+                row.period,
+                row.period_start,
+                row.period_offset,
+            )
+            if not same or following.period_end is None or following.period_end <= now:
+                continue
+            carried = self._carry(entitlement, last, following.period_end)
+            periods += carried > 0
+            credits += carried
+        return periods, credits
+
+    def _carry(self, entitlement: Entitlement, last: Key, expires: datetime) -> int:
+        """The rollover of the period of ``last`` into a grant expiring at ``expires``."""
         cap = None if entitlement.rollover is True else int(entitlement.rollover)
         carried = self.storage.run(
             self.storage.statements.rollover,
@@ -670,7 +714,7 @@ class Engine:
                 "offset": last.period_offset,
                 "allowance": entitlement.limit,
                 "cap": cap,
-                "expires": key.period_end,
+                "expires": expires,
                 "now": self.clock(),
             },
             row=scalar_row,

@@ -1,6 +1,7 @@
 -- Drops the functions of holds and credits; the metered check goes back to
 -- 0031's feature_usage_consume, which reclaims no expired hold and draws on no
 -- grant. No usage is lost.
+DROP FUNCTION IF EXISTS feature_usage_credits_audit();
 DROP FUNCTION IF EXISTS feature_usage_balance(feature_usage_user_id, text, text, text, date,
                                               integer, feature_usage_user_id, timestamptz);
 DROP FUNCTION IF EXISTS feature_usage_held(feature_usage_user_id, text, text, text, date, integer,

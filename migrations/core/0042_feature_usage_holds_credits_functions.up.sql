@@ -575,3 +575,88 @@ BEGIN
       AND g.remaining > 0 AND (g.expires_at IS NULL OR g.expires_at > p_now);
 END
 $$;
+
+-- The audit of credits (`feature-gates audit`): recomputes from the ledger what
+-- every grant has left and what every counted row drew on grants, and checks
+-- every count against what its holds and draws need. One row per difference,
+-- naming the rows; none when all agree. A counted row that was archived keeps
+-- its ledger rows and is not compared (the archive keeps no draws).
+CREATE OR REPLACE FUNCTION feature_usage_credits_audit()
+RETURNS TABLE (problem text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    RETURN QUERY
+    -- all subjects: the audit, for operators, not a request's statement.
+    SELECT format('grant %s of %s (%s, %s): remaining %s of %s, the ledger says %s and %s '
+                  '(entries %s)', g.grant_id, g.user_id, g.feature, g.scope, g.remaining,
+                  g.amount, coalesce(l.total, 0), coalesce(l.added, 0),
+                  coalesce(l.entries, 'none'))
+    FROM feature_usage_grants g
+    LEFT JOIN (SELECT e.user_id, e.grant_id, sum(e.amount) AS total,
+                      sum(e.amount) FILTER (WHERE e.kind IN ('grant', 'rollover')) AS added,
+                      string_agg(e.entry_id::text, ', ' ORDER BY e.entry_id) AS entries
+               FROM feature_usage_ledger e
+               WHERE e.grant_id IS NOT NULL
+               GROUP BY e.user_id, e.grant_id) AS l
+      ON l.user_id = g.user_id AND l.grant_id = g.grant_id
+    WHERE g.remaining IS DISTINCT FROM coalesce(l.total, 0)
+       OR g.amount IS DISTINCT FROM l.added;
+
+    RETURN QUERY
+    -- all subjects: the audit, for operators, not a request's statement.
+    SELECT format('ledger entry %s of %s names grant %s, which does not exist', e.entry_id,
+                  e.user_id, e.grant_id)
+    FROM feature_usage_ledger e
+    WHERE e.grant_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM feature_usage_grants g
+                      WHERE g.user_id = e.user_id AND g.grant_id = e.grant_id);
+
+    RETURN QUERY
+    -- all subjects: the audit, for operators, not a request's statement.
+    SELECT format('the count of %s (%s, %s, %s from %s +%ss): drew %s on grants, the ledger '
+                  'says %s (entries %s)', coalesce(fu.user_id, l.user_id),
+                  coalesce(fu.feature, l.feature), coalesce(fu.scope, l.scope),
+                  coalesce(fu.period, l.period), coalesce(fu.period_start, l.period_start),
+                  coalesce(fu.period_offset, l.period_offset), coalesce(fu.credit_used, 0),
+                  -coalesce(l.total, 0), coalesce(l.entries, 'none'))
+    FROM (SELECT c.user_id, c.feature, c.scope, c.period, c.period_start, c.period_offset,
+                 c.credit_used
+          FROM feature_usage c
+          WHERE c.credit_used <> 0) AS fu
+    FULL JOIN (SELECT e.user_id, e.feature, e.scope, e.period, e.period_start, e.period_offset,
+                      sum(e.amount) AS total,
+                      string_agg(e.entry_id::text, ', ' ORDER BY e.entry_id) AS entries
+               FROM feature_usage_ledger e
+               WHERE e.kind IN ('consume', 'refund')
+               GROUP BY e.user_id, e.feature, e.scope, e.period, e.period_start,
+                        e.period_offset) AS l
+      ON l.user_id = fu.user_id AND l.feature = fu.feature AND l.scope = fu.scope
+     AND l.period = fu.period AND l.period_start = fu.period_start
+     AND l.period_offset = fu.period_offset
+    WHERE coalesce(fu.credit_used, 0) <> -coalesce(l.total, 0)
+      AND NOT (fu.user_id IS NULL AND EXISTS (
+          SELECT 1 FROM feature_usage_archive a
+          WHERE a.user_id = l.user_id AND a.feature = l.feature AND a.scope = l.scope
+            AND a.period = l.period AND a.period_start = l.period_start
+            AND a.period_offset = l.period_offset));
+
+    RETURN QUERY
+    -- all subjects: the audit, for operators, not a request's statement.
+    SELECT format('the count of %s (%s, %s, %s from %s +%ss) is %s, less than its draws on '
+                  'grants (%s) and live holds (%s) need', c.user_id, c.feature, c.scope,
+                  c.period, c.period_start, c.period_offset, c.usage_count, c.credit_used,
+                  coalesce(h.held, 0))
+    FROM feature_usage c
+    LEFT JOIN (SELECT k.user_id, k.feature, k.scope, k.period, k.period_start,
+                      k.period_offset, sum(k.amount) AS held
+               FROM feature_usage_holds k
+               GROUP BY k.user_id, k.feature, k.scope, k.period, k.period_start,
+                        k.period_offset) AS h
+      ON h.user_id = c.user_id AND h.feature = c.feature AND h.scope = c.scope
+     AND h.period = c.period AND h.period_start = c.period_start
+     AND h.period_offset = c.period_offset
+    WHERE c.usage_count < greatest(c.credit_used, coalesce(h.held, 0));
+END
+$$;

@@ -13,6 +13,7 @@ from uuid import UUID
 __all__ = [
     "BalanceRow",
     "Checked",
+    "EndedPeriod",
     "FeatureCount",
     "FeatureMonth",
     "Granted",
@@ -151,3 +152,17 @@ class BalanceRow:
     remainings: list[int]
     expiries: list[datetime | None]
     reasons: list[str]
+
+
+@dataclass(frozen=True)
+class EndedPeriod:
+    """A counted row whose period ended, with the plan its last metered check recorded."""
+
+    subject: Any
+    feature: str
+    scope: str
+    period: str
+    period_start: date
+    period_offset: int
+    period_end: datetime
+    plan: str

@@ -79,6 +79,18 @@ FROM {schema}.feature_usage_balance(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(member)s, %(now)s)
 """)
 
+#: The periods ended at ``now`` (within a year) whose rows recorded a plan: what
+#: the rollover job carries over from. Anchored periods are carried lazily only.
+ENDED_PERIODS = sql.SQL("""
+-- all subjects: the rollover job's scan (feature-gates close-periods), for cron.
+SELECT user_id AS subject, feature, scope, period, period_start, period_offset,
+       period_end, alert_plan AS plan
+FROM {schema}.feature_usage
+WHERE period_end <= %(now)s AND period_end > %(now)s - interval '366 days'
+  AND alert_plan IS NOT NULL AND period NOT LIKE 'window:%%' AND period NOT LIKE '%%+anchor'
+ORDER BY user_id, feature, period_start
+""")
+
 #: Carries an ended period's unused allowance into a grant, once; what it carried.
 ROLLOVER = sql.SQL("""
 SELECT {schema}.feature_usage_rollover(
@@ -257,6 +269,7 @@ _QUERIES = {
     "grant": GRANT,
     "balance": BALANCE,
     "rollover": ROLLOVER,
+    "ended_periods": ENDED_PERIODS,
     "read": READ,
     "reset": RESET,
     "increment": INCREMENT,
@@ -287,6 +300,7 @@ class Statements:
     grant: str
     balance: str
     rollover: str
+    ended_periods: str
     read: str
     reset: str
     increment: str
