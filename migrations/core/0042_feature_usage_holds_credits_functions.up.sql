@@ -522,7 +522,8 @@ $$;
 
 -- The balance of one counted key at p_now: the row's count (holds included)
 -- and what it drew on grants, the live holds (and p_member's share of both),
--- and the level's live grants in the order they are drawn on.
+-- and the level's live grants in the order they are drawn on. The key's
+-- expired holds are reclaimed first, so that the count is what is used.
 CREATE OR REPLACE FUNCTION feature_usage_balance(
     p_subject feature_usage_user_id,
     p_feature text,
@@ -543,10 +544,20 @@ CREATE OR REPLACE FUNCTION feature_usage_balance(
     OUT expiries timestamptz[],
     OUT reasons text[]
 )
-LANGUAGE plpgsql STABLE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path FROM CURRENT
 AS $$
 BEGIN
+    IF p_period NOT LIKE 'window:%' THEN
+        -- The counted row first, as every writer locks it before the holds.
+        PERFORM 1 FROM feature_usage fu
+        WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+          AND fu.period = p_period AND fu.period_start = p_period_start
+          AND fu.period_offset = p_period_offset
+        FOR UPDATE;
+        PERFORM feature_usage_holds_reclaim(p_subject, p_feature, p_scope, p_period,
+                                            p_period_start, p_period_offset, p_now, NULL);
+    END IF;
     SELECT greatest(fu.usage_count, 0), fu.credit_used INTO used, credit_used
     FROM feature_usage fu
     WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
