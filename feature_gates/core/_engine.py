@@ -103,7 +103,11 @@ def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
         entitlement.limit if rule.window is not None else None,
         entitlement.per_user if rule.scope == "org" else None,
     )
-    return any(limit is not None and cost > limit for limit in limits)
+    if any(limit is not None and cost > limit for limit in limits):
+        return True
+    # More than one call can take and more than the allowance: no grant makes it pass.
+    limit = entitlement.limit
+    return cost > decision.MAX_AMOUNT and limit is not None and cost > limit
 
 
 def _refused_level(levels: tuple[Level, ...], refused: str | None, cost: int) -> Level:
@@ -415,7 +419,7 @@ class Engine:
                 f"{decision.MAX_AMOUNT} uses"
             )
         params = consume_params(key, up_to, entitlement, subject.plan, now)
-        params["expires"] = expires
+        params["expires"] = expires.astimezone(timezone.utc)
         row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
         if (
             row is not None
@@ -456,7 +460,7 @@ class Engine:
                 self.tracker.record_owed(hold.key, actual)
             return "settled"
         window = self.window_of(hold.key)
-        now = self.clock()
+        now = self.clock().astimezone(timezone.utc)
         what = f"the settling of a hold of {hold.feature!r} by {hold.subject.user_id!r}"
         outcome = self.storage.run(
             self.storage.statements.settle_hold,
@@ -613,11 +617,11 @@ class Engine:
                 "feature": feature,
                 "scope": key.scope,
                 "amount": amount,
-                "expires": expires_at,
+                "expires": None if expires_at is None else expires_at.astimezone(timezone.utc),
                 "reason": reason,
                 "key": idempotency_key,
                 "kind": "grant",
-                "now": self.clock(),
+                "now": self.clock().astimezone(timezone.utc),
             },
             row=class_row(Granted),
             what=f"a grant of {amount} {feature!r} to {key.subject!r}",
@@ -641,7 +645,7 @@ class Engine:
                 "start": key.period_start,
                 "offset": key.period_offset,
                 "member": key.member,
-                "now": self.clock(),
+                "now": self.clock().astimezone(timezone.utc),
             },
             row=class_row(BalanceRow),
             what=f"the balance of {feature!r}",
@@ -666,7 +670,7 @@ class Engine:
         and whose feature rolls over on the plan its row recorded, into a grant
         expiring with the next period, once: the job of ``feature-gates
         close-periods``. Returns (periods carried, credits carried)."""
-        now = self.clock()
+        now = self.clock().astimezone(timezone.utc)
         ended = self.storage.run(
             self.storage.statements.ended_periods,
             {"now": now},
@@ -714,8 +718,8 @@ class Engine:
                 "offset": last.period_offset,
                 "allowance": entitlement.limit,
                 "cap": cap,
-                "expires": expires,
-                "now": self.clock(),
+                "expires": expires.astimezone(timezone.utc),
+                "now": self.clock().astimezone(timezone.utc),
             },
             row=scalar_row,
             what=f"the rollover of {entitlement.feature!r}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from datetime import datetime
+from datetime import timezone
 from datetime import tzinfo
 from typing import Any
 
@@ -118,7 +119,8 @@ def consume_params(
         "bucket": key.bucket,
         "thresholds": list(entitlement.alerts) or None,
         "plan": plan,
-        "now": now,
+        # In UTC: PostgreSQL reads no offset finer than a second.
+        "now": now.astimezone(timezone.utc),
     }
 
 
@@ -137,7 +139,7 @@ def refund_params(
         "member": key.member,
         "bucket": key.bucket,
         "now_bucket": now_bucket,
-        "now": now,
+        "now": None if now is None else now.astimezone(timezone.utc),
     }
 
 
