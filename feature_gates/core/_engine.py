@@ -110,6 +110,22 @@ def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
     return cost > decision.MAX_AMOUNT and limit is not None and cost > limit
 
 
+def _levels_checked(
+    entitlement: Entitlement, key: Key, cost: int, checked: Checked
+) -> tuple[Level, ...]:
+    """The levels of ``key`` as a metered check (or a reserve) answered."""
+    return levels_of(
+        entitlement,
+        key,
+        cost,
+        used=checked.used,
+        member_used=checked.member_used,
+        buckets=checked.buckets,
+        member_buckets=checked.member_buckets,
+        newest=checked.newest_bucket,
+    )
+
+
 def _refused_level(levels: tuple[Level, ...], refused: str | None, cost: int) -> Level:
     """The level the database says refused: a member's cap (``"user"`` beside a
     pool) is the second; else the first level ``cost`` passes, else the first."""
@@ -289,16 +305,7 @@ class Engine:
             # Fail open: allowed, and recorded through the tracker, which keeps the
             # uses until the database is back, so the count stays right.
             return Grant(gate, subject, track=cost, owed=True, key=key)
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=checked.used,
-            member_used=checked.member_used,
-            buckets=checked.buckets,
-            member_buckets=checked.member_buckets,
-            newest=checked.newest_bucket,
-        )
+        levels = _levels_checked(entitlement, key, cost, checked)
         if checked.refused is not None:
             refused = _refused_level(levels, checked.refused, cost)
             raise self._limit_denial(gate, subject, cost, entitlement, refused)
@@ -437,16 +444,7 @@ class Engine:
                 if row is _OVERFLOW
                 else row.checked()
             )
-            levels = levels_of(
-                entitlement,
-                key,
-                up_to,
-                used=checked.used,
-                member_used=checked.member_used,
-                buckets=checked.buckets,
-                member_buckets=checked.member_buckets,
-                newest=checked.newest_bucket,
-            )
+            levels = _levels_checked(entitlement, key, up_to, checked)
             refused = _refused_level(levels, checked.refused, up_to)
             raise self._limit_denial(gate, subject, up_to, entitlement, refused)
         return hold(row.hold_id, key)
