@@ -39,6 +39,7 @@ from psycopg_pool import ConnectionPool
 
 from examples.sentinel import itineraries
 from examples.sentinel import threads
+from examples.sentinel.database import Connection
 from examples.sentinel.database import Pool
 from examples.sentinel.threads import ThreadManager
 from feature_gates.migrate import migrate
@@ -164,10 +165,10 @@ def measure_writes(databases: DatabaseFactory, sizes: dict[str, int]) -> dict[st
     """add_messages with the counters against a bare insert, in fresh databases."""
     bare_url = databases.create(BASE)
     counted_url = databases.create(COUNTED)
-    pools: list[Pool] = []
+    pools: list[ConnectionPool[Connection]] = []
     try:
         for url in (bare_url, counted_url):
-            pool: Pool = ConnectionPool(
+            pool: ConnectionPool[Connection] = ConnectionPool(
                 url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
             )
             pool.open(wait=True)

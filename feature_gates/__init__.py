@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .flask import feature_limit as feature_limit
     from .flask import feature_required as feature_required
     from .flask import feature_tier as feature_tier
+    from .flask import prefers_html as prefers_html
 
 #: Each public name, and the module that defines it.
 _PUBLIC = {
@@ -85,6 +86,7 @@ _PUBLIC = {
     "feature_limit": "flask",
     "feature_required": "flask",
     "feature_tier": "flask",
+    "prefers_html": "flask",
 }
 
 __all__ = sorted(_PUBLIC, key=lambda name: (name[0].islower(), name))

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -260,8 +261,8 @@ def _refuse_app_override(ctx: click.Context, field: str, value: str | None, app_
 @click.option(
     "--database-url",
     help="PostgreSQL URL. Default: FEATURE_GATES_MIGRATION_DATABASE_URL (for migrate, status, "
-    "rollback, verify and repair-counters), else FEATURE_GATES_DATABASE_URL (the app's "
-    "configuration under flask, else the environment), else $DATABASE_URL.",
+    "rollback, verify, repair-counters and counter add), else FEATURE_GATES_DATABASE_URL "
+    "(the app's configuration under flask, else the environment), else $DATABASE_URL.",
 )
 @click.option(
     "--set",
@@ -409,13 +410,17 @@ def status(obj: CommandContext, check: bool) -> None:
         rows = runner.status(url, obj.settings)
         holder = runner.migration_lock_holder(url, obj.settings)
     for row in rows:
-        when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}" if row.applied else ""
-        click.echo(f"{row.state:<8} {row.label}{when}")
+        when, other = "", ""
+        if row.applied is not None:
+            when = f"  {row.applied.applied_at:%Y-%m-%d %H:%M:%S}"
+            if not row.selected:
+                other = f"  (set not selected: --set {row.applied.set_name})"
+        click.echo(f"{row.state:<8} {row.label}{when}{other}")
     if holder is not None:
         click.echo(f"migration lock: held by {holder}; {holder.how_to_clear}")
     with obj.errors():
         runner.refuse_changed(rows)
-    if check and any(row.state != "applied" for row in rows):
+    if check and any(row.state != "applied" for row in rows if row.selected):
         sys.exit(1)
 
 
@@ -489,6 +494,69 @@ def repair_counters(obj: CommandContext, dry_run: bool) -> None:
     verb = "differ from the truth" if dry_run else "fixed"
     for counter, rows in result.items():
         click.echo(f"{counter}: {rows} rows {verb}")
+
+
+@cli.group()
+def counter() -> None:
+    """Counter columns on your own tables (docs/counters.md)."""
+
+
+@counter.command("add")
+@click.argument("target", metavar="TABLE.COLUMN")
+@click.option(
+    "--rows",
+    metavar="CHILD_TABLE.FK_COLUMN",
+    help="Count the child table's rows whose FK_COLUMN holds the row's key.",
+)
+@click.option(
+    "--where",
+    metavar="SQL_PREDICATE",
+    help="With --rows: count only the child rows it accepts (deleted_at IS NULL).",
+)
+@click.option(
+    "--jsonb-length",
+    metavar="JSONB_COLUMN.KEY[.KEY...]",
+    help="Count the elements of the JSON array at that path of the row's jsonb column.",
+)
+@click.option(
+    "--index",
+    metavar='"(COLUMN, ...)"',
+    help='Build an index on these columns concurrently, like "(user_id, COLUMN)". Default: none.',
+)
+@click.option("--index-name", metavar="NAME", help="The index's name. Default: idx_TABLE_COLUMN.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="The application's migration folder; the files are numbered after its versions.",
+)
+@click.pass_obj
+def counter_add(
+    obj: CommandContext,
+    target: str,
+    rows: str | None,
+    where: str | None,
+    jsonb_length: str | None,
+    index: str | None,
+    index_name: str | None,
+    out: str,
+) -> None:
+    """Write the migrations that add the counter column TABLE.COLUMN.
+
+    The database is read (never changed) to check the tables and columns named.
+    """
+    definition = runner.CounterDefinition(target, rows, where, jsonb_length, index, index_name)
+    with obj.errors():
+        written = runner.add_counter(obj.require_url(migration=True), definition, out, obj.settings)
+    for warning in written.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for path in written.files:
+        click.echo(f"wrote {path}")
+    click.echo(
+        f"{written.counter}: review the files, then apply them with your set "
+        "(--migrations NAME=DIR, after core) and migrate"
+    )
 
 
 @cli.command()
@@ -664,6 +732,46 @@ def alerts_replay(obj: CommandContext, event_ids: tuple[UUID, ...], since: datet
             obj.require_url(), obj.settings, event_ids=event_ids, since=since
         )
     click.echo(f"{replayed} alerts will be sent again")
+
+
+@cli.command("dev-db")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".feature-gates-db",
+    show_default=True,
+    help="The server's data folder: made at the first start, kept afterwards.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=54320,
+    show_default=True,
+    help="The port on 127.0.0.1 (beside a system PostgreSQL's 5432).",
+)
+def dev_db(data_dir: Path, port: int) -> None:
+    """Run a PostgreSQL for development until Ctrl-C, and print its URL."""
+    from .devdb import DevDatabase
+
+    try:
+        database = DevDatabase(data_dir, port)
+    except RuntimeError as exc:  # no server binaries (of the data's version)
+        raise click.ClickException(str(exc)) from exc
+
+    def started(version: str) -> None:
+        click.echo(
+            f"PostgreSQL {version} runs on 127.0.0.1:{port}, its data in {database.data_dir}\n"
+            "For development only: every local account may connect without a password.\n"
+            "Use it from your application's shell:\n\n"
+            f"    export DATABASE_URL={database.url}\n\n"
+            "Ctrl-C stops it; the data stays, and the same command starts it again."
+        )
+
+    try:
+        database.run(started)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"stopped; the data stays in {database.data_dir}")
 
 
 def main() -> None:

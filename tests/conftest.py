@@ -22,6 +22,10 @@ from feature_gates.pgserver import find_bindir
 from feature_gates.pgserver import server_major_version
 from feature_gates.testing import DatabaseFactory
 
+# tests/htmlapp is an application with its own suite, run by test_html_app.py in a
+# pytest of its own (plain pytest, as an application's suite runs).
+collect_ignore = ["htmlapp"]
+
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;
 # pooler runs a real PgBouncer in front of the test server.
 pytest_plugins = ["pytester", "gates_sample", "pooler"]

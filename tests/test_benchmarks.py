@@ -81,6 +81,8 @@ def test_smoke_run_writes_every_figure(feature_gates_server_url, tmp_path):
     assert figures["consume_race_exact"] is True
     assert figures["counters_exact_after_writes"] is True
     assert figures["verify_problems"] == []
+    assert figures["counter_add_verify_problems"] == []
+    assert figures["counter_add_resume_exact"] is True
     assert set(figures["goals"]) == {goal.name for goal in GOALS}
     assert all(isinstance(g["met"], bool) for g in figures["goals"].values())
 

@@ -113,11 +113,22 @@ def test_sets_are_chosen_with_set(run, app_url):
     assert result.exit_code == 0, result.output
     assert "applied counters/0003_counter_indexes" in result.output
     result = run("--database-url", app_url, "--set", "counters", "status")
-    assert [line.split()[0] for line in result.output.splitlines()] == ["applied"] * 4
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == ["applied"] * (5 + CORE_COUNT)
+    # The sets the history holds beside the chosen ones are listed, marked.
+    assert [line.split()[1] for line in lines[:5]] == [
+        "counters/0001_counter_columns",
+        "counters/0002_counter_backfill",
+        "counters/0003_counter_indexes",
+        "counters/0004_legacy_message_count",
+        "counters/0005_registered_counters",
+    ]
+    assert all(line.endswith("(set not selected: --set core)") for line in lines[5:])
+    assert lines[5].split()[1] == "core/0001_feature_usage_table"
     # After the command name too, as deploy scripts tend to write it.
     result = run("--database-url", app_url, "status", "--set", "counters", "--check")
     assert result.exit_code == 0
-    assert len(result.output.splitlines()) == 4
+    assert len(result.output.splitlines()) == 5 + CORE_COUNT
     result = run("--database-url", app_url, "status", "--set", "nope")
     assert "Error: unknown migration set 'nope'" in result.output
 
@@ -285,7 +296,8 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     assert lines[1].startswith("would roll back core/0021_feature_usage_counted_functions: ")
     assert lines[2].startswith("would roll back core/0020_feature_usage_counted_key: ")
     assert "every member share of an organisation pool" in lines[2]
-    lines = lines[3:]
+    assert lines[3].startswith("would roll back core/0009_counter_registry: ")
+    lines = lines[4:]
     assert lines[0].startswith("would roll back core/0008_feature_usage_bulk_increment: ")
     assert lines[1].startswith("would roll back core/0007_feature_usage_idempotency: ")
     assert lines[2:] == [
@@ -401,7 +413,7 @@ def test_errors_are_one_clear_line(run, empty_url):
     assert result.stderr.splitlines()[-1].startswith("Error: counters/0001_counter_columns failed")
     assert "missing: chat_messages.thread_id" in result.output
     result = run("--database-url", empty_url, "repair-counters")
-    assert "Error: the counters set is not installed" in result.output
+    assert "Error: no counter is installed in this database" in result.output
     result = run("--database-url", empty_url, "--set", "Bad!", "status")
     assert "Error: FEATURE_GATES_MIGRATION_SETS: 'Bad!' is not a set name" in result.output
 

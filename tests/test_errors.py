@@ -41,6 +41,7 @@ def test_not_entitled_body(app):
         "title": "Feature not in plan",
         "status": 403,
         "detail": "plan 'free' does not include 'can_export_pdf'; a plan that does is needed.",
+        "message": "Your Free plan doesn't include export pdf.",
         "feature": "can_export_pdf",
         "plan": "free",
     }
@@ -71,6 +72,7 @@ def test_metered_limit_body_and_retry_after(app):
         "status": 429,
         "detail": "plan 'free' allows 3 uses of 'chat_messages_monthly' per month and 3 are "
         "used; it resets at 2026-12-01T00:00:00Z.",
+        "message": "You've used all 3 chat messages this month; they renew on 1 December.",
         "feature": "chat_messages_monthly",
         "plan": "free",
         "limit": 3,

@@ -14,6 +14,7 @@ from gates_sample import PLANS
 from gates_sample import headers
 
 from feature_gates import FlushTimeout
+from feature_gates import StorageUnavailable
 from feature_gates import Subject
 from feature_gates import feature_limit
 from feature_gates import signals
@@ -242,3 +243,16 @@ def test_reads_apply_the_fail_mode_too(server, stopped, make_app):
 def test_plans_need_no_database(stopped, make_app):
     app = make_app(stopped.url(), FEATURE_GATES_TRACKING="off", FEATURE_GATES_PLANS=PLANS)
     assert app.test_client().get("/intel", headers=headers(24, "pro")).status_code == 200
+
+
+def test_feature_remaining_tells_unlimited_from_a_count_it_cannot_read(server, make_app, stopped):
+    app = make_app(server.url())
+    state = app.extensions["feature_gates"]
+    with app.test_request_context(headers=headers(7, "enterprise")):
+        assert state.feature_remaining("chat_messages_monthly") is None  # unlimited: no read
+    with app.test_request_context(headers=headers(7, "free")):
+        with pytest.raises(StorageUnavailable):
+            state.feature_remaining("chat_messages_monthly")
+        # check() never raises: a limit with nothing known left.
+        decision = state.check("chat_messages_monthly")
+        assert (decision.limit, decision.remaining) == (3, None)

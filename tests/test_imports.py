@@ -154,6 +154,7 @@ LAYERS = {
     "feature_gates": ("feature_gates.core", "feature_gates.flask"),
     "feature_gates.core": (),
     "feature_gates.signals": (),
+    "feature_gates.counters": (),
     "feature_gates.flask": ("feature_gates.core", "feature_gates.signals"),
     "feature_gates.migrate": ("feature_gates.core",),
     "feature_gates.reports": ("feature_gates.core", "feature_gates.flask"),
@@ -162,8 +163,10 @@ LAYERS = {
         "feature_gates.flask",
         "feature_gates.migrate",
         "feature_gates.reports",
+        "feature_gates.devdb",
     ),
     "feature_gates.usage": ("feature_gates.core",),
+    "feature_gates.devdb": ("feature_gates.pgserver",),
     "feature_gates.pgserver": (),
     "feature_gates.testing": ("feature_gates.migrate", "feature_gates.pgserver"),
     "feature_gates.pytest_plugin": (

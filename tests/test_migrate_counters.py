@@ -50,11 +50,12 @@ def test_backfill_counts_every_thread_and_every_shape_of_itinerary(app_url, conn
     ).fetchone()
     before = app_fingerprint(conn)
     applied = migrate(app_url, COUNTERS)
-    assert [m.label for m in applied][-4:] == [
+    assert [m.label for m in applied][-5:] == [
         "counters/0001_counter_columns",
         "counters/0002_counter_backfill",
         "counters/0003_counter_indexes",
         "counters/0004_legacy_message_count",
+        "counters/0005_registered_counters",
     ]
     assert stored_message_counts(conn) == true_message_counts(conn)
     assert set(true_message_counts(conn).values()) >= {0, 1, 16}
@@ -187,7 +188,8 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):
     stored = stored_message_counts(conn)
     assert all(stored[i] == truth[i] for i in ids if i != ids[2])
     assert len(done) < len(ids)
-    # The repair fixes exactly that row; the migration then completes.
+    # The repair fixes exactly that row (the counters are not registered yet:
+    # it repairs them as counters/0001 made them); the migration then completes.
     assert repair_counters(app_url, COUNTERS, dry_run=True) == {
         "chat_threads.thread_messages_count": 1,
         "travel_itineraries.destinations_count": 0,
@@ -197,6 +199,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(app_url, conn):
         "counters/0002_counter_backfill",
         "counters/0003_counter_indexes",
         "counters/0004_legacy_message_count",
+        "counters/0005_registered_counters",
     ]
     assert conn.execute("SELECT count(*) FROM feature_gates_backfill_progress").fetchone() == (0,)
 
@@ -234,19 +237,33 @@ def test_verify_names_drifted_rows_and_repair_fixes_them(app_url, conn):
     assert legacy_counts == true_message_counts(conn)
 
 
-def test_verify_reports_a_disabled_trigger(app_url, conn):
+def test_verify_reports_a_disabled_or_missing_trigger(app_url, conn):
     migrate(app_url, COUNTERS)
-    conn.execute("ALTER TABLE chat_messages DISABLE TRIGGER feature_gates_count_messages_insert")
+    insert = "feature_gates_count_chat_threads_thread_messages_count_insert"
+    conn.execute(f"ALTER TABLE chat_messages DISABLE TRIGGER {insert}")
     problems = [str(p) for p in verify(app_url, COUNTERS)]
     assert problems == [
-        "trigger: trigger feature_gates_count_messages_insert on chat_messages is missing or "
-        "disabled; the counters drift without it: run migrate, then repair-counters"
+        f"trigger: trigger {insert} on chat_messages is disabled; "
+        "chat_threads.thread_messages_count drifts without it: ALTER TABLE chat_messages "
+        f"ENABLE TRIGGER {insert}, then run repair-counters"
+    ]
+    recount = "feature_gates_count_chat_threads_thread_messages_count_recount"
+    conn.execute(f"ALTER TABLE chat_messages ENABLE TRIGGER {insert}")
+    conn.execute(f"DROP TRIGGER {recount} ON chat_threads")
+    problems = [str(p) for p in verify(app_url, COUNTERS)]
+    assert problems == [
+        f"trigger: trigger {recount} on chat_threads is missing; "
+        "chat_threads.thread_messages_count drifts without it: roll back and migrate the set "
+        "that added it, then run repair-counters"
     ]
 
 
-def test_repair_without_the_counters_set_says_how_to_install_it(feature_gates_database_url):
-    with pytest.raises(MigrationError, match="add 'counters' to FEATURE_GATES_MIGRATION_SETS"):
+def test_repair_without_any_counter_says_how_to_add_one(feature_gates_database_url):
+    with pytest.raises(MigrationError) as caught:
         repair_counters(feature_gates_database_url)
+    assert "no counter is installed in this database" in str(caught.value)
+    assert "'feature-gates counter add' (docs/counters.md)" in str(caught.value)
+    assert "add 'counters' to FEATURE_GATES_MIGRATION_SETS" in str(caught.value)
 
 
 def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_url, conn):
@@ -262,6 +279,7 @@ def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_
     assert during != before
     rolled = rollback(app_url, COUNTERS, to=f"core/{LAST_CORE_VERSION}")
     assert [m.label for m in rolled] == [
+        "counters/0005_registered_counters",
         "counters/0004_legacy_message_count",
         "counters/0003_counter_indexes",
         "counters/0002_counter_backfill",
@@ -273,11 +291,13 @@ def test_rollback_then_migrate_round_trips_with_the_application_rows_intact(app_
         SELECT (SELECT count(*) FROM pg_attribute WHERE attname IN
                     ('thread_messages_count', 'destinations_count') AND NOT attisdropped),
                (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'feature_gates%'),
-               (SELECT count(*) FROM pg_proc WHERE proname LIKE 'feature_gates%'),
-               to_regclass('feature_gates_backfill_progress')
+               (SELECT count(*) FROM pg_proc WHERE proname LIKE 'feature\\_gates\\_count\\_%'
+                    OR proname IN ('feature_gates_counters', 'feature_gates_counter_audit')),
+               to_regclass('feature_gates_backfill_progress'),
+               (SELECT count(*) FROM feature_gates_counter_registry)
         """
     ).fetchone()
-    assert leftovers == (0, 0, 0, None)
+    assert leftovers == (0, 0, 0, None, 0)
     assert [m.label for m in migrate(app_url, COUNTERS)] == [m.label for m in reversed(rolled)]
     assert app_fingerprint(conn) == during
     assert stored_message_counts(conn) == true_message_counts(conn)

@@ -398,6 +398,7 @@ def test_an_invalid_index_is_dropped_without_lock_timeout(empty_url):
         assert [m.label for m in migrate(empty_url, settings)] == [
             "counters/0003_counter_indexes",
             "counters/0004_legacy_message_count",
+            "counters/0005_registered_counters",
         ]
     assert verify(empty_url, settings) == []
 

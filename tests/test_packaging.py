@@ -85,4 +85,8 @@ def test_wheel_ships_type_information(wheel):
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "feature_gates/py.typed" in names
+    # The templates `counter add` writes a counter set from.
+    templates = {n for n in names if n.startswith("feature_gates/migrate/counter_sql/")}
+    assert len(templates) == len(list(ROOT.glob("feature_gates/migrate/counter_sql/*.sql")))
+    assert "feature_gates/migrate/counter_sql/rows.up.sql" in templates
     assert not any(name.startswith(("tests/", "examples/", "benchmarks/")) for name in names)

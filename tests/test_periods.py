@@ -242,6 +242,15 @@ def test_calendar_periods_match_the_reference(kind, case):
     assert span.start <= moment and (span.end is None or moment < span.end)
 
 
+@pytest.mark.parametrize("kind", ["day", "week", "month", "year"])
+@given(moment=anywhen)
+@example(moment=datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC))
+@example(moment=datetime(1, 1, 2, tzinfo=UTC))
+def test_the_utc_calendar_counts_as_the_utc_zone_does(kind, moment):
+    # timezone.utc, the default kind's zone, takes a path of its own.
+    assert calendar_span(kind, moment, UTC) == calendar_span(kind, moment, ZoneInfo("UTC"))
+
+
 @given(moment=anywhen)
 @example(moment=datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC))
 def test_an_hour_is_a_utc_hour_whatever_the_zone(moment):

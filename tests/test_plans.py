@@ -154,21 +154,6 @@ def test_init_app_checks_the_gates_of_registered_views(decorator, message):
         FeatureGates(app)
 
 
-def test_a_metered_gate_needs_a_database_url():
-    app = Flask(__name__)
-    app.config.update(FEATURE_GATES_TRACKING="off", FEATURE_GATES_PLANS=PLANS)
-
-    from feature_gates import feature_limit
-
-    @app.post("/")
-    @feature_limit("chat_messages_monthly")
-    def view():
-        return ""
-
-    with pytest.raises(ConfigError, match="needs FEATURE_GATES_DATABASE_URL"):
-        FeatureGates(app)
-
-
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_the_catalogue_loads_from_a_file(tmp_path, suffix):
     path = tmp_path / f"plans{suffix}"

@@ -24,5 +24,12 @@ async def post(thread_id: int) -> dict[str, int]:
     return {"thread_id": thread_id}
 
 
+@feature_limit("posts_monthly", methods=["POST"])
+@feature_required("can_post", methods=("post", "put"))
+def create() -> tuple[str, int]:
+    return "", 201
+
+
 assert_type(export(1), str)
+assert_type(create(), tuple[str, int])
 assert_type(post(1), dict[str, int])

@@ -1,8 +1,9 @@
 """Sentinel: a travel-safety assistant, and the example app of feature-gates.
 
 Run it with ``python -m examples.sentinel`` (or ``flask --app examples.sentinel
-run``). Every paid feature is an endpoint gated by a feature-gates decorator in
-api.py; the plans are in plans.toml; docs/example.md walks through it.
+run``); serve it with ``gunicorn 'examples.sentinel:create_app()'`` (see
+docs/deployment.md). Every paid feature is an endpoint gated by a feature-gates
+decorator in api.py; the plans are in plans.toml; docs/example.md walks through it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from psycopg_pool import ConnectionPool
 
 from feature_gates.migrate import MigrationSettings
 from feature_gates.migrate import migrate
@@ -24,14 +24,13 @@ from . import api
 from . import auth
 from . import csrf
 from . import demo
-from . import negotiate
 from . import problems
 from . import usage_views
 from . import webhooks
 from .accounts import Accounts
 from .database import DEFAULT_DATA_DIR
 from .database import MIGRATION_FOLDER
-from .database import Pool
+from .database import ProcessPool
 from .database import start_embedded
 from .itineraries import ItineraryManager
 from .pdf import DEFAULT_FONT
@@ -69,24 +68,41 @@ DEFAULTS: dict[str, Any] = {
     # Sentinel's own settings.
     "SENTINEL_DATA_DIR": DEFAULT_DATA_DIR,  # the embedded server's data folder
     "SENTINEL_THREAD_MESSAGE_LIMIT": 500,  # messages one thread can hold
-    "SENTINEL_AUTO_MIGRATE": True,  # apply pending migrations at start
-    "SENTINEL_DEMO_DATA": True,  # create the demo accounts in an empty database
+    "SENTINEL_POOL_MAX_SIZE": 10,  # connections of the app's own pool, per process
     "SENTINEL_PDF_FONT": DEFAULT_FONT,  # a TrueType font for PDF exports (pdf.py)
+    # Two more, whose default depends on the database (see create_app):
+    # SENTINEL_AUTO_MIGRATE, apply pending migrations when the app is made, and
+    # SENTINEL_DEMO_DATA, create the demo accounts in an empty database then.
 }
+
+#: Read from the environment when the app is made (``config`` still wins).
+ENVIRONMENT_KEYS = (
+    "FEATURE_GATES_DATABASE_URL",
+    "FEATURE_GATES_MIGRATION_DATABASE_URL",
+    "SENTINEL_DATA_DIR",
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Make a Sentinel app.
+    """Make a Sentinel app. Opens no connection to a database named by a URL: each
+    process opens its own pool on first use (fork-safe under gunicorn ``--preload``).
 
-    The database is ``FEATURE_GATES_DATABASE_URL`` from ``config``, else the
-    ``DATABASE_URL`` environment variable, else an embedded PostgreSQL in
-    ``SENTINEL_DATA_DIR`` (``SENTINEL_DATA_DIR`` in the environment, else
-    examples/sentinel/.pgdata).
+    The database is ``FEATURE_GATES_DATABASE_URL`` (``config``, else the
+    environment), else ``DATABASE_URL`` from the environment, else an embedded
+    PostgreSQL in ``SENTINEL_DATA_DIR`` (examples/sentinel/.pgdata by default).
+    ``FEATURE_GATES_MIGRATION_DATABASE_URL`` (the same way) is the direct URL
+    ``flask --app examples.sentinel feature-gates migrate`` uses when the other goes
+    through a transaction pooler.
+
+    On a database named by a URL, migrating is a deploy step, run once before the
+    workers start; ``SENTINEL_AUTO_MIGRATE`` and ``SENTINEL_DEMO_DATA`` (both off
+    there by default) migrate and create the demo accounts as the app is made,
+    which only one process at a time may do (``python -m examples.sentinel``). On
+    the embedded database, which lives in this process, both are on by default.
     """
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
-    if os.environ.get("SENTINEL_DATA_DIR"):
-        app.config["SENTINEL_DATA_DIR"] = Path(os.environ["SENTINEL_DATA_DIR"])
+    app.config.from_mapping({key: os.environ[key] for key in ENVIRONMENT_KEYS if key in os.environ})
     app.config.from_mapping(config or {})
 
     server = None
@@ -94,23 +110,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not url:
         server, url = start_embedded(app.config["SENTINEL_DATA_DIR"])
     app.config["FEATURE_GATES_DATABASE_URL"] = url
+    app.config.setdefault("SENTINEL_AUTO_MIGRATE", server is not None)
+    app.config.setdefault("SENTINEL_DEMO_DATA", server is not None)
 
     if app.config["SENTINEL_AUTO_MIGRATE"]:
-        applied = migrate(url, MigrationSettings.from_config(app.config))
+        migration_url = app.config.get("FEATURE_GATES_MIGRATION_DATABASE_URL") or url
+        applied = migrate(migration_url, MigrationSettings.from_config(app.config))
         for migration in applied:
             logger.info("applied migration %s", migration.label)
 
-    pool: Pool = ConnectionPool(
-        url, min_size=1, max_size=10, kwargs={"autocommit": True}, name="sentinel", open=False
+    pool = ProcessPool(
+        url, max_size=app.config["SENTINEL_POOL_MAX_SIZE"], application_name="sentinel"
     )
-    pool.open()
     sentinel = Sentinel(pool, Accounts(pool), ThreadManager(pool), ItineraryManager(pool), server)
     app.extensions["sentinel"] = sentinel
     atexit.register(sentinel.close)
 
     problems.register(app)
     app.after_request(csrf.store)
-    app.after_request(negotiate.vary_on_accept)
     app.teardown_request(auth.forget_request)
     app.url_map.converters["id"] = api.IdConverter
     app.register_blueprint(api.bp)

@@ -1,7 +1,9 @@
 """``python -m examples.sentinel``: run Sentinel on an embedded PostgreSQL.
 
-Prints the URL and the demo accounts' tokens, then serves until Ctrl+C. Set
-``DATABASE_URL`` to use your own PostgreSQL instead of the embedded one.
+Migrates, creates the demo accounts, prints the URL and their tokens, then serves
+on Werkzeug's development server until Ctrl+C. Set ``DATABASE_URL`` (or
+``FEATURE_GATES_DATABASE_URL``) to use your own PostgreSQL instead of the embedded
+one. For a production server, see docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from . import create_app
 from .database import DEFAULT_DATA_DIR
 from .database import DatabaseError
 from .demo import DEMO_USERS
+
+#: The environment variables naming the database, in the order create_app reads them.
+URL_VARIABLES = ("FEATURE_GATES_DATABASE_URL", "DATABASE_URL")
 
 
 def first_line(error: BaseException) -> str:
@@ -51,17 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("feature_gates").setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    if os.environ.get("DATABASE_URL"):
-        where = "the database in DATABASE_URL"
-        fix = "check DATABASE_URL, or unset it to run on the embedded PostgreSQL"
+    named = [key for key in URL_VARIABLES if os.environ.get(key)]
+    if named:
+        where = f"the database in {named[0]}"
+        fix = f"check {named[0]}, or unset it to run on the embedded PostgreSQL"
     else:
         where = f"an embedded PostgreSQL in {args.data_dir}"
         fix = "start Sentinel again, or point --data-dir somewhere else"
     print(f"Starting Sentinel on {where} ...", flush=True)
     try:
+        # One process: it may migrate and seed as it starts (a deploy would not).
         app = create_app(
             {
                 "SENTINEL_DATA_DIR": args.data_dir,
+                "SENTINEL_AUTO_MIGRATE": True,
+                "SENTINEL_DEMO_DATA": True,
                 # Sentinel receives its own usage alerts (webhooks.py).
                 "FEATURE_GATES_WEBHOOK_URL": os.environ.get(
                     "FEATURE_GATES_WEBHOOK_URL",

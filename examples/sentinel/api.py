@@ -299,7 +299,10 @@ def added_by_patch(itinerary_id: int) -> int:
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    """200 when the app and its database answer; 503 otherwise."""
+    """200 when this worker and its database answer (through the app's own pool, as
+    every request needs it); 503 otherwise. The gates' view of the database and the
+    uses waiting to be written are shown, not judged: the gates fail open or closed
+    on their own, and a worker is no less healthy for it."""
     try:
         with sentinel().pool.connection(timeout=2) as conn:
             row = conn.execute("SELECT current_setting('server_version')").fetchone()
@@ -307,7 +310,14 @@ def healthz() -> ResponseReturnValue:
         return Problem(
             503, "Service unavailable", f"the database does not answer: {exc}"
         ).get_response()
-    return jsonify(status="ok", database="up", postgres=row[0] if row else None)
+    away_since = gates.storage_stats().unavailable_since
+    return jsonify(
+        status="ok",
+        database="up",
+        postgres=row[0] if row else None,
+        gates_database="up" if away_since is None else f"away since {away_since.isoformat()}",
+        usage_pending=gates.tracking_stats().pending,
+    )
 
 
 @bp.get("/")

@@ -27,8 +27,9 @@ from flask import redirect
 from flask import request
 from flask import url_for
 
+from feature_gates import prefers_html
+
 from .accounts import User
-from .negotiate import prefers_html
 from .problems import Problem
 from .state import sentinel
 

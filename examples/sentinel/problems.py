@@ -3,7 +3,7 @@
 feature-gates' denials already are; this module gives the app's own errors (bad
 input, missing token, not found, too large) the same shape, and reads request
 bodies so that no input, however malformed, reaches the database or ends in a 500.
-A browser (a client that prefers HTML, negotiate.py) gets each error as a page
+A browser (a client that prefers HTML: feature_gates.prefers_html()) gets each error as a page
 instead (error_pages.py).
 """
 
@@ -28,10 +28,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from feature_gates import FeatureDenied
 from feature_gates import StorageError
+from feature_gates import prefers_html
 
 from .error_pages import denial_page
 from .error_pages import error_page
-from .negotiate import prefers_html
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

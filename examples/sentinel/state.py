@@ -19,7 +19,7 @@ from feature_gates.pgserver import LocalPostgres
 from feature_gates.reports import GatedRoute
 
 from .accounts import Accounts
-from .database import Pool
+from .database import ProcessPool
 from .itineraries import ItineraryManager
 from .threads import ThreadManager
 
@@ -33,7 +33,7 @@ gates = FeatureGates()
 class Sentinel:
     """What the views need, kept in ``app.extensions["sentinel"]``."""
 
-    pool: Pool
+    pool: ProcessPool
     accounts: Accounts
     thread_manager: ThreadManager
     itinerary_manager: ItineraryManager

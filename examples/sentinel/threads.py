@@ -2,10 +2,11 @@
 
 A thread's ``thread_messages_count`` is the number of its messages, so that a
 limit check never needs ``COUNT(*)``. The ``counters`` migration set keeps it exact
-with a trigger on ``chat_messages`` (for every writer, this one included); the
-manager reserves room for new messages with one conditional UPDATE on that column
-and moves the legacy ``message_count`` in the same transaction, for the readers
-that still use it.
+with triggers on ``chat_messages`` (for every writer, this one included); the
+manager reserves room for new messages with
+:func:`feature_gates.counters.reserve`, one conditional statement that locks the
+thread, and moves the legacy ``message_count`` in the same transaction, for the
+readers that still use it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Any
 
 from psycopg.rows import class_row
 
+from feature_gates.counters import reserve
+
 from .database import Pool
 
 __all__ = ["Message", "Thread", "ThreadFull", "ThreadManager", "ThreadNotFound"]
 
 INSERT_THREAD = """
-INSERT INTO chat_threads (user_id, title, message_count, thread_messages_count)
-VALUES (%s, %s, 0, 0)
+INSERT INTO chat_threads (user_id, title, message_count)
+VALUES (%s, %s, 0)
 RETURNING id, user_id, title, thread_messages_count, message_count, created_at, updated_at
 """
 
@@ -36,27 +39,22 @@ SELECT id, user_id, title, thread_messages_count, message_count, created_at, upd
 FROM chat_threads WHERE user_id = %s ORDER BY id
 """
 
-# The whole limit rule in one statement: the row lock taken by the UPDATE
-# serialises concurrent callers, and each sees the count the previous one left,
-# so N callers at a limit never land more than the limit.
-#
-# thread_messages_count itself is moved by the `counters` set's trigger on
-# chat_messages (it keeps the counter exact for every writer), by the inserts
-# that follow in the same transaction; adding n here as well would count every
-# message twice. The legacy message_count has no trigger: it moves here.
-# RETURNING shows the thread as it is once the inserts are done. The owner is
-# part of the match, so the caller needs no separate ownership check.
-RESERVE_MESSAGES = """
+# After reserve() has locked the thread with room for n more: the legacy
+# message_count has no trigger, so it moves here, in the same transaction as the
+# messages. thread_messages_count is moved by the `counters` set's triggers on
+# chat_messages, by the inserts that follow; adding n here as well would count
+# every message twice. RETURNING shows the thread as it is once the inserts are
+# done. The owner is part of the match: another user's thread is not found.
+COUNT_LEGACY = """
 UPDATE chat_threads
 SET message_count = message_count + %(n)s,
     updated_at = now()
 WHERE id = %(thread_id)s AND user_id = %(user_id)s
-  AND thread_messages_count + %(n)s <= %(limit)s
 RETURNING id, user_id, title, thread_messages_count + %(n)s AS thread_messages_count,
           message_count, created_at, updated_at
 """
 
-# Read only when RESERVE_MESSAGES matched nothing: full, or not the owner's.
+# Read only when reserve() found no room: full, or not the owner's.
 OWNED_THREAD_COUNT = "SELECT thread_messages_count FROM chat_threads WHERE id = %s AND user_id = %s"
 
 INSERT_MESSAGES = """
@@ -175,16 +173,19 @@ class ThreadManager:
         roles = [m.get("role", "user") for m in messages]
         contents = [m["content"] for m in messages]
         with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=class_row(Thread))
-            thread = cur.execute(
-                RESERVE_MESSAGES,
-                {"n": n, "thread_id": thread_id, "user_id": user_id, "limit": limit},
-            ).fetchone()
-            if thread is None:
+            # One statement locks the thread if the messages fit: concurrent
+            # callers queue on it, and each sees the count the previous one
+            # left, so N callers at a limit never land more than the limit.
+            if not reserve(conn, "chat_threads", "thread_messages_count", thread_id, n, limit):
                 row = conn.execute(OWNED_THREAD_COUNT, (thread_id, user_id)).fetchone()
                 if row is None:
                     raise ThreadNotFound(f"thread {thread_id} does not exist")
                 raise ThreadFull(thread_id, int(row[0]), n, limit)
+            cur = conn.cursor(row_factory=class_row(Thread))
+            params = {"n": n, "thread_id": thread_id, "user_id": user_id}
+            thread = cur.execute(COUNT_LEGACY, params).fetchone()
+            if thread is None:
+                raise ThreadNotFound(f"thread {thread_id} does not exist")
             mcur = conn.cursor(row_factory=class_row(Message))
             added = mcur.execute(INSERT_MESSAGES, (thread_id, roles, contents)).fetchall()
         return thread, added

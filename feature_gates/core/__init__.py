@@ -25,6 +25,7 @@ from ._decision import Gate as Gate
 from ._decision import GateKind as GateKind
 from ._decision import Grant as Grant
 from ._decision import Level as Level
+from ._decision import gated_methods as gated_methods
 from ._denials import KINDS as KINDS
 from ._denials import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ._denials import Denial as Denial

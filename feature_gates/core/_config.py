@@ -26,6 +26,11 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
+from ._messages import MESSAGE_FIELDS
+from ._messages import MESSAGES
+from ._messages import Translate
+from ._messages import template_fields
+
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
 else:  # pragma: no cover - Python 3.10
@@ -198,6 +203,73 @@ def _schema(key: str, value: Any) -> str:
     return value
 
 
+def _template(where: str, template: Any) -> str:
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"{where} must be a non-empty template string, got {template!r}")
+    try:
+        unknown = sorted(template_fields(template) - set(MESSAGE_FIELDS))
+    except ValueError as exc:  # a lone brace
+        raise ConfigError(f"{where}: {template!r} is not a template ({exc})") from None
+    if unknown:
+        raise ConfigError(
+            f"{where}: {{{unknown[0]}}} is not a field of a message; the fields are "
+            f"{', '.join(MESSAGE_FIELDS)}"
+        )
+    return template
+
+
+def _templates(where: str, templates: Mapping[Any, Any]) -> dict[str, str]:
+    checked = {}
+    for key, template in templates.items():
+        if key not in MESSAGES:
+            raise ConfigError(
+                f"{where}: {key!r} is not a message key; the keys are {', '.join(MESSAGES)}"
+            )
+        checked[key] = _template(f"{where}[{key!r}]", template)
+    return checked
+
+
+def _denial_messages(key: str, value: Any) -> Mapping[str, Any]:
+    """Templates by message key, and by feature: a feature's key mapping to its own
+    templates by message key."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{key} must map message keys (and features) to templates, like "
+            f'{{"limit": "No {{name}} left this month."}}, got {value!r}'
+        )
+    parsed: dict[str, Any] = {}
+    for name, entry in value.items():
+        if isinstance(entry, Mapping):
+            parsed[name] = _templates(f"{key}[{name!r}]", entry)
+        else:
+            parsed.update(_templates(key, {name: entry}))
+    return parsed
+
+
+def _display_names(key: str, value: Any) -> Mapping[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
+        raise ConfigError(
+            f"{key} must map feature and plan keys to the names people read, like "
+            f'{{"can_export_pdf": "PDF export"}}, got {value!r}'
+        )
+    return dict(value)
+
+
+def _translate(key: str, value: Any) -> Translate | None:
+    if value is not None and not callable(value):
+        raise ConfigError(
+            f"{key} must be a function taking a text and returning its translation "
+            f"(gettext), or None, got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
 def _timezone(key: str, value: Any) -> str:
     try:
         ZoneInfo(value)
@@ -315,6 +387,12 @@ class Settings:
     flush_max_backoff: float = _option(30.0, _seconds(0.001))
     #: Seconds the last write waits for the database when the application closes.
     shutdown_flush_timeout: float = _option(10.0, _seconds(0))
+    #: The end-user message templates of denials, by message key and by feature.
+    denial_messages: Mapping[str, Any] = _option({}, _denial_messages)
+    #: The names people read for feature and plan keys in those messages.
+    display_names: Mapping[str, str] = _option({}, _display_names)
+    #: A gettext-style callable translating each template and display name.
+    translate: Translate | None = _option(None, _translate)
     #: Level of the ``feature_denied`` log record written for every denial.
     denial_log_level: int = _option(logging.INFO, _log_level)
     #: Query mapping an email to a user id (one %s parameter).

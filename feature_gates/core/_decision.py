@@ -13,13 +13,13 @@ One request through a gated view::
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from typing import Literal
 
-from ._config import ConfigError
 from ._config import FailMode
 from ._counting import Key
 from ._holds import Hold
@@ -40,6 +40,7 @@ __all__ = [
     "before_count",
     "deciding",
     "entitlement_of",
+    "gated_methods",
     "judge",
     "level",
     "limit_of",
@@ -74,6 +75,34 @@ class Gate:
     #: A metered gate that reserves: the uses held before the view runs (a value
     #: or a callable of the view's arguments), settled by the view.
     reserve: Dynamic = None
+    #: The HTTP methods the gate checks and counts (upper case, HEAD with GET);
+    #: None for every method. Requests of other methods pass through untouched.
+    methods: frozenset[str] | None = None
+
+    def gates(self, method: str) -> bool:
+        """Whether a request of ``method`` goes through this gate."""
+        return self.methods is None or method in self.methods
+
+
+def gated_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
+    """A decorator's ``methods=`` checked and normalised: upper case, and HEAD with
+    GET (a HEAD request runs the GET view). None stays None: every method."""
+    if methods is None:
+        return None
+    if isinstance(methods, str):
+        raise TypeError(
+            f"methods must be a list of HTTP methods, like methods=[{methods!r}], got a string"
+        )
+    found = set()
+    for method in methods:
+        if not isinstance(method, str) or not method.strip():
+            raise TypeError(f"methods must hold HTTP method names, got {method!r}")
+        found.add(method.strip().upper())
+    if not found:
+        raise ValueError("methods is empty: list the methods to gate, or leave it out for all")
+    if "GET" in found:
+        found.add("HEAD")
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -200,9 +229,9 @@ def tier_allows(catalogue: Catalogue, min_tier: str, plan: str) -> bool:
     return rank is not None and rank >= required
 
 
-def validate(gate: Gate, catalogue: Catalogue, *, has_database: bool) -> None:
+def validate(gate: Gate, catalogue: Catalogue) -> None:
     """Raise :class:`~feature_gates.ConfigError` if ``gate`` cannot work with this
-    catalogue (and database)."""
+    catalogue."""
     if gate.kind == "tier":
         assert gate.min_tier is not None
         catalogue.require_tier(gate.min_tier)
@@ -211,11 +240,6 @@ def validate(gate: Gate, catalogue: Catalogue, *, has_database: bool) -> None:
         raise UnknownFeature(
             f"feature {gate.feature!r} is not defined in any plan; define it under "
             "FEATURE_GATES_PLANS"
-        )
-    if gate.kind == "metered" and not has_database:
-        raise ConfigError(
-            f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
-            "set it to the application's PostgreSQL URL"
         )
 
 

@@ -10,6 +10,7 @@ in its own HTTP form:
     {"type": "https://github.com/feature-gates/feature-gates/blob/main/docs/errors.md#feature-limit-exceeded",
      "title": "Feature limit reached", "status": 429,
      "detail": "plan 'free' allows 50 uses of 'chat_messages_monthly' per month and 50 are used; it resets at 2026-12-01T00:00:00Z.",
+     "message": "You've used all 50 chat messages this month; they renew on 1 December.",
      "feature": "chat_messages_monthly", "plan": "free",
      "limit": 50, "used": 50, "remaining": 0, "cost": 1, "reset_at": "2026-12-01T00:00:00Z"}
 """  # noqa: E501
@@ -25,6 +26,7 @@ from typing import Any
 
 from ._counting import Rule
 from ._decision import Level
+from ._messages import Messages
 from ._subject import Subject
 
 __all__ = [
@@ -71,6 +73,10 @@ def limit_headers(
         seconds = (reset_at - now).total_seconds()
         headers["X-Feature-Reset"] = str(max(math.ceil(seconds), 0))
     return headers
+
+
+#: The messages of a denial made without an engine's settings: the defaults.
+_DEFAULT_MESSAGES = Messages()
 
 
 def _counted_over(rule: Rule) -> str:
@@ -125,7 +131,9 @@ class Denial(Exception):
     :param status: the HTTP status (None for a denial of no particular status).
     :param feature: the feature the gate checks.
     :param subject: the caller, None when anonymous.
-    :param detail: one sentence for the caller: what happened and what to do.
+    :param detail: one sentence for the developer calling: what happened and what to do.
+    :param message: one short sentence for the end user (see
+        :mod:`~feature_gates.core._messages`); the default template's when not given.
     :param headers: response headers (``Retry-After``, the limit headers).
     :param required_tier: a tier denial's lowest plan that passes.
     :param limit: a limit denial's limit; ``used`` the count now (None when it is
@@ -145,6 +153,7 @@ class Denial(Exception):
         feature: str,
         subject: Subject | None,
         detail: str,
+        message: str | None = None,
         headers: Mapping[str, str] | None = None,
         required_tier: str | None = None,
         limit: int | None = None,
@@ -161,6 +170,7 @@ class Denial(Exception):
         self.feature = feature
         self.subject = subject
         self.detail = detail
+        self._message = message
         self.headers = dict(headers or {})
         self.required_tier = required_tier
         self.limit = limit
@@ -178,6 +188,17 @@ class Denial(Exception):
     @property
     def type(self) -> str:
         return f"{DOCS_URL}#{KINDS[self.reason][1]}"
+
+    @property
+    def message(self) -> str:
+        """The sentence for the end user: "You've used all 50 chat messages this month; ..."."""
+        if self._message is None:
+            self._message = _DEFAULT_MESSAGES.of(self)
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
 
     @property
     def plan(self) -> str | None:
@@ -217,6 +238,7 @@ class Denial(Exception):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
+            "message": self.message,
             "feature": self.feature,
             "plan": self.plan,
             **self.members(),

@@ -48,6 +48,7 @@ from ._denials import limit_detail
 from ._denials import limit_headers
 from ._holds import Hold
 from ._holds import Settled
+from ._messages import Messages
 from ._metering import Usage
 from ._metering import consume_params
 from ._metering import counted_key
@@ -134,6 +135,24 @@ def _refused_level(levels: tuple[Level, ...], refused: str | None, cost: int) ->
     return decision.refusing(levels, cost) or levels[0]
 
 
+def _levels_read(
+    entitlement: Entitlement, key: Key, cost: int, reading: Reading | None
+) -> tuple[Level, ...]:
+    """The levels of ``key`` as ``reading`` counted them (None: nothing counted)."""
+    if reading is None:
+        return levels_of(entitlement, key, cost, used=None)
+    return levels_of(
+        entitlement,
+        key,
+        cost,
+        used=reading.used,
+        member_used=reading.member_used,
+        buckets=reading.buckets,
+        member_buckets=reading.member_buckets,
+        newest=reading.newest_bucket,
+    )
+
+
 class Engine:
     """One application's runtime.
 
@@ -175,6 +194,9 @@ class Engine:
         #: Features some view gates as a stock limit: their count is the
         #: application's, not a monthly count in feature_usage.
         self.stock_features: frozenset[str] = frozenset()
+        self.messages = Messages(
+            settings.denial_messages, settings.display_names, settings.translate
+        )
         self.user_ids = UserIdCache(settings.user_cache_ttl)
         self.check_user_id = user_id_check(settings.user_id_type)
         #: The zone of calendar periods for a subject without one (FEATURE_GATES_TIMEZONE).
@@ -199,13 +221,21 @@ class Engine:
 
     def validate(self, gate: Gate) -> None:
         """Raise :class:`~feature_gates.ConfigError` if ``gate`` cannot work here."""
-        decision.validate(gate, self.catalogue, has_database=bool(self.settings.database_url))
+        decision.validate(gate, self.catalogue)
 
     # -- admitting a request -------------------------------------------------------------
 
     def admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
         """Check ``gate`` for ``subject`` with the view's arguments ``args``: a Grant, or
-        a :class:`~._denials.Denial` raised. A metered limit consumes here."""
+        a :class:`~._denials.Denial` raised, with its end-user message. A metered limit
+        consumes here."""
+        try:
+            return self._admit(gate, subject, args)
+        except Denial as denial:
+            denial.message = self.messages.of(denial)
+            raise
+
+    def _admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
         if gate.kind == "tier" and subject is not None:
             return self._admit_tier(gate, subject)
         entitlement = self._entitled(gate, subject, args)
@@ -283,6 +313,12 @@ class Engine:
         if not entitlement.metered or cost == 0:
             # Unlimited: nothing to check, so no round trip; the tracker records it.
             return Grant(gate, subject, track=cost if gate.track_usage else 0, key=key)
+        if self.settings.database_url is None:
+            # Started without a database (a factory under test): said when it matters.
+            raise ConfigError(
+                f"the metered limit on {gate.feature!r} needs FEATURE_GATES_DATABASE_URL: "
+                "set it to the application's PostgreSQL URL"
+            )
         if _over_a_limit(entitlement, cost):
             # More than a whole limit is refused whatever was used, as the database
             # would refuse it; and it may be more than the database takes in one call.
@@ -330,16 +366,7 @@ class Engine:
             reading = self._readings([key]).get(gate.feature)
         except StorageError:
             reading = None
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=None if reading is None else reading.used,
-            member_used=None if reading is None else reading.member_used,
-            buckets=None if reading is None else reading.buckets,
-            member_buckets=None if reading is None else reading.member_buckets,
-            newest=None if reading is None else reading.newest_bucket,
-        )
+        levels = _levels_read(entitlement, key, cost, reading)
         refused = decision.refusing(levels, cost) or levels[0]
         if reading is None:
             refused = replace(refused, used=None, remaining=None)
@@ -401,9 +428,13 @@ class Engine:
             raise ValueError(
                 f"ttl of a reserve of {gate.feature!r} must be seconds above 0, got {ttl!r}"
             )
-        entitlement = self._entitled(gate, subject, {})
-        assert subject is not None
-        return self._reserve(gate, subject, entitlement, up_to, ttl or self.settings.hold_ttl)
+        try:
+            entitlement = self._entitled(gate, subject, {})
+            assert subject is not None
+            return self._reserve(gate, subject, entitlement, up_to, ttl or self.settings.hold_ttl)
+        except Denial as denial:
+            denial.message = self.messages.of(denial)
+            raise
 
     def _reserve(
         self, gate: Gate, subject: Subject, entitlement: Entitlement, up_to: int, ttl: float
@@ -840,16 +871,7 @@ class Engine:
         if isinstance(readings, StorageError):
             return self._unread(readings, feature, subject, entitlement.limit)
         reading = readings.get(feature)
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=None if reading is None else reading.used,
-            member_used=None if reading is None else reading.member_used,
-            buckets=None if reading is None else reading.buckets,
-            member_buckets=None if reading is None else reading.member_buckets,
-            newest=None if reading is None else reading.newest_bucket,
-        )
+        levels = _levels_read(entitlement, key, cost, reading)
         return decision.judge(entitlement, subject, levels, cost)
 
     def _unread(
@@ -875,6 +897,23 @@ class Engine:
             feature: self.check(feature, subject, readings=readings)
             for feature in self.catalogue.kinds
         }
+
+    def remaining(self, feature: str, subject: Subject | None) -> int | None:
+        """Uses of ``feature`` left to ``subject`` now, at its tightest level: None when
+        its plan sets no limit, 0 when anonymous or not entitled. Reads the counts
+        only for a limit.
+
+        :raises StorageError: the counts cannot be read (so that "unknown" never looks
+            like "unlimited").
+        """
+        readings: dict[str, Reading] = {}
+        if subject is not None and feature not in self.stock_features:
+            entitlement = self.catalogue.entitlement(subject.plan, feature)
+            if entitlement.granted and entitlement.metered:
+                readings = self._readings(
+                    [counted_key(entitlement, subject, self.clock(), self.zone)]
+                )
+        return self.check(feature, subject, readings=readings).remaining
 
     def _metered_keys(self, subject: Subject) -> list[Key]:
         """The keys of the features ``subject``'s plan limits and the catalogue counts."""

@@ -265,6 +265,13 @@ def calendar_span(kind: PeriodKind, moment: datetime, zone: tzinfo = UTC) -> Spa
         return Span(start, end)
     if kind not in ANCHORED_PERIODS:
         raise ValueError(f"unknown period {kind!r}; the periods are {', '.join(PERIODS)}")
+    if zone is UTC:
+        # The default kind, on every tracked use: UTC has no wall time to search.
+        index = _calendar_index(kind, moment.date())
+        first, following = _calendar_first_day(kind, index), _calendar_first_day(kind, index + 1)
+        assert first is not None  # a day of a UTC moment is in the calendar
+        end = None if following is None else datetime.combine(following, wall_time(), UTC)
+        return Span(datetime.combine(first, wall_time(), UTC), end)
     first_index = _calendar_index(kind, date.min)
 
     def start_of(index: int) -> datetime | None:

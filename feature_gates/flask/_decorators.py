@@ -17,6 +17,7 @@ import functools
 import inspect
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import ParamSpec
 from typing import Protocol
 from typing import TypeVar
@@ -30,8 +31,9 @@ from ..core import FailMode
 from ..core import Gate
 from ..core import GateKind
 from ..core import check_feature_name
+from ..core import gated_methods
+from ._app_gates import AppGates
 from ._extension import EXTENSION_KEY
-from ._extension import AppGates
 from ._request import hold
 from ._request import holding
 from ._views import GATES_ATTRIBUTE
@@ -54,18 +56,26 @@ class GateDecorator(Protocol):
     def __call__(self, view: Callable[P, R]) -> Callable[P, R]: ...
 
 
-def feature_required(feature: str, *, track_usage: bool = True) -> GateDecorator:
+def feature_required(
+    feature: str, *, track_usage: bool = True, methods: Iterable[str] | None = None
+) -> GateDecorator:
     """The caller's plan must include ``feature`` (``True``, or a limit other than 0).
 
     :param feature: a feature of ``FEATURE_GATES_PLANS``.
     :param track_usage: record each successful call through the usage tracker.
+    :param methods: the HTTP methods gated (any case; HEAD follows GET); requests of
+        other methods pass through unchecked and uncounted. Every method by default.
     """
     check_feature_name(feature)
-    return _gated(Gate("feature", feature, track_usage=track_usage))
+    return _gated(Gate("feature", feature, track_usage=track_usage, methods=gated_methods(methods)))
 
 
 def feature_tier(
-    min_tier: str, *, feature: str | None = None, track_usage: bool = True
+    min_tier: str,
+    *,
+    feature: str | None = None,
+    track_usage: bool = True,
+    methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's plan must rank at least ``min_tier`` in the tier order.
 
@@ -74,12 +84,15 @@ def feature_tier(
     :param feature: the name denials report and usage is recorded under; the view
         function's name by default.
     :param track_usage: record each successful call through the usage tracker.
+    :param methods: the HTTP methods gated (any case; HEAD follows GET); requests of
+        other methods pass through unchecked and uncounted. Every method by default.
     """
+    only = gated_methods(methods)
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         name = feature if feature is not None else view.__name__
         check_feature_name(name, hint="pass feature= to name it")
-        rule = Gate("tier", name, min_tier=min_tier, track_usage=track_usage)
+        rule = Gate("tier", name, min_tier=min_tier, track_usage=track_usage, methods=only)
         return _gated(rule)(view)
 
     return decorator  # type: ignore[return-value]
@@ -94,6 +107,7 @@ def feature_limit(
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
     reserve: int | Callable[..., int] | None = None,
+    methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
 
@@ -123,6 +137,9 @@ def feature_limit(
         always recorded: it is the limit's count.
     :param fail_mode: ``open`` or ``closed`` when the database cannot be reached;
         ``FEATURE_GATES_FAIL_MODE`` by default.
+    :param methods: the HTTP methods gated and counted (any case; HEAD follows GET):
+        ``methods=["POST"]`` on a form view that shows the form on GET. Requests of
+        other methods pass through unchecked and uncounted. Every method by default.
     """
     check_feature_name(feature)
     if fail_mode not in (None, "open", "closed"):
@@ -143,6 +160,7 @@ def feature_limit(
             usage_getter=usage_getter,
             track_usage=track_usage,
             fail_mode=fail_mode,
+            methods=gated_methods(methods),
         )
     )
 
@@ -160,8 +178,9 @@ def _gated(rule: Gate) -> GateDecorator:
             app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
             method: str = request._get_current_object().method  # type: ignore[attr-defined]
             call = app.ensure_sync(view) if asynchronous else view
-            # CORS preflights carry no credentials: never gated, never counted.
-            if method == "OPTIONS":
+            # CORS preflights carry no credentials: never gated, never counted; nor
+            # a method the gate leaves alone (the GET that shows a form).
+            if method == "OPTIONS" or not rule.gates(method):
                 return call(*args, **kwargs)
             state = _state(app)
             if not state.enabled():

@@ -43,6 +43,7 @@ _FROM_DENIAL = frozenset(
         "feature",
         "subject",
         "detail",
+        "message",
         "headers",
         "plan",
         "type",
@@ -71,8 +72,10 @@ class FeatureDenied(HTTPException):
 
     :param feature: the feature the gate checks.
     :param subject: the caller, None when anonymous.
-    :param detail: one sentence for the caller: what happened and what to do.
+    :param detail: one sentence for the developer calling: what happened and what to do.
     :param headers: extra response headers (``Retry-After``, the limit headers).
+    :param message: one short sentence for the end user (``message`` in the problem
+        document); the default template's when not given.
     :param response: a response to send instead of the problem document (what an
         ``on_denied`` hook returned).
     """
@@ -112,6 +115,7 @@ class FeatureDenied(HTTPException):
     feature: str
     subject: Subject | None
     detail: str
+    message: str
     headers: dict[str, str]
     plan: str | None
     type: str

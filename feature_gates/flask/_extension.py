@@ -1,19 +1,19 @@
 """The Flask extension: one engine per application, in ``app.extensions``.
 
-State lives in ``app.extensions["feature_gates"]`` (an :class:`AppGates`), never on
-the extension object, so one :class:`FeatureGates` can serve several applications
-(factories, tests).
+State lives in ``app.extensions["feature_gates"]`` (an :class:`AppGates`, bound to
+its application), never on the extension object, so one :class:`FeatureGates` can
+serve several applications (factories, tests). The extension's methods work on
+``current_app``; the same methods of the :class:`AppGates` need no context.
 """
 
 from __future__ import annotations
 
 import atexit
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date
 from datetime import datetime
 from pathlib import Path
@@ -23,19 +23,15 @@ from typing import overload
 
 from flask import Flask
 from flask import current_app
-from flask.typing import ResponseReturnValue
+from flask import has_app_context
 
 from ..core import AlertStats
 from ..core import Balance
 from ..core import Catalogue
 from ..core import Clock
-from ..core import ConfigError
 from ..core import CreditGrant
 from ..core import Decision
-from ..core import Denial
 from ..core import Engine
-from ..core import Gate
-from ..core import Grant
 from ..core import Hold
 from ..core import Settings
 from ..core import StorageStats
@@ -45,168 +41,33 @@ from ..core import TrackingStats
 from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
-from ..core import check_feature_name
-from ..core import parse_setting
 from ..core import utc_clock
 from ..core import utc_now
 from ..signals import _signals
+from ._app_gates import AppGates
+from ._app_gates import DeniedHandler
 from ._commands import DeferredGroup
-from ._denials import FeatureDenied
-from ._denials import http_denial
-from ._request import current_subject
 from ._request import end_request
 from ._request import finish_response
-from ._views import gates_of
 
-__all__ = ["EXTENSION_KEY", "AppGates", "FeatureGates", "Override"]
+__all__ = ["EXTENSION_KEY", "FeatureGates"]
 
 #: The key of an application's feature-gates in ``app.extensions``.
 EXTENSION_KEY = "feature_gates"
 
-#: Returns a response for a denial (an HTML page, a redirect), or None for the
-#: default problem+json answer.
-DeniedHandler = Callable[[FeatureDenied], "ResponseReturnValue | None"]
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-_ENABLED = "FEATURE_GATES_ENABLED"
-
-
-@dataclass(frozen=True)
-class Override:
-    """A test's pin of the subject and of the gates (see :meth:`FeatureGates.override`)."""
-
-    plan: str | None = None
-    user_id: Any = None
-    enabled: bool | None = None
-
-    def apply(self, subject: Subject | None) -> Subject | None:
-        if subject is None:
-            if self.user_id is None or self.plan is None:
-                return None
-            return Subject(self.user_id, self.plan)
-        return Subject(
-            subject.user_id if self.user_id is None else self.user_id,
-            subject.plan if self.plan is None else self.plan,
-        )
-
-
-class AppGates:
-    """One application's feature-gates: what ``app.extensions["feature_gates"]`` holds.
-
-    Its :attr:`catalogue` is the parsed plan catalogue and :meth:`close` writes
-    pending usage and closes the pool; the rest is the adapter's.
-    """
-
-    def __init__(self, extension: FeatureGates, app: Flask, engine: Engine) -> None:
-        self.extension = extension
-        self.app = app
-        self.engine = engine
-        self.override: Override | None = None
-        self._views_checked = -1
-        # FEATURE_GATES_ENABLED as parsed, and the configuration value it came from.
-        self._enabled = engine.settings.enabled
-        self._enabled_value = app.config.get(_ENABLED, True)
-
-    @property
-    def catalogue(self) -> Catalogue:
-        return self.engine.catalogue
-
-    @property
-    def settings(self) -> Settings:
-        return self.engine.settings
-
-    def enabled(self) -> bool:
-        """Whether the gates check and count now: FEATURE_GATES_ENABLED, parsed again
-        when the application's configuration changes it, unless a test overrides it."""
-        if self.override is not None and self.override.enabled is not None:
-            return self.override.enabled
-        value = self.app.config.get(_ENABLED, True)
-        if value is not self._enabled_value:
-            self._enabled = bool(parse_setting("enabled", value))
-            self._enabled_value = value
-        return self._enabled
-
-    def load_subject(self) -> Subject | None:
-        """Call the subject loader (and apply a test's override)."""
-        loader = self.extension.subject_loader_callback
-        if loader is None:
-            raise RuntimeError(
-                "no subject loader: register one with @gates.subject_loader, returning "
-                "Subject(user_id=..., plan=...) or None for an anonymous caller"
-            )
-        subject = loader()
-        if subject is not None and not isinstance(subject, Subject):
-            raise TypeError(
-                f"the subject loader must return a feature_gates.Subject or None, "
-                f"got {type(subject).__name__}"
-            )
-        if subject is not None:
-            self.engine.check_user_id(subject)
-        return subject if self.override is None else self.override.apply(subject)
-
-    def check_views(self) -> None:
-        """Validate the gates of every view, once per set of views.
-
-        Runs at ``init_app`` and before each request (a length comparison when no
-        view was added), so a gate naming an unknown feature or tier fails the first
-        request with a message naming its endpoint, whichever order the
-        application registered its views and the extension in.
-        """
-        views = self.app.view_functions
-        if len(views) == self._views_checked:
-            return
-        stock = set()
-        for endpoint, view in views.items():
-            for rule in gates_of(view):
-                try:
-                    self.engine.validate(rule)
-                except ConfigError as exc:
-                    raise ConfigError(f"endpoint {endpoint!r}: {exc}") from None
-                if rule.kind == "stock":
-                    stock.add(rule.feature)
-        self.engine.stock_features = frozenset(stock)
-        self._views_checked = len(views)
-
-    def admit(self, rule: Gate, kwargs: dict[str, Any]) -> Grant:
-        """Check ``rule`` for the current request; raise its HTTP denial, or return
-        what the request owes when it ends."""
-        started = time.perf_counter()
-        subject = current_subject(self.load_subject)
-        try:
-            return self.engine.admit(rule, subject, kwargs)
-        except Denial as denial:
-            raise self._denied(denial, started) from None
-
-    def _denied(self, denial: Denial, started: float) -> FeatureDenied:
-        """Log and signal ``denial``, let ``on_denied`` answer it: its HTTP form."""
-        error = http_denial(denial)
-        self.engine.denied(denial, started, error)
-        handler = self.extension.denied_handler
-        if handler is not None:
-            answer = handler(error)
-            if answer is not None:
-                error.response = current_app.make_response(answer)
-        return error
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write pending usage, stop the writer and close the pool (teardown, tests).
-
-        Waits at most ``timeout`` seconds (FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT by
-        default) for the database; raises :class:`~feature_gates.FlushTimeout` when
-        usage is still pending then.
-        """
-        atexit.unregister(self.close_at_exit)
-        self.engine.close(timeout)
-
-    def close_at_exit(self) -> None:
-        """:meth:`close` at interpreter exit: what cannot be written is logged, not raised."""
-        atexit.unregister(self.close_at_exit)
-        self.engine.close_at_exit()
 
 
 def _listening(name: str) -> bool:
     return bool(_signals.signal(name).receivers)
+
+
+#: Logged at the first request of an application started without a database.
+_NO_DATABASE = (
+    "FEATURE_GATES_DATABASE_URL is not set: feature and tier gates decide from the "
+    "plans, usage is not recorded, and a metered limit or a usage read raises "
+    "ConfigError until it is set"
+)
 
 
 class FeatureGates:
@@ -215,6 +76,11 @@ class FeatureGates:
     .. code-block:: python
 
         gates = FeatureGates(app)      # or FeatureGates() then gates.init_app(app)
+
+    Its reading, tracking and testing methods work on the current application
+    (``current_app``); ``app.extensions["feature_gates"]`` (an :class:`AppGates`)
+    has the same methods bound to one application, for code that has the app but
+    no application context (a test).
 
     :param app: the application, or None to call :meth:`init_app` later.
     :param clock: returns the current time (UTC; a naive time is taken as UTC);
@@ -229,14 +95,20 @@ class FeatureGates:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read the application's ``FEATURE_GATES_*`` settings and register the extension."""
+        """Read the application's ``FEATURE_GATES_*`` settings and register the extension.
+
+        Without FEATURE_GATES_DATABASE_URL it still starts (a factory called without
+        a database): feature and tier gates work, nothing is recorded, and a metered
+        limit or a usage read raises :class:`~feature_gates.ConfigError` naming the key.
+        """
         settings = Settings.from_mapping(app.config)
-        if settings.database_url is None and settings.tracking != "off":
-            raise ConfigError(
-                "FEATURE_GATES_DATABASE_URL is not set: set it to the application's "
-                "PostgreSQL URL (or set FEATURE_GATES_TRACKING = 'off' for gates "
-                "without metering)"
-            )
+        # Said at the first request, not here: the application's commands (flask
+        # feature-gates migrate with DATABASE_URL, flask init-db) need no warning.
+        warning = None
+        if settings.database_url is None:
+            if settings.tracking != "off":
+                warning = _NO_DATABASE
+            settings = replace(settings, tracking="off")
         plans = settings.plans
         if isinstance(plans, Path) and not plans.is_absolute():
             # Like Flask's own files (config.from_file, templates): next to the app.
@@ -254,21 +126,29 @@ class FeatureGates:
             listening=_listening,
             context=app.app_context,
         )
-        state = AppGates(self, app, engine)
+        state = AppGates(self, app, engine, warning=warning)
         state.check_views()
         app.extensions[EXTENSION_KEY] = state
-        app.before_request(state.check_views)
+        app.before_request(state.before_request)
         app.after_request(finish_response)
         app.teardown_request(end_request)
-        app.add_template_global(self.has_feature, "has_feature")
-        app.add_template_global(self.feature_remaining, "feature_remaining")
-        app.add_template_global(self.has_tier, "has_tier")
+        app.add_template_global(state.has_feature, "has_feature")
+        app.add_template_global(state.feature_remaining, "feature_remaining")
+        app.add_template_global(state.has_tier, "has_tier")
         if settings.command_name:
             app.cli.add_command(DeferredGroup(settings.command_name), settings.command_name)
         atexit.register(state.close_at_exit)
 
     def _state(self, app: Flask | None = None) -> AppGates:
+        """The :class:`AppGates` of ``app`` (the current application by default)."""
         if app is None:
+            if not has_app_context():
+                raise RuntimeError(
+                    "this FeatureGates method works on the current application, and no "
+                    "application context is active: call the same method on "
+                    "app.extensions['feature_gates'], which is bound to its app (in "
+                    "tests, the feature_gates fixture), or push app.app_context()"
+                )
             app = current_app._get_current_object()  # type: ignore[attr-defined]
         state: AppGates | None = app.extensions.get(EXTENSION_KEY)
         if state is None or state.extension is not self:
@@ -299,11 +179,11 @@ class FeatureGates:
         self.denied_handler = handler
         return handler
 
-    # -- reading entitlements -----------------------------------------------------------
+    # -- the current application's AppGates: see there for each method ----------------
 
     def current_subject(self) -> Subject | None:
         """The current request's subject (None outside a request or when anonymous)."""
-        return current_subject(self._state().load_subject)
+        return self._state().current_subject()
 
     def check(
         self,
@@ -313,77 +193,31 @@ class FeatureGates:
         cost: int = 1,
         used: int | None = None,
     ) -> Decision:
-        """May ``subject`` (the current one by default) use ``feature`` now? Consumes nothing.
-
-        For a limit, the count is read from ``feature_usage`` (one query), unless
-        ``used`` gives it (a stock limit's current count). Usage still pending in
-        the tracker is not included.
-        """
-        state = self._state()
-        state.check_views()
-        if subject is None:
-            subject = current_subject(state.load_subject)
-        return state.engine.check(feature, subject, cost=cost, used=used)
+        """May ``subject`` (the current one by default) use ``feature`` now? Consumes
+        nothing. See :meth:`AppGates.check`."""
+        return self._state().check(feature, subject, cost=cost, used=used)
 
     def entitlements(self, subject: Subject | None = None) -> dict[str, Decision]:
-        """Every feature of the catalogue with its :class:`Decision` for ``subject``.
-
-        Reads every count of the subject in one query.
-        """
-        state = self._state()
-        state.check_views()
-        if subject is None:
-            subject = current_subject(state.load_subject)
-        return state.engine.entitlements(subject)
+        """Every feature with its :class:`Decision`. See :meth:`AppGates.entitlements`."""
+        return self._state().entitlements(subject)
 
     def has_feature(self, feature: str) -> bool:
-        """Whether the current subject's plan includes ``feature``. No database read.
-
-        A template global: ``{% if has_feature("can_export_pdf") %}``.
-        """
-        state = self._state()
-        subject = current_subject(state.load_subject)
-        if subject is None:
-            return False
-        return state.catalogue.entitlement(subject.plan, feature).granted
+        """Whether the current subject's plan includes ``feature``. No database read."""
+        return self._state().has_feature(feature)
 
     def has_tier(self, min_tier: str) -> bool:
-        """Whether the current subject's plan ranks at least ``min_tier``. No database read.
-
-        A template global: ``{% if has_tier("pro") %}``.
-        """
-        state = self._state()
-        required = state.catalogue.require_tier(min_tier)
-        subject = current_subject(state.load_subject)
-        if subject is None:
-            return False
-        rank = state.catalogue.rank(subject.plan)
-        return rank is not None and rank >= required
+        """Whether the current subject's plan ranks at least ``min_tier``. No database read."""
+        return self._state().has_tier(min_tier)
 
     def feature_remaining(self, feature: str) -> int | None:
-        """Uses of ``feature`` left to the current subject this period; None if unlimited.
-
-        A template global: ``{{ feature_remaining("chat_messages_monthly") }} left``.
-        For a metered feature only: a stock limit's count is the application's, so
-        ``check(feature, used=count)`` answers for it.
-        """
-        state = self._state()
-        state.check_views()
-        if feature in state.engine.stock_features:
-            raise ValueError(
-                f"{feature!r} is gated as a stock limit: its count is the application's; "
-                f"use gates.check({feature!r}, used=<count>).remaining"
-            )
-        return self.check(feature).remaining
+        """Uses of ``feature`` left to the current subject; None when unlimited.
+        See :meth:`AppGates.feature_remaining`."""
+        return self._state().feature_remaining(feature)
 
     def resolve_user_id(self, email: str) -> Any:
-        """The user id of ``email`` (None when unknown), from FEATURE_GATES_USER_LOOKUP_SQL.
-
-        Answers are cached for FEATURE_GATES_USER_CACHE_TTL seconds.
-        """
-        return self._state().engine.resolve_user_id(email)
-
-    # -- testing ------------------------------------------------------------------------
+        """The user id of ``email`` (None when unknown), cached. See
+        :meth:`AppGates.resolve_user_id`."""
+        return self._state().resolve_user_id(email)
 
     @contextmanager
     def override(
@@ -395,41 +229,13 @@ class FeatureGates:
         enabled: bool | None = None,
         app: Flask | None = None,
     ) -> Iterator[None]:
-        """Pin the subject's plan (and user id), set usage counts, or switch the gates
-        off, for a test.
-
-        .. code-block:: python
-
-            with gates.override(plan="free", user_id=7, usage={"chat_messages_monthly": 50}):
-                assert client.post("/threads/1/messages").status_code == 429
-
-        :param plan: every subject the loader returns gets this plan.
-        :param user_id: every subject gets this user id; with ``plan``, an anonymous
-            caller becomes this subject too.
-        :param usage: counts this period for ``user_id``, written to ``feature_usage``
-            (replacing what is there) when the block starts.
-        :param enabled: False turns every gate into a pass-through in the block
-            (True, on), whatever FEATURE_GATES_ENABLED says.
-        :param app: the application; the current one by default.
-        """
-        state = self._state(app)
-        if plan is not None and plan not in state.catalogue.plans:
-            raise ValueError(
-                f"plan {plan!r} is not in FEATURE_GATES_PLANS; the plans are "
-                f"{', '.join(state.catalogue.tiers) or 'none'}"
-            )
-        if usage:
-            if user_id is None:
-                raise ValueError("override(usage=...) needs user_id= to know whose usage to set")
-            counted = None if plan is None else Subject(user_id, plan)
-            state.engine.set_counts(user_id, usage, counted)
-        previous, state.override = state.override, Override(plan, user_id, enabled)
-        try:
+        """Pin the plan (and user id), set usage counts, or switch the gates off, for a
+        test, on ``app`` (the current application by default). See
+        :meth:`AppGates.override`."""
+        with self._state(app).override(plan, user_id=user_id, usage=usage, enabled=enabled):
             yield
-        finally:
-            state.override = previous
 
-    # -- holds ---------------------------------------------------------------------
+    # -- holds and credits ---------------------------------------------------------
 
     def reserve(
         self,
@@ -439,29 +245,9 @@ class FeatureGates:
         subject: Subject | None = None,
         ttl: float | None = None,
     ) -> Hold:
-        """Hold ``up_to`` uses of ``feature`` for ``subject`` (the current request's by
-        default) before work whose cost is known only when it ends; one round trip.
-
-        Returns a :class:`~feature_gates.Hold` (its period fixed now) to
-        ``.commit(actual)`` or ``.release()``, or use as a context manager (released
-        on an exception, else committed whole unless settled). Unsettled after
-        ``ttl`` seconds (FEATURE_GATES_HOLD_TTL by default), it expires and its
-        capacity comes back. See docs/holds.md.
-
-        :raises FeatureLimitExceeded: the denial a metered check of ``up_to`` raises
-            (and the other denials of a metered gate: not entitled, unavailable).
-        """
-        check_feature_name(feature)
-        state = self._state()
-        state.check_views()
-        subject = self._subject_of(state, subject, "reserve")
-        started = time.perf_counter()
-        try:
-            return state.engine.reserve(Gate("metered", feature), subject, up_to, ttl)
-        except Denial as denial:
-            raise state._denied(denial, started) from None
-
-    # -- credits -------------------------------------------------------------------
+        """Hold ``up_to`` uses of ``feature`` before work whose cost is known only when
+        it ends. See :meth:`AppGates.reserve` and docs/holds.md."""
+        return self._state().reserve(feature, up_to=up_to, subject=subject, ttl=ttl)
 
     def grant(
         self,
@@ -473,37 +259,20 @@ class FeatureGates:
         reason: str = "",
         idempotency_key: str | None = None,
     ) -> CreditGrant:
-        """Add ``amount`` credits of ``feature`` to ``subject``'s balance (the current
-        request's subject by default; the organisation's, for a feature counted per
-        organisation) until ``expires_at`` (an aware datetime; None: never).
-
-        A grant raises the level it is given to and never lifts a member's
-        ``per_user`` cap. With ``idempotency_key`` it is added once for that level
-        and key, also between concurrent callers (``.added`` is False for the
-        others). One round trip; a ledger row. See docs/credits.md.
-        """
-        check_feature_name(feature)
-        state = self._state()
-        subject = self._subject_of(state, subject, "grant")
-        return state.engine.grant(
+        """Add ``amount`` credits of ``feature`` to a subject's balance. See
+        :meth:`AppGates.grant` and docs/credits.md."""
+        return self._state().grant(
             feature,
-            subject,
             amount,
+            subject=subject,
             expires_at=expires_at,
             reason=reason,
             idempotency_key=idempotency_key,
         )
 
     def balance(self, feature: str, *, subject: Subject | None = None) -> Balance:
-        """``subject``'s balance of ``feature`` now (the current request's by default):
-        a :class:`~feature_gates.Balance` with the period's allowance, what is used
-        and held, each live grant with what it has left and its expiry, and what is
-        available. Carries the last period's unused allowance over first, when the
-        feature rolls over."""
-        check_feature_name(feature)
-        state = self._state()
-        subject = self._subject_of(state, subject, "balance")
-        return state.engine.balance(feature, subject)
+        """A subject's balance of ``feature`` now. See :meth:`AppGates.balance`."""
+        return self._state().balance(feature, subject=subject)
 
     # -- usage tracking -----------------------------------------------------------
 
@@ -516,16 +285,11 @@ class FeatureGates:
         idempotency_key: str | None = None,
         period: date | None = None,
     ) -> None:
-        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O: returns at once.
-
-        The period is the current calendar month (UTC), fixed now, not when the
-        background writer sends it; ``period`` (the first day of a month) records
-        them in another month instead (an import of past usage). With
-        ``idempotency_key``, the uses count once for that user, feature and key (a
-        retried job), within the retention of ``prune_feature_usage_idempotency``.
-        See docs/tracking.md.
-        """
-        self._state().engine.tracker.track(user_id, feature, amount, idempotency_key, period)
+        """Record ``amount`` uses of ``feature`` by ``user_id`` now. No I/O. See
+        :meth:`AppGates.track`."""
+        self._state().track(
+            user_id, feature, amount, idempotency_key=idempotency_key, period=period
+        )
 
     def track_use(
         self,
@@ -535,28 +299,17 @@ class FeatureGates:
         subject: Subject | None = None,
         idempotency_key: str | None = None,
     ) -> None:
-        """Record ``amount`` uses of ``feature`` by ``subject`` (the current request's by
-        default) now, as the subject's plan counts the feature: its period or window,
-        its organisation's pool and the member's share. No I/O: returns at once; no
-        limit is checked (a metered gate does that). With ``idempotency_key``, the uses
-        count once for that subject (the organisation, for a pool), feature and key.
-        """
-        state = self._state()
-        subject = self._subject_of(state, subject, "track_use")
-        state.engine.track_use(feature, subject, amount, idempotency_key)
+        """Record ``amount`` uses of ``feature`` by ``subject`` as its plan counts them.
+        No I/O. See :meth:`AppGates.track_use`."""
+        self._state().track_use(feature, amount, subject=subject, idempotency_key=idempotency_key)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write all usage tracked so far; returns when it is in the database.
-
-        :raises FlushTimeout: after ``timeout`` seconds, saying how much is still
-            pending (it stays pending and is retried).
-        """
-        self._state().engine.tracker.flush(timeout)
+        """Write all usage tracked so far. See :meth:`AppGates.flush`."""
+        self._state().flush(timeout)
 
     def tracking_stats(self) -> TrackingStats:
-        """This process's tracker counters: tracked, written, pending, batches, retries,
-        dropped, rejected, duplicates, last error, last flush time."""
-        return self._state().engine.tracker.stats()
+        """This process's tracker counters. See :meth:`AppGates.tracking_stats`."""
+        return self._state().tracking_stats()
 
     def deliver_alerts(self) -> int:
         """Deliver the usage alerts due now, in this thread (the background sender
@@ -569,20 +322,14 @@ class FeatureGates:
         return self._state().engine.alerts.stats()
 
     def storage_stats(self) -> StorageStats:
-        """What the database did to this process's statements: errors by SQLSTATE,
-        retries, outages, the current outage's start, the last error."""
-        return self._state().engine.storage.stats()
+        """What the database did to this process's statements. See
+        :meth:`AppGates.storage_stats`."""
+        return self._state().storage_stats()
 
     def close(self, app: Flask | None = None, timeout: float | None = None) -> None:
-        """Write pending usage, stop the writer thread and close the pool of ``app``.
-
-        For the teardown of an application (tests, factories); interpreter exit
-        does the same by itself. ``timeout`` defaults to
-        FEATURE_GATES_SHUTDOWN_FLUSH_TIMEOUT.
-        """
+        """Write pending usage, stop the writer thread and close the pool of ``app``
+        (the current application by default). See :meth:`AppGates.close`."""
         self._state(app).close(timeout)
-
-    # -- reading usage ------------------------------------------------------------------
 
     @overload
     def get_usage(self, feature: str, *, subject: Subject | None = None) -> Usage: ...
@@ -591,98 +338,26 @@ class FeatureGates:
     def get_usage(self, user_id: Any, feature: str, period: date | None = None) -> int: ...
 
     def get_usage(self, *args: Any, **kwargs: Any) -> Usage | int:
-        """What a subject has used of a feature, as its plan counts it.
-
-        ``gates.get_usage(feature, subject=None)`` (the current request's subject by
-        default) returns a :class:`~feature_gates.Usage`: the user's own count, or
-        an organisation pool's and the member's share, in the current period or
-        window. The older form ``gates.get_usage(user_id, feature, period=None)``
-        returns a user's count of a calendar month in UTC (this month by default):
-        the default kind.
-
-        Reads the database: usage still pending in the tracker is not included.
-
-        :raises StorageError: the database failed the read
-            (:class:`~feature_gates.StorageUnavailable` when it cannot be reached).
-        """
-        if len(args) >= 2 or "user_id" in kwargs:
-            return self._month_usage(*args, **kwargs)
-        feature, subject = _feature_and_subject("get_usage", args, kwargs)
-        state = self._state()
-        state.check_views()
-        return state.engine.usage(feature, self._subject_of(state, subject, "get_usage"))
-
-    def _month_usage(self, user_id: Any, feature: str, period: date | None = None) -> int:
-        return self._state().engine.count(user_id, feature, period)
+        """What a subject has used of a feature. See :meth:`AppGates.get_usage`."""
+        usage: Usage | int = self._state().get_usage(*args, **kwargs)
+        return usage
 
     def reset_usage(self, *args: Any, **kwargs: Any) -> int:
-        """Start a subject's count of a feature afresh: the current period's (or
-        window's), as the subject's plan counts it; for an organisation pool, the
-        pool's and every member's share. Returns the count there was.
-
-        ``gates.reset_usage(feature, subject=None)``, the current request's subject
-        by default; ``gates.reset_usage(subject, feature)`` is read the same way.
-        For teams whose policy is to reset usage when a plan changes
-        (docs/plans.md: changing plans mid-period).
-        """
-        feature, subject = _feature_and_subject("reset_usage", args, kwargs)
-        state = self._state()
-        state.check_views()
-        return state.engine.reset(feature, self._subject_of(state, subject, "reset_usage"))
-
-    def _subject_of(self, state: AppGates, subject: Subject | None, call: str) -> Subject:
-        """``subject``, else the current request's; an error saying what to pass when
-        there is neither."""
-        if subject is None:
-            subject = current_subject(state.load_subject)
-        if subject is None:
-            raise ValueError(
-                f"gates.{call}() has no subject: pass subject=Subject(...), or call it in a "
-                "request whose subject loader returns one"
-            )
-        return state.engine.check_user_id(subject)
+        """Start a subject's count of a feature afresh. See :meth:`AppGates.reset_usage`."""
+        return self._state().reset_usage(*args, **kwargs)
 
     def get_user_usage(self, user_id: Any, period: date | None = None) -> dict[str, int]:
-        """Every feature ``user_id`` used in ``period`` (this month by default), with its count."""
-        return self._state().engine.counts(user_id, period)
+        """Every feature ``user_id`` used, with its count. See
+        :meth:`AppGates.get_user_usage`."""
+        return self._state().get_user_usage(user_id, period)
 
     def usage_report(
         self, *, top: int = 10, near_limit: float | None = None, period: date | None = None
     ) -> UsageReport:
-        """``period``'s (this month's) ``top`` most used features, as (feature, uses,
-        users), and with ``near_limit`` (a percentage) the users at or above that share
-        of their plan's limit, closest first; their plans come from
-        FEATURE_GATES_USER_PLAN_SQL. Stock limits are left out of the latter."""
-        state = self._state()
-        state.check_views()
-        return state.engine.usage_report(top=top, near_limit=near_limit, period=period)
+        """The most used features and the users near their limits. See
+        :meth:`AppGates.usage_report`."""
+        return self._state().usage_report(top=top, near_limit=near_limit, period=period)
 
     def usage_trend(self, months: int = 6) -> UsageTrend:
-        """Uses (in all and per feature) and active users per month, for the last
-        ``months`` months, oldest first. The current month is read from
-        ``feature_usage`` itself, the months before from ``feature_usage_summary``
-        (refreshed by ``feature-gates refresh``)."""
-        return self._state().engine.usage_trend(months)
-
-
-def _feature_and_subject(
-    call: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str, Subject | None]:
-    """(feature, subject) of a call that takes the feature first and the subject as a
-    keyword; the subject first and the feature second is read the same way."""
-    if len(args) == 2 and isinstance(args[0], Subject) and "subject" not in kwargs:
-        args, kwargs = args[1:], {**kwargs, "subject": args[0]}
-    kwargs = dict(kwargs)
-    values = list(args)
-    feature = values.pop(0) if values else kwargs.pop("feature", None)
-    subject = kwargs.pop("subject", None)
-    if values or kwargs or not isinstance(feature, str):
-        raise TypeError(
-            f"gates.{call}(feature, *, subject=None): give the feature's name, and the "
-            f"subject as a keyword; got {args!r} {kwargs!r}"
-        )
-    if subject is not None and not isinstance(subject, Subject):
-        raise TypeError(
-            f"gates.{call}(): subject must be a feature_gates.Subject, got {type(subject).__name__}"
-        )
-    return feature, subject
+        """Uses and active users per month. See :meth:`AppGates.usage_trend`."""
+        return self._state().usage_trend(months)

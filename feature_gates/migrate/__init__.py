@@ -5,6 +5,9 @@ from __future__ import annotations
 from .audit import Problem as Problem
 from .audit import repair_counters as repair_counters
 from .audit import verify as verify
+from .generate import CounterDefinition as CounterDefinition
+from .generate import CounterSet as CounterSet
+from .generate import add_counter as add_counter
 from .lock import LockHolder as LockHolder
 from .lock import NotOneSession as NotOneSession
 from .maintenance import ArchiveResult as ArchiveResult
@@ -33,6 +36,8 @@ __all__ = [
     "BUNDLED_SETS",
     "AppliedMigration",
     "ArchiveResult",
+    "CounterDefinition",
+    "CounterSet",
     "LockHolder",
     "Migration",
     "MigrationError",
@@ -40,6 +45,7 @@ __all__ = [
     "MigrationStatus",
     "NotOneSession",
     "Problem",
+    "add_counter",
     "applied_migrations",
     "archive",
     "migrate",

@@ -2,16 +2,19 @@
 
 ``verify`` checks the runner's own records (files edited after they were
 applied, migrations not applied yet), every INVALID index, and runs the audit
-query (``verify.sql``) of each fully applied set: functions present, indexes
-valid, constraints validated, counter columns equal to the truth. With the
-``counters`` set it also compares the application's legacy
-``chat_threads.message_count`` with the truth, in batches, which
-``repair-counters`` sets right too.
+query of each fully applied set (``verify.sql``, or that of its newest
+migration that ships one): functions present, indexes valid, constraints
+validated. It checks every counter of the registry (``core/0009``), whichever
+set installed it: its column, triggers and index, and its values against the
+truth, in batches. With the ``counters`` set it also compares the
+application's legacy ``chat_threads.message_count`` with the truth, in
+batches, which ``repair-counters`` sets right too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -75,8 +78,20 @@ def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Pro
                 continue
             for found in session.query(query.encode()):
                 problems.append(Problem(str(found[0]), str(found[1])))
+        if _has_registry(session):
+            problems += [Problem(str(c), str(d)) for c, d in session.query(store.COUNTER_PROBLEMS)]
+            for counter, table in _counters(session, auditable=True):
+                total, examples = _pass(session, _counter_batch(counter), repair=False)
+                problems += [
+                    Problem(
+                        "counter",
+                        f"{counter} {example} ({total} rows of {table} differ; "
+                        "run repair-counters)",
+                    )
+                    for example in examples
+                ]
         if "counters" in complete_sets and _has_legacy_count(session):
-            total, examples = _legacy_count_pass(session, repair=False)
+            total, examples = _pass(session, _legacy_count_batch, repair=False)
             problems += [
                 Problem(
                     "legacy counter",
@@ -91,7 +106,8 @@ def verify(conninfo: str, settings: MigrationSettings | None = None) -> list[Pro
 def repair_counters(
     conninfo: str, settings: MigrationSettings | None = None, *, dry_run: bool = False
 ) -> dict[str, int]:
-    """Recompute the counter columns that drifted from the truth.
+    """Recompute the counter columns that drifted from the truth: every counter
+    of the registry, and the legacy ``chat_threads.message_count``.
 
     Works in batches by primary key (one short transaction each, only rows whose
     value differs). Returns, per counter, the rows fixed, or with ``dry_run``
@@ -99,46 +115,83 @@ def repair_counters(
     """
     settings = settings or MigrationSettings()
     with Session(conninfo, settings) as session:
-        ((installed,),) = session.query(store.COUNTERS_INSTALLED)
-        if not installed:
-            raise MigrationError(
-                "the counters set is not installed in this database; "
-                "add 'counters' to FEATURE_GATES_MIGRATION_SETS and run migrate"
-            )
+        counters = [name for name, _ in _counters(session)] if _has_registry(session) else []
+        former = _former_counters(session)
         legacy = _has_legacy_count(session)
+        if not counters and not former and not legacy:
+            raise MigrationError(
+                "no counter is installed in this database: add one to your tables with "
+                "'feature-gates counter add' (docs/counters.md), or add 'counters' to "
+                "FEATURE_GATES_MIGRATION_SETS, and run migrate"
+            )
+        batches = {name: _counter_batch(name) for name in counters}
+        if legacy:
+            batches[LEGACY_COUNTER] = _legacy_count_batch
         if dry_run:
-            drift = {str(name): int(n) for name, n in session.query(store.COUNTER_DRIFT)}  # type: ignore[call-overload]
-            if legacy:
-                drift[LEGACY_COUNTER] = _legacy_count_pass(session, repair=False)[0]
-            return drift
+            drift = (
+                {name: int(str(n)) for name, n in session.query(store.FORMER_DRIFT)}
+                if former
+                else {}
+            )
+            return {
+                **{name: drift[name] for name in former},
+                **{name: _pass(session, batch, repair=False)[0] for name, batch in batches.items()},
+            }
         fixed: dict[str, int] = {}
         with session.migration_lock():
-            names = [str(r[0]) for r in session.query(store.COUNTER_NAMES)]
-            for name in names:
-                session.query(store.RESET_BACKFILL, (name,))
-                total = 0
-                while True:
-                    scanned, changed = session.with_retries(
-                        f"repair of {name}", partial(_repair_batch, session, name)
-                    )
-                    total += changed
-                    if not scanned:
-                        break
-                session.query(store.RESET_BACKFILL, (name,))
-                logger.info("%s: %d rows fixed", name, total)
-                fixed[name] = total
-            if legacy:
-                fixed[LEGACY_COUNTER] = _legacy_count_pass(session, repair=True)[0]
-                logger.info("%s: %d rows fixed", LEGACY_COUNTER, fixed[LEGACY_COUNTER])
+            for name in former:
+                fixed[name] = _former_repair(session, name)
+            for name, batch in batches.items():
+                fixed[name] = _pass(session, batch, repair=True)[0]
+            for name, rows in fixed.items():
+                logger.info("%s: %d rows fixed", name, rows)
     return fixed
 
 
-def _repair_batch(session: Session, name: str) -> tuple[int, int]:
+def _former_counters(session: Session) -> list[str]:
+    ((present,),) = session.query(store.FORMER_PRESENT)
+    if not present:
+        return []
+    query = store.FORMER_COUNTERS if _has_registry(session) else store.FORMER_ALL
+    return [str(r[0]) for r in session.query(query)]
+
+
+def _former_repair(session: Session, name: str) -> int:
+    """Repairs a counter of the bundled set as counters/0001 made it, before
+    counters/0005 registered it (its migrations stopped in between)."""
+    session.query(store.FORMER_RESET, (name,))
+    total = 0
+    while True:
+        row = session.with_retries(f"repair of {name}", partial(_former_batch, session, name))
+        scanned, changed = (int(str(v or 0)) for v in row)
+        total += changed
+        if not scanned:
+            break
+    session.query(store.FORMER_RESET, (name,))
+    return total
+
+
+def _former_batch(session: Session, name: str) -> tuple[object, ...]:
     with session.transaction(bounded=True) as conn:
-        row = conn.execute(store.BACKFILL_STEP, (name,)).fetchone()
-    if row is None:
-        return (0, 0)
-    return (int(row[0] or 0), int(row[1] or 0))  # type: ignore[call-overload]
+        row = conn.execute(store.FORMER_STEP, (name,)).fetchone()
+    return row or (0, 0)
+
+
+#: One batch of an audit or repair: (session, after, repair) -> (rows looked
+#: at, last key, rows that differ or were fixed, up to 20 of them described).
+Batch = Callable[[Session, "str | None", bool], "tuple[int, str | None, int, list[str]]"]
+
+
+def _has_registry(session: Session) -> bool:
+    ((present,),) = session.query(store.REGISTRY_EXISTS)
+    return bool(present)
+
+
+def _counters(session: Session, *, auditable: bool = False) -> list[tuple[str, str]]:
+    """The registered counters and their tables; with ``auditable``, only those
+    whose tables and column are there to be read."""
+    rows = session.query(store.REGISTERED_COUNTERS)
+    return [(str(name), str(table)) for name, table, ok in rows if ok or not auditable]
 
 
 def _has_legacy_count(session: Session) -> bool:
@@ -146,28 +199,44 @@ def _has_legacy_count(session: Session) -> bool:
     return bool(present)
 
 
-def _legacy_count_pass(session: Session, *, repair: bool) -> tuple[int, list[str]]:
-    """One pass over chat_threads in batches: the rows whose message_count
-    differs from the truth (set right with ``repair``), and the first of them
-    described."""
-    what = f"{'repair' if repair else 'audit'} of {LEGACY_COUNTER}"
+def _pass(session: Session, batch: Batch, *, repair: bool) -> tuple[int, list[str]]:
+    """One pass over a table in batches: the rows that differ from the truth
+    (set right with ``repair``), and the first of them described."""
     after: str | None = None
     total = 0
     examples: list[str] = []
     while True:
-        with_after = partial(_legacy_count_batch, session, after, repair)
-        scanned, after, differing, found = session.with_retries(what, with_after)
+        scanned, after, differing, found = session.with_retries(
+            "repair" if repair else "audit", partial(batch, session, after, repair)
+        )
         if not scanned:
             return total, examples
         total += differing
         examples += found[: NAMED_ROWS - len(examples)]
 
 
+def _counter_batch(counter: str) -> Batch:
+    def batch(
+        session: Session, after: str | None, repair: bool
+    ) -> tuple[int, str | None, int, list[str]]:
+        return _batch(session, store.COUNTER_BATCH, (counter, after, repair), repair)
+
+    return batch
+
+
 def _legacy_count_batch(
     session: Session, after: str | None, repair: bool
 ) -> tuple[int, str | None, int, list[str]]:
+    return _batch(session, store.LEGACY_COUNT_BATCH, (after, repair), repair)
+
+
+def _batch(
+    session: Session, statement: str, params: tuple[object, ...], repair: bool
+) -> tuple[int, str | None, int, list[str]]:
+    # A repair's batch is a step of a migration: bounded by its statement
+    # timeout. An audit's is a read.
     with session.transaction(bounded=repair) as conn:
-        row = conn.execute(store.LEGACY_COUNT_BATCH, (after, repair)).fetchone()
+        row = conn.execute(statement, params).fetchone()
     assert row is not None
     scanned, last_key, differing, examples = row
     assert isinstance(scanned, int) and isinstance(differing, int)

@@ -68,17 +68,22 @@ State = Literal["applied", "pending", "changed", "missing"]
 @dataclass(frozen=True)
 class MigrationStatus:
     """Where one migration stands: ``applied``, ``pending``, ``changed`` (applied,
-    but its file was edited since) or ``missing`` (applied, but no file has it)."""
+    but its file was edited since) or ``missing`` (applied, but no file has it).
+
+    ``selected`` is False for a migration the history holds of a set the command
+    was not told to work on (``--set``): shown, never acted on, its file not read.
+    """
 
     migration: Migration | None
     applied: AppliedMigration | None
+    selected: bool = True
 
     @property
     def state(self) -> State:
         if self.applied is None:
             return "pending"
         if self.migration is None:
-            return "missing"
+            return "missing" if self.selected else "applied"
         if self.migration.checksum != self.applied.checksum:
             return "changed"
         return "applied"
@@ -113,6 +118,8 @@ def _statuses(
         for key, a in history.items()
         if key not in known and a.set_name in sets
     ]
+    others = sorted(a.key for a in history.values() if a.set_name not in sets)
+    rows += [MigrationStatus(None, history[key], selected=False) for key in others]
     return rows
 
 
@@ -261,7 +268,8 @@ def applied_migrations(
 
 def status(conninfo: str, settings: MigrationSettings | None = None) -> list[MigrationStatus]:
     """Each migration of ``settings.sets`` with its history row, in order; then the
-    history rows of those sets whose file no longer exists."""
+    history rows of those sets whose file no longer exists; then, not ``selected``,
+    the history rows of every other set the database holds."""
     settings = settings or MigrationSettings()
     migrations = settings.load()
     with Session(conninfo, settings) as session:

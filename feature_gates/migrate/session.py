@@ -123,7 +123,9 @@ class Session:
                 )
             yield self.conn
 
-    def query(self, statement: str | bytes, params: Any = None) -> list[tuple[object, ...]]:
+    def query(
+        self, statement: str | bytes | sql.SQL | sql.Composed, params: Any = None
+    ) -> list[tuple[object, ...]]:
         """The rows of one statement, in a transaction of its own."""
         with self.transaction():
             cursor = self.conn.execute(statement, params)

@@ -5,6 +5,11 @@ matching ``<version>_<name>.down.sql``. Versions are digits and order the set.
 An optional ``verify.sql`` in the folder is the set's audit query (one row per
 problem found), run by ``feature-gates verify``.
 
+An optional ``<version>_<name>.verify.sql`` replaces the set's audit query from
+that migration on: ``verify`` runs the one of the newest migration that has one,
+else ``verify.sql``. A landed ``verify.sql`` is frozen with the migrations it
+audits, so a migration that changes what the audit must check brings its own.
+
 An optional ``<version>_<name>.check.sql`` runs before its migration, only on a
 database that has not applied it yet, and stops it by raising an error: a guard
 added after the migration landed (its up file, checksummed, never changes). For
@@ -60,7 +65,7 @@ __all__ = [
 BUNDLED_SETS = ("core", "counters")
 
 _FILE_NAME = re.compile(
-    r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down|check)\.sql$"
+    r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down|check|verify)\.sql$"
 )
 _DIRECTIVE = re.compile(r"^\s*--\s*feature-gates:\s*(?P<name>[a-z-]+)\s*$", re.MULTILINE)
 _CONCURRENTLY = re.compile(
@@ -147,6 +152,8 @@ class Migration:
     down_sql: str
     #: What runs before the migration where it is pending (``.check.sql``).
     check_sql: str | None = None
+    #: The set's audit query from this migration on (``.verify.sql``).
+    verify_sql: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -226,6 +233,7 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
     ups: dict[str, tuple[str, str]] = {}
     downs: dict[str, str] = {}
     checks: dict[str, str] = {}
+    audits: dict[str, str] = {}
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None:
@@ -241,8 +249,10 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
             ups[version] = (name, text)
         elif match["direction"] == "down":
             downs[f"{version}_{name}"] = text
-        else:
+        elif match["direction"] == "check":
             checks[f"{version}_{name}"] = text
+        else:
+            audits[f"{version}_{name}"] = text
     migrations = []
     for version in sorted(ups, key=int):
         name, up_sql = ups[version]
@@ -253,16 +263,18 @@ def load_set(set_name: str, folder: Traversable | Path | None = None) -> list[Mi
                 f"{version}_{name}.down.sql; every migration needs a rollback file"
             )
         check_sql = checks.pop(f"{version}_{name}", None)
-        migration = Migration(set_name, version, name, up_sql, down_sql, check_sql)
+        verify_sql = audits.pop(f"{version}_{name}", None)
+        migration = Migration(set_name, version, name, up_sql, down_sql, check_sql, verify_sql)
         _check_directives(migration.label + ".up.sql", up_sql)
         _check_directives(migration.label + ".down.sql", down_sql)
         migrations.append(migration)
-    if downs or checks:
+    if downs or checks or audits:
         raise MigrationError(
             f"set {set_name!r} has files without a migration: "
             + ", ".join(
                 [f"{stem}.down.sql" for stem in sorted(downs)]
                 + [f"{stem}.check.sql" for stem in sorted(checks)]
+                + [f"{stem}.verify.sql" for stem in sorted(audits)]
             )
         )
     return migrations
@@ -280,6 +292,10 @@ def load_sets(
 
 
 def load_verify(set_name: str, folder: Traversable | Path | None = None) -> str | None:
-    """The set's audit query (``verify.sql``), or None when it has none."""
+    """The set's audit query: that of its newest migration with a
+    ``.verify.sql``, else its ``verify.sql``; None when it has neither."""
+    for migration in reversed(load_set(set_name, folder)):
+        if migration.verify_sql is not None:
+            return migration.verify_sql
     entry = _folder(set_name, folder).joinpath("verify.sql")
     return entry.read_text(encoding="utf-8") if entry.is_file() else None

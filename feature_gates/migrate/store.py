@@ -149,17 +149,115 @@ WHERE NOT i.indisvalid AND n.nspname = ANY (current_schemas(false))
 ORDER BY 1
 """
 
-# -- counters maintenance (functions installed by the counters set) -------------
+# -- counters (the registry and functions of core/0009) --------------------------
 
-COUNTERS_INSTALLED = "SELECT to_regproc('feature_gates_counter_audit') IS NOT NULL"
-COUNTER_NAMES = "SELECT counter FROM feature_gates_counters()"
-COUNTER_DRIFT = """
+REGISTRY_EXISTS = "SELECT to_regclass('feature_gates_counter_registry') IS NOT NULL"
+#: Every registered counter, the table whose rows it counts for, and whether
+#: its tables and column are there to be read.
+REGISTERED_COUNTERS = """
+SELECT r.counter, feature_gates_counter_relation(r.table_schema, r.table_name),
+       EXISTS (SELECT 1 FROM pg_attribute a
+               WHERE a.attrelid = to_regclass(feature_gates_counter_relation(r.table_schema,
+                                                                             r.table_name))
+                 AND a.attname = r.column_name AND NOT a.attisdropped)
+       AND (r.child_table IS NULL
+            OR to_regclass(feature_gates_counter_relation(r.child_schema, r.child_table))
+               IS NOT NULL)
+FROM feature_gates_counter_registry r
+ORDER BY r.counter
+"""
+COUNTER_PROBLEMS = "SELECT problem, detail FROM feature_gates_counter_problems() ORDER BY 1, 2"
+#: One batch of a counter: audited, or with the last argument true, repaired.
+COUNTER_BATCH = """
+SELECT scanned, last_key, differing, examples FROM feature_gates_counter_batch(%s, %s, %s)
+"""
+
+#: The counters of the bundled set as counters/0001 made them and counters/0005
+#: has not registered yet (its migrations stopped in between): repaired with
+#: 0001's own functions.
+FORMER_PRESENT = """
+SELECT to_regproc('feature_gates_counters') IS NOT NULL
+       AND to_regproc('feature_gates_backfill_counter') IS NOT NULL
+"""
+FORMER_ALL = "SELECT counter FROM feature_gates_counters()"
+FORMER_COUNTERS = """
+SELECT w.counter
+FROM feature_gates_counters() w
+WHERE NOT EXISTS (SELECT 1 FROM feature_gates_counter_registry r WHERE r.counter = w.counter)
+"""
+FORMER_DRIFT = """
 SELECT c.counter, count(a.row_id)
 FROM feature_gates_counters() c
 LEFT JOIN feature_gates_counter_audit() a ON a.counter = c.counter
 GROUP BY c.counter
-ORDER BY c.counter
 """
+FORMER_RESET = "SELECT feature_gates_backfill_reset(%s)"
+FORMER_STEP = "SELECT scanned, changed FROM feature_gates_backfill_counter(%s)"
+
+# -- `counter add`: what the generator reads of the application's tables ---------
+
+#: The parts of a possibly qualified, possibly quoted name, as PostgreSQL reads them.
+NAME_PARTS = "SELECT parse_ident(%s)"
+#: The relation a name (its parts) resolves to on the runner's search path.
+RELATION = """
+SELECT c.oid::bigint, n.nspname, c.relname, c.relkind
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(array_to_string(
+    ARRAY(SELECT quote_ident(p) FROM unnest(%s::text[]) WITH ORDINALITY AS t (p, i) ORDER BY i),
+    '.'))
+"""
+#: Each column of a relation: its type, and whether it allows NULL.
+COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+FROM pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+#: The columns of a relation's primary key, in order (none: no primary key).
+PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k (attnum, n)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisprimary
+ORDER BY k.n
+"""
+#: The parent columns that foreign keys of (child, column) alone reference in
+#: the parent.
+REFERENCED_COLUMNS = """
+SELECT (SELECT array_agg(a.attname::text ORDER BY k.n)
+        FROM unnest(c.confkey) WITH ORDINALITY AS k (attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum)
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attname = %(column)s
+WHERE c.contype = 'f' AND c.conrelid = %(child)s AND c.confrelid = %(parent)s
+  AND c.conkey = ARRAY[a.attnum]
+"""
+#: Whether an index of the relation leads with the column.
+LEADING_INDEX = """
+SELECT EXISTS (SELECT 1 FROM pg_index i
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = %(column)s
+               WHERE i.indrelid = %(table)s AND i.indkey[0] = a.attnum)
+"""
+#: The keywords a name must be quoted not to be (quote_ident() quotes them all
+#: but the unreserved ones).
+KEYWORDS = "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'"
+#: A predicate on the child's rows, planned (not run) the way the triggers and
+#: the backfill use it: its columns must be the child's.
+PLAN_PREDICATE = sql.SQL("EXPLAIN SELECT 1 FROM {child} AS {alias} WHERE ({predicate})")
+#: The same predicate as an index predicate on an empty copy of the child (in
+#: a transaction rolled back): PostgreSQL accepts only what depends on the row
+#: alone there (no subquery, no now(), no other table).
+COPY_CHILD = sql.SQL("CREATE TEMPORARY TABLE {alias} (LIKE {child}) ON COMMIT DROP")
+INDEX_PREDICATE = sql.SQL("CREATE INDEX ON pg_temp.{alias} ((1)) WHERE ({predicate})")
+#: How many of the first rows hold an array at the JSON path (the rest do not
+#: count; none of them at all suggests a misspelt key).
+JSON_SAMPLE = sql.SQL(
+    "SELECT count(*), count(*) FILTER (WHERE jsonb_typeof(s.value #> %s) = 'array') "
+    "FROM (SELECT {column} AS value FROM {table} LIMIT %s) AS s"
+)
+
 #: The application's legacy chat_threads.message_count, audited and repaired
 #: in batches (counters/0004) when the table has it.
 LEGACY_COUNT_PRESENT = """
@@ -171,8 +269,6 @@ SELECT to_regproc('feature_gates_message_count_batch') IS NOT NULL
 LEGACY_COUNT_BATCH = """
 SELECT scanned, last_key, differing, examples FROM feature_gates_message_count_batch(%s, %s)
 """
-RESET_BACKFILL = "SELECT feature_gates_backfill_reset(%s)"
-BACKFILL_STEP = "SELECT scanned, changed FROM feature_gates_backfill_counter(%s)"
 
 # -- maintenance functions of the core set ---------------------------------------
 

@@ -34,6 +34,12 @@ class Budget:
     backfill_threads: int
     #: One-session checks run against each kind of pooler.
     session_checks: int
+    #: Sentinel under gunicorn behind PgBouncer: seconds, clients, workers, threads
+    #: of a gthread worker.
+    served_seconds: float
+    served_clients: int
+    served_workers: int
+    served_threads: int
 
 
 SHORT = Budget(
@@ -44,6 +50,10 @@ SHORT = Budget(
     outages=1,
     backfill_threads=25_000,
     session_checks=5,
+    served_seconds=3.0,
+    served_clients=8,
+    served_workers=2,
+    served_threads=4,
 )
 LONG = Budget(
     soak_seconds=180.0,
@@ -53,6 +63,10 @@ LONG = Budget(
     outages=3,
     backfill_threads=400_000,
     session_checks=300,
+    served_seconds=60.0,
+    served_clients=16,
+    served_workers=4,
+    served_threads=8,
 )
 
 

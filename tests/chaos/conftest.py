@@ -51,13 +51,11 @@ def feature_gates_migration_settings() -> MigrationSettings:
 
 @pytest.fixture
 def make_sentinel():
-    """Builds Sentinel apps on given databases (demo data included); closes them after."""
+    """Builds Sentinel apps on given (migrated) databases; closes them after."""
     made = []
 
     def make(url: str, **config: Any):
-        app = create_app(
-            {"FEATURE_GATES_DATABASE_URL": url, "SENTINEL_AUTO_MIGRATE": False, **config}
-        )
+        app = create_app({"FEATURE_GATES_DATABASE_URL": url, **config})
         made.append(app)
         return app
 

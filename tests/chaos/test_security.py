@@ -504,9 +504,24 @@ def test_the_checker_reads_queries_of_other_modules():
 #: sql.Identifier). What it concatenates is the package's and the application's
 #: .sql files, whose names are checked, not values; its other pieces are "--"
 #: comments of set names and file labels, which are checked to be [a-z0-9_].
+#: ``counter add`` (feature_gates/migrate/generate.py) writes migration files for
+#: people to read and apply: the package's templates (counter_sql/*.sql), filled
+#: with names (bare only when they match [a-z_][a-z0-9_$]* and are no keyword of
+#: the server, else sql.Identifier), values as sql.Literal, named arguments of
+#: the package's own function, comment lines with no line break left in them,
+#: and the application's own --where predicate, which PostgreSQL has planned as a
+#: condition on the child's rows before a file is written.
 #: The lines are allowed by their text so that any other line there is still
 #: checked, and one that changes is looked at again.
 ALLOWED = {
+    "feature_gates/migrate/generate.py": {
+        "sql.SQL(up).format(**values).as_string(conn),",
+        "sql.SQL(down).format(**values).as_string(conn),",
+        '"predicate_and": sql.SQL(f" AND ({predicate})" if predicate else ""),',
+        'sql.SQL("    {} => {}").format(sql.SQL(name), value)',
+        "return sql.SQL(name)",
+        'return sql.SQL(" ".join(text.split()))',
+    },
     "feature_gates/migrate/script.py": {
         "return text(store.SCRIPT_BATCHED.format(statement=sql.SQL(step.sql)))",
         "out += text(store.SCRIPT_DROP_INVALID_INDEX.format(index=sql.Literal(step.index_name)))",

@@ -337,4 +337,7 @@ def test_nobody_reads_or_changes_another_users_things(world, sentinel_app):
 def test_healthz_needs_no_token(sentinel_app):
     response = sentinel_app.test_client().get("/healthz")
     assert response.status_code == 200
-    assert response.get_json()["database"] == "up"
+    body = response.get_json()
+    assert body["database"] == "up"
+    # What the gates see, shown for operators (sync tracking: nothing waits).
+    assert body["gates_database"] == "up" and body["usage_pending"] == 0

@@ -16,7 +16,6 @@ import psycopg
 import pytest
 
 from examples.sentinel.auth import safe_next
-from examples.sentinel.negotiate import prefers_html
 from feature_gates import StorageUnavailable
 
 #: What Chromium sends when it opens a page.
@@ -53,24 +52,6 @@ def token_of(caller) -> str:
 @pytest.fixture
 def browser(sentinel_app):
     return Browser(sentinel_app)
-
-
-@pytest.mark.parametrize(
-    ("accept", "html"),
-    [
-        (BROWSER, True),
-        ("text/html", True),
-        ("text/html, */*", True),
-        ("*/*", False),  # curl, requests
-        ("application/json", False),
-        ("application/json, text/plain, */*", False),  # axios
-        (None, False),
-    ],
-)
-def test_a_browser_is_a_client_that_prefers_html(sentinel_app, accept, html):
-    headers = {"Accept": accept} if accept else {}
-    with sentinel_app.test_request_context(headers=headers):
-        assert prefers_html() is html
 
 
 @pytest.mark.parametrize("page", ["/me/usage", "/admin/usage"])

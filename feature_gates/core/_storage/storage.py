@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from typing import TypeVar
+from typing import cast
 
 import psycopg
 from psycopg import ClientCursor
@@ -62,6 +63,22 @@ R = TypeVar("R")
 Params = Mapping[str, Any] | tuple[Any, ...]
 
 _POLL = hasattr(select, "poll")
+
+#: The attribute of a connection holding its one client-side cursor, kept for the
+#: connection's life: a new cursor looks up its adapters afresh, some 20 us of
+#: every statement. (On the connection, not in a weak mapping: the cursor refers
+#: to its connection, so a mapping's entry would keep both alive.)
+_CURSOR = "_feature_gates_cursor"
+
+
+def _cursor(conn: Connection, row: RowFactory[R]) -> ClientCursor[R]:
+    """The connection's cursor, returning rows made by ``row``."""
+    cursor: ClientCursor[Any] | None = getattr(conn, _CURSOR, None)
+    if cursor is None or cursor.closed:
+        cursor = ClientCursor(conn)
+        setattr(conn, _CURSOR, cursor)
+    cursor.row_factory = row
+    return cast("ClientCursor[R]", cursor)
 
 
 def closed_by_server(conn: Any) -> bool:
@@ -220,7 +237,7 @@ class Storage:
                     return self._pipelined(conn, query, params, row)
                 # Client-side binding: the statement and its SET LOCAL travel as one
                 # simple-protocol message, never prepared on the server.
-                cursor = ClientCursor(conn, row_factory=row)
+                cursor = _cursor(conn, row)
                 cursor.execute(query, params)
                 if self.statements.timeout_ms is not None:
                     cursor.nextset()
