@@ -100,6 +100,7 @@ def test_a_released_database_upgrades_online_with_every_count_kept(released_url)
         writer.join()
     assert failures == []
     assert [m.version for m in applied] == [
+        "0009",
         "0020",
         "0021",
         "0022",
@@ -185,6 +186,7 @@ def test_rollback_returns_to_the_released_schema_with_users_monthly_counts(
         "0022",
         "0021",
         "0020",
+        "0009",
     ]
     assert "DELETES every count that is not a user's count" in rolled[7].rollback_effect
     with psycopg.connect(released_url, autocommit=True) as released:
