@@ -257,7 +257,8 @@ def objects(conn) -> tuple:
     trigger functions."""
     return conn.execute(
         """
-        SELECT (SELECT array_agg(indexrelid::regclass::text ORDER BY 1) FROM pg_index i
+        SELECT (SELECT array_agg(indexrelid::regclass::text
+                                 ORDER BY indexrelid::regclass::text) FROM pg_index i
                 JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname NOT LIKE 'feature%'
                 AND c.relnamespace IN ('public'::regnamespace, 'app'::regnamespace)),
                (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'feature\\_gates%'),
