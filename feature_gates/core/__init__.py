@@ -34,6 +34,8 @@ from ._engine import Engine as Engine
 from ._holds import Hold as Hold
 from ._holds import HoldExpired as HoldExpired
 from ._holds import HoldState as HoldState
+from ._holds import current_hold as current_hold
+from ._holds import holding as holding
 from ._metering import Usage as Usage
 from ._periods import Clock as Clock
 from ._periods import month_start as month_start

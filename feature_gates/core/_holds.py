@@ -10,6 +10,9 @@ I/O here: the engine settles it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -20,7 +23,7 @@ from uuid import UUID
 from ._counting import Key
 from ._subject import Subject
 
-__all__ = ["Hold", "HoldExpired", "HoldState", "Settled"]
+__all__ = ["Hold", "HoldExpired", "HoldState", "Settled", "current_hold", "holding"]
 
 #: ``held`` until settled; then how it was settled.
 HoldState = Literal["held", "committed", "released", "expired"]
@@ -114,3 +117,36 @@ class Hold:
             self.commit(self.up_to)
         else:
             self.release()
+
+
+#: The hold of the reserving gate whose view runs now (views nest: the innermost).
+_CURRENT_HOLD: ContextVar[Hold | None] = ContextVar("feature_gates_hold", default=None)
+
+
+@contextmanager
+def holding(current: Hold | None) -> Iterator[None]:
+    """Make ``current`` the hold :func:`current_hold` returns while a view runs (an
+    adapter's gate wraps its view in it)."""
+    if current is None:
+        yield
+        return
+    token = _CURRENT_HOLD.set(current)
+    try:
+        yield
+    finally:
+        _CURRENT_HOLD.reset(token)
+
+
+def current_hold() -> Hold:
+    """The hold of the view running now, gated by ``@feature_limit(..., reserve=...)``:
+    the view settles it with ``.commit(n)`` (or ``.release()``).
+
+    :raises RuntimeError: outside such a view.
+    """
+    found = _CURRENT_HOLD.get()
+    if found is None:
+        raise RuntimeError(
+            "current_hold() has no hold: call it in a view gated by "
+            "@feature_limit(feature, reserve=...)"
+        )
+    return found

@@ -7,6 +7,7 @@ The package root (``from feature_gates import FeatureGates``) exports the same n
 
 from __future__ import annotations
 
+from ..core import current_hold as current_hold
 from ._app_gates import AppGates as AppGates
 from ._decorators import GateDecorator as GateDecorator
 from ._decorators import feature_limit as feature_limit
@@ -23,6 +24,5 @@ from ._denials import TierTooLow as TierTooLow
 from ._extension import EXTENSION_KEY as EXTENSION_KEY
 from ._extension import FeatureGates as FeatureGates
 from ._negotiation import prefers_html as prefers_html
-from ._request import current_hold as current_hold
 from ._views import GATES_ATTRIBUTE as GATES_ATTRIBUTE
 from ._views import gates_of as gates_of

@@ -32,10 +32,10 @@ from ..core import Gate
 from ..core import GateKind
 from ..core import check_feature_name
 from ..core import gated_methods
+from ..core import holding
 from ._app_gates import AppGates
 from ._extension import EXTENSION_KEY
 from ._request import hold
-from ._request import holding
 from ._views import GATES_ATTRIBUTE
 from ._views import gates_of
 

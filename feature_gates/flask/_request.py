@@ -9,9 +9,6 @@ subject into the next. The grants are settled by the response's status in
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -22,14 +19,11 @@ from flask.ctx import _AppCtxGlobals
 
 from ..core import Engine
 from ..core import Grant
-from ..core import Hold
 from ..core import Subject
 
-__all__ = ["current_hold", "current_subject", "end_request", "finish_response", "hold", "holding"]
+__all__ = ["current_subject", "end_request", "finish_response", "hold"]
 
 _REQUEST_KEY = "_feature_gates"
-#: The hold of the reserving gate whose view runs now (views nest: the innermost).
-_CURRENT_HOLD: ContextVar[Hold | None] = ContextVar("feature_gates_hold", default=None)
 
 
 @dataclass
@@ -93,31 +87,3 @@ def end_request(error: BaseException | None = None) -> None:
     if current is not None:
         for engine, grant in current.grants:
             engine.settle(grant, succeeded=False)
-
-
-@contextmanager
-def holding(current: Hold | None) -> Iterator[None]:
-    """Make ``current`` the hold :func:`current_hold` returns while the view runs."""
-    if current is None:
-        yield
-        return
-    token = _CURRENT_HOLD.set(current)
-    try:
-        yield
-    finally:
-        _CURRENT_HOLD.reset(token)
-
-
-def current_hold() -> Hold:
-    """The hold of the view running now, gated by ``@feature_limit(..., reserve=...)``:
-    the view settles it with ``.commit(n)`` (or ``.release()``).
-
-    :raises RuntimeError: outside such a view.
-    """
-    found = _CURRENT_HOLD.get()
-    if found is None:
-        raise RuntimeError(
-            "current_hold() has no hold: call it in a view gated by "
-            "@feature_limit(feature, reserve=...)"
-        )
-    return found
