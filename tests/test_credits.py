@@ -11,6 +11,7 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
+from credits_support import Clock
 from flask import Flask
 from flask import request
 
@@ -31,14 +32,6 @@ PLANS = {
     },
 }
 USER = Subject(7, "free")
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def make_app(url: str, clock: Clock) -> tuple[Flask, FeatureGates]:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from datetime import timezone
 
 import psycopg
+from credits_support import Clock
 from flask import Flask
 from flask import request
 from hypothesis import settings
@@ -42,14 +43,6 @@ ALLOWANCE = 20
 TTL = 600
 PLANS = {"free": {"tokens": ALLOWANCE}}
 SUBJECTS = (1, 2)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def make_app(url: str, clock: Clock) -> tuple[Flask, FeatureGates]:
