@@ -62,6 +62,9 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "hot_org_uses_per_s": int,
     "spread_users_uses_per_s": int,
     "alerts_consume_vs_consume": float,
+    "reserve_vs_consume": float,
+    "commit_vs_consume": float,
+    "granted_consume_vs_consume": float,
 }
 
 
@@ -122,6 +125,24 @@ GOALS = [
         "the metered check with alert thresholds within 1.1x of without",
         "alerts_consume_vs_consume",
         lambda f: f["alerts_consume_vs_consume"] <= 1.1,
+    ),
+    Goal(
+        "reserve",
+        "a reserve (gates.reserve's statement) within 1.3x a metered consume",
+        "reserve_vs_consume",
+        lambda f: f["reserve_vs_consume"] <= 1.3,
+    ),
+    Goal(
+        "commit",
+        "a hold's commit within 1.3x a metered consume",
+        "commit_vs_consume",
+        lambda f: f["commit_vs_consume"] <= 1.3,
+    ),
+    Goal(
+        "granted_consume",
+        "a metered consume drawing on grants within 1.5x one that does not",
+        "granted_consume_vs_consume",
+        lambda f: f["granted_consume_vs_consume"] <= 1.5,
     ),
     Goal(
         "race",

@@ -48,6 +48,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -65,6 +66,8 @@ from feature_gates import feature_required
 from feature_gates.core import month_start
 from feature_gates.core import utc_now
 from feature_gates.core._storage.statements import CONSUME as CONSUME_TEMPLATE
+from feature_gates.core._storage.statements import RESERVE as RESERVE_TEMPLATE
+from feature_gates.core._storage.statements import SETTLE_HOLD as SETTLE_TEMPLATE
 from feature_gates.core._storage.statements import Statements
 from feature_gates.migrate import MigrationSettings
 from feature_gates.testing import DatabaseFactory
@@ -113,6 +116,11 @@ STATEMENT_RATIOS = {
     # of them (the trigger runs on every use and records nothing).
     "alerts_consume_vs_consume": ("consume_alerts_statement", "consume_statement"),
     "alerts_armed_consume_vs_consume": ("consume_alerts_armed_statement", "consume_statement"),
+    # Holds: a reserve (the check and the hold's row) and a commit of part of one.
+    "reserve_vs_consume": ("reserve_statement", "consume_statement"),
+    "commit_vs_consume": ("commit_statement", "consume_statement"),
+    # A check past the allowance that draws on a grant (a ledger row each time).
+    "granted_consume_vs_consume": ("consume_granted_statement", "consume_statement"),
     "raw_update_per_transaction_vs_prepared_session": (
         "raw_update_statement",
         "raw_update_prepared_session",
@@ -213,11 +221,17 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
         "bucket": None,
         "thresholds": None,
         "plan": "pro",
+        "now": utc_now(),
     }
     # The same with alert thresholds at 80 % and 100 %, on keys of their own:
     # one far below them, one between them (85 % of a limit it never reaches).
     alerts = {**consume, "subject": 7, "thresholds": ["0.8", "1.0"]}
     armed = {**alerts, "subject": 8, "limit": ARMED_LIMIT}
+    # Holds of 2 uses, each committed for 1, on a key of their own.
+    reserve = {**consume, "subject": 10, "amount": 2, "expires": utc_now() + timedelta(days=1)}
+    # A key whose allowance (1) is used up and whose grant is never used up.
+    granted = {**consume, "subject": 11, "limit": 1}
+    calls = sizes["warmup"] + sizes["blocks"] * sizes["per_block"]
     statements = Statements.build("public", STATEMENT_TIMEOUT)
     with (
         psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn,
@@ -233,6 +247,37 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
             "set_config('search_path', 'public', false)",
             (str(round(STATEMENT_TIMEOUT * 1000)),),
         )
+        conn.execute(
+            "SELECT feature_usage_consume(11, 'sql', 'user', 'month', %s, 0, NULL, 1, 1, "
+            "NULL, NULL, NULL, NULL, 'pro')",
+            (period,),
+        )
+        conn.execute(
+            "SELECT feature_usage_grant(11, 'sql', 'user', %s, NULL, 'benchmark', NULL, "
+            "'grant', now())",
+            (LIMIT,),
+        )
+        held = [
+            row[0]
+            for row in conn.execute(
+                "SELECT (feature_usage_reserve(12, 'sql', 'user', 'month', %s, 0, NULL, 2, %s, "
+                "NULL, NULL, NULL, NULL, 'pro', now(), now() + interval '1 day')).hold_id "
+                "FROM generate_series(1, %s)",
+                (period, LIMIT, calls),
+            )
+        ]
+        commits = iter(
+            [
+                {"subject": 12, "hold": hold, "actual": 1, "now": utc_now(), "now_bucket": None}
+                for hold in held
+            ]
+        )
+
+        def commit() -> object:
+            cursor = ClientCursor(conn)
+            cursor.execute(statements.render(SETTLE_TEMPLATE), next(commits))
+            cursor.nextset()
+            return cursor.fetchone()
 
         def send(template: sql.SQL, params: Params) -> Callable[[], object]:
             # As the package's storage sends a statement: its SET LOCAL first.
@@ -255,6 +300,9 @@ def statement_latencies(url: str, sizes: dict[str, int]) -> dict[str, Any]:
                 "consume_statement": send(CONSUME_TEMPLATE, consume),
                 "consume_alerts_statement": send(CONSUME_TEMPLATE, alerts),
                 "consume_alerts_armed_statement": send(CONSUME_TEMPLATE, armed),
+                "reserve_statement": send(RESERVE_TEMPLATE, reserve),
+                "commit_statement": commit,
+                "consume_granted_statement": send(CONSUME_TEMPLATE, granted),
                 "raw_update_statement": send(RAW_UPDATE_IN_SCHEMA, update),
                 "raw_upsert_statement": send(RAW_UPSERT_IN_SCHEMA, (6, "upsert", period, 1, LIMIT)),
                 "raw_update_prepared_session": on_session(RAW_UPDATE, update, True),

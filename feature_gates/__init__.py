@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 if TYPE_CHECKING:
+    from .core import Balance as Balance
     from .core import Catalogue as Catalogue
     from .core import ConfigError as ConfigError
+    from .core import CreditGrant as CreditGrant
     from .core import Decision as Decision
     from .core import Entitlement as Entitlement
     from .core import FlushTimeout as FlushTimeout
     from .core import Gate as Gate
+    from .core import Hold as Hold
+    from .core import HoldExpired as HoldExpired
     from .core import Level as Level
     from .core import MonthUsage as MonthUsage
     from .core import NearLimit as NearLimit
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from .flask import FeatureNotEntitled as FeatureNotEntitled
     from .flask import NotAuthenticated as NotAuthenticated
     from .flask import TierTooLow as TierTooLow
+    from .flask import current_hold as current_hold
     from .flask import feature_limit as feature_limit
     from .flask import feature_required as feature_required
     from .flask import feature_tier as feature_tier
@@ -46,7 +51,9 @@ if TYPE_CHECKING:
 
 #: Each public name, and the module that defines it.
 _PUBLIC = {
+    "Balance": "core",
     "Catalogue": "core",
+    "CreditGrant": "core",
     "ConfigError": "core",
     "Decision": "core",
     "Entitlement": "core",
@@ -58,6 +65,8 @@ _PUBLIC = {
     "FeatureNotEntitled": "flask",
     "FlushTimeout": "core",
     "Gate": "core",
+    "Hold": "core",
+    "HoldExpired": "core",
     "Level": "core",
     "MonthUsage": "core",
     "NearLimit": "core",
@@ -73,6 +82,7 @@ _PUBLIC = {
     "Usage": "core",
     "UsageReport": "core",
     "UsageTrend": "core",
+    "current_hold": "flask",
     "feature_limit": "flask",
     "feature_required": "flask",
     "feature_tier": "flask",

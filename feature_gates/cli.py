@@ -639,6 +639,36 @@ def prune(obj: CommandContext, keep_days: int) -> None:
     click.echo(f"pruned {windows} rolling windows whose every use had left them")
 
 
+@cli.command("close-periods")
+@_command_options
+def close_periods(obj: CommandContext) -> None:
+    """Carry the unused allowance of every ended period into the next one, for the
+    features that roll over (for cron; running it again changes nothing)."""
+    state = _app_state()[1]
+    if state is None:
+        raise click.ClickException(
+            "close-periods needs the plans of an application that uses FeatureGates"
+        )
+    with obj.errors():
+        periods, credits = state.engine.close_periods()
+    click.echo(f"carried {credits} unused uses of {periods} ended periods into the next ones")
+
+
+@cli.command()
+@_command_options
+def audit(obj: CommandContext) -> None:
+    """Recompute every grant's balance and every count's draws on grants from the
+    ledger; exit 1 naming the rows that differ."""
+    with obj.errors():
+        problems = runner.audit_credits(obj.require_url(), obj.settings)
+    if not problems:
+        click.echo("audit: every balance and count agrees with the ledger")
+        return
+    for problem in problems:
+        click.echo(problem)
+    raise click.ClickException(f"audit: {len(problems)} differences with the ledger")
+
+
 @cli.group(invoke_without_command=True)
 @click.option(
     "--limit",

@@ -276,6 +276,12 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
+    assert lines[0].startswith("would roll back core/0042_feature_usage_holds_credits_functions: ")
+    assert lines[1].startswith("would roll back core/0041_feature_usage_credits: ")
+    assert "every grant, its remaining balance and the ledger are lost" in lines[1]
+    assert lines[2].startswith("would roll back core/0040_feature_usage_holds: ")
+    assert "capacity still held stays counted" in lines[2]
+    lines = lines[3:]
     assert lines[0].startswith("would roll back core/0031_feature_usage_alerts_functions: ")
     assert lines[1].startswith("would roll back core/0030_feature_usage_alerts: ")
     assert "the alerts recorded and their delivery states are lost" in lines[1]

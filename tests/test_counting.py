@@ -64,7 +64,7 @@ def test_a_window_reads_into_a_rule_without_a_period():
         ({"limit": 1, "per_user": 2}, "it needs scope = 'org'"),
         ({"limit": 1, "scope": "org", "per_user": 0}, "per_user must be a whole number"),
         ({"limit": 1, "scope": "org", "per_user": True}, "per_user must be a whole number"),
-        ({"limit": 1, "rollover": 10}, "'rollover' is not supported yet"),
+        ({"limit": 1, "carry": 10}, "the mapping form takes 'limit' and any of"),
     ],
 )
 def test_a_mapping_form_that_cannot_be_used_says_why(value, message):

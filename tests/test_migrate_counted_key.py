@@ -234,15 +234,27 @@ def test_an_adopted_tables_own_unique_keys_are_replaced_and_given_back(empty_url
 # -- every statement on the usage tables is keyed by the counted subject ---------------
 
 #: The tables a distributed database splits by the counted subject.
-USAGE_TABLES = ("feature_usage", "feature_usage_members", "feature_usage_idempotency")
+USAGE_TABLES = (
+    "feature_usage",
+    "feature_usage_members",
+    "feature_usage_idempotency",
+    "feature_usage_holds",
+    "feature_usage_grants",
+    "feature_usage_ledger",
+)
 #: A statement on them names its subject: user_id (the user, or an organisation
 #: for its pool) or org_id (member shares) equal to a parameter, a variable or a
-#: row of the input; an upsert carries its subject in the rows it inserts.
+#: row of the input; an insert (or upsert) carries its subject in the rows it
+#: inserts, its first column.
 KEYED = re.compile(
     r"\b(?:\w+\.)?(?:user_id|org_id)\s*=\s*(?:ANY\s*\(\s*)?(?:p_\w+|%s|%\(\w+\)s|v_\w+\.\w+|\w+\.subject)",
     re.IGNORECASE,
 )
-UPSERT = re.compile(r"\bON\s+CONFLICT\s*\(\s*(?:user_id|org_id)\b", re.IGNORECASE)
+UPSERT = re.compile(
+    r"\bON\s+CONFLICT\s*\(\s*(?:user_id|org_id)\b"
+    r"|\bINSERT\s+INTO\s+\w+(?:\s+AS\s+\w+)?\s*\(\s*(?:user_id|org_id)\b",
+    re.IGNORECASE,
+)
 #: What every subject's rows at once may be: a maintenance job or a report, never
 #: a request's statement; it says so in a comment.
 ALL_SUBJECTS = "-- all subjects:"
@@ -311,6 +323,8 @@ def test_the_subject_key_check_finds_an_unkeyed_statement():
     assert _unkeyed("x", "UPDATE feature_usage SET usage_count = 0 WHERE feature = p_feature")
     assert _unkeyed("x", "SELECT count(*) FROM feature_usage_members WHERE period = 'day'")
     assert not _unkeyed("x", "SELECT 1 FROM feature_usage fu WHERE fu.user_id = p_subject")
+    assert not _unkeyed("x", "INSERT INTO feature_usage_holds AS h (user_id, feature) VALUES (1)")
+    assert _unkeyed("x", "INSERT INTO feature_usage_holds AS h (feature, user_id) VALUES ('a')")
     assert not _unkeyed("x", "-- all subjects: a report\nSELECT count(*) FROM feature_usage")
 
 

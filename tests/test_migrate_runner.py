@@ -475,7 +475,7 @@ def test_rollback_effects_come_from_the_rollback_files():
     ("options", "message"),
     [
         ({"to": "core/x"}, "give a version like 0003"),
-        ({"to": "0042"}, "no migration has that version"),
+        ({"to": "0099"}, "no migration has that version"),
         ({"to": "0003", "everything": True}, "not both"),
     ],
 )

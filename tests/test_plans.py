@@ -99,9 +99,19 @@ def test_unknown_features_and_tiers_are_named():
             "plan 'pro', feature 'x': alerts must be a list of fractions of the limit",
         ),
         (
-            {"pro": {"x": {"limit": 5, "rollover": 2}}},
+            {"pro": {"x": {"limit": 5, "window": "1h", "rollover": 2}}},
             None,
-            "plan 'pro', feature 'x': 'rollover' is not supported yet",
+            "plan 'pro', feature 'x': rollover carries a period's unused allowance",
+        ),
+        (
+            {"pro": {"x": {"limit": None, "rollover": True}}},
+            None,
+            "plan 'pro', feature 'x': rollover carries a period's unused allowance",
+        ),
+        (
+            {"pro": {"x": {"limit": 5, "rollover": 0}}},
+            None,
+            "plan 'pro', feature 'x': rollover is true .all the unused allowance. or the most",
         ),
         ({"free": {"Bad Name": True}}, None, "plan 'free': 'Bad Name' is not a valid feature"),
         ({"free": ["x"]}, None, "plan 'free' must map feature names"),

@@ -311,7 +311,7 @@ def test_a_refund_whose_reply_was_lost_is_not_sent_again(proxy, url):
     try:
         statuses = [client.post("/messages", headers=headers(7, "free")).status_code]
         statuses.append(client.post("/messages", headers=headers(7, "free")).status_code)
-        proxy.cut_next_batch("after-commit", marker=b"feature_usage_refund")
+        proxy.cut_next_batch("after-commit", marker=b"feature_usage_give_back")
         statuses.append(client.post("/messages?status=500", headers=headers(7, "free")).status_code)
         assert proxy.cuts == 1
         # The lost reply looked like an outage: let the gate's first probe come due.

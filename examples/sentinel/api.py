@@ -16,6 +16,7 @@ itinerary_destinations  POST /itineraries, PATCH /itineraries/<id>,    stock
 can_export_pdf          GET /threads/<id>/export.pdf,                  required
                         GET /itineraries/<id>/export.pdf
 route_analysis          POST /itineraries/<id>/route-analysis          metered
+route_legs              POST /itineraries/<id>/leg-analysis            metered, held
 briefing_package        POST /itineraries/<id>/briefing                metered
 monthly_briefing        GET /briefings/monthly                         required
 custom_reports          POST /reports                                  metered
@@ -26,6 +27,12 @@ api_access_tokens       POST /tokens                                   stock
 analyst_intelligence    GET /intel                                     tier pro
 saved_searches          POST /searches                                 stock
 ======================  =============================================  =========
+
+``route_legs`` costs what is known only at the end: the legs whose distance could
+be computed. The gate holds one per leg of the itinerary before the view runs and
+the view commits the legs it computed (``current_hold().commit(n)``). ``POST
+/billing/top-up`` sells credits for it (a demo: no payment), added once per
+``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from werkzeug.routing import Map
 
 from feature_gates import FeatureLimitExceeded
 from feature_gates import Subject
+from feature_gates import current_hold
 from feature_gates import feature_limit
 from feature_gates import feature_required
 from feature_gates import feature_tier
@@ -545,6 +553,39 @@ def export_itinerary(itinerary_id: int) -> ResponseReturnValue:
 @feature_limit("route_analysis")
 def route_analysis(itinerary_id: int) -> ResponseReturnValue:
     return jsonify(intel.route_analysis(owned_itinerary(itinerary_id).waypoints))
+
+
+def legs_at_most(itinerary_id: int) -> int:
+    """What a leg analysis of the itinerary may cost: one per leg (at least 1)."""
+    return max(len(owned_itinerary(itinerary_id).waypoints) - 1, 1)
+
+
+@bp.post("/itineraries/<id:itinerary_id>/leg-analysis")
+@login_required()
+@feature_limit("route_legs", reserve=legs_at_most)
+def leg_analysis(itinerary_id: int) -> ResponseReturnValue:
+    analysis = intel.route_analysis(owned_itinerary(itinerary_id).waypoints)
+    computed = sum(1 for leg in analysis["legs"] if leg["distance_km"] is not None)
+    current_hold().commit(computed)
+    return jsonify({**analysis, "legs_charged": computed})
+
+
+@bp.post("/billing/top-up")
+@login_required()
+def top_up() -> ResponseReturnValue:
+    """Sell ``legs`` route legs on top of the plan (a demo: nothing is charged), once
+    per Idempotency-Key (a retried payment callback adds nothing more)."""
+    body = request.get_json(silent=True) or {}
+    legs = body.get("legs", 100)
+    if isinstance(legs, bool) or not isinstance(legs, int) or not 1 <= legs <= 10_000:
+        raise InvalidInput("'legs' must be a whole number from 1 to 10000", "legs")
+    key = request.headers.get("Idempotency-Key")
+    subject = current_user().subject()
+    granted = gates.grant("route_legs", legs, subject=subject, reason="top-up", idempotency_key=key)
+    balance = gates.balance("route_legs", subject=subject)
+    return jsonify(added=granted.added, legs=legs, available=balance.available), (
+        201 if granted.added else 200
+    )
 
 
 @bp.post("/itineraries/<id:itinerary_id>/briefing")

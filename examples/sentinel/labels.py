@@ -16,6 +16,7 @@ FEATURE_NAMES = {
     "itinerary_destinations": "Destinations per itinerary",
     "monthly_briefing": "Monthly briefing",
     "route_analysis": "Route analyses",
+    "route_legs": "Route legs analysed",
     "safe_zones": "Safe zones",
     "saved_searches": "Saved searches",
     "team_invite": "Team invites",

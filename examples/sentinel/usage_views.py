@@ -272,18 +272,30 @@ def my_usage() -> ResponseReturnValue:
     user = current_user()
     rows = usage_of(user)
     banners = banners_of(user, rows)
+    # Route legs are bought on top of the plan: what is left of the month and of the top-ups.
+    legs = gates.balance("route_legs", subject=user.subject())
+    credits = {
+        "feature": "route_legs",
+        "allowance": legs.allowance,
+        "used": legs.used,
+        "held": legs.held,
+        "granted": legs.granted,
+        "available": legs.available,
+    }
     if not wants_html():
         body = jsonify(
             user=user.to_json(),
             month=month_start(gates.clock()).isoformat(),
             features=[row.to_json() for row in rows],
             banners=[banner.to_json() for banner in banners],
+            credits=credits,
         )
         return body, PRIVATE
     page = render_template(
         "me_usage.html",
         user=user,
         banners=banners,
+        credits=credits,
         rows=sorted(rows, key=lambda row: feature_name(row.feature).casefold()),
         meters={
             row.feature: charts.meter(row.used, row.limit)

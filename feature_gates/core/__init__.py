@@ -18,6 +18,8 @@ from ._config import Settings as Settings
 from ._config import TrackingMode as TrackingMode
 from ._config import parse_setting as parse_setting
 from ._config import read_settings as read_settings
+from ._credits import Balance as Balance
+from ._credits import CreditGrant as CreditGrant
 from ._decision import Decision as Decision
 from ._decision import Gate as Gate
 from ._decision import GateKind as GateKind
@@ -35,6 +37,11 @@ from ._marks import limit_gate as limit_gate
 from ._marks import required_gate as required_gate
 from ._marks import tier_gate as tier_gate
 from ._marks import validate_gate as validate_gate
+from ._holds import Hold as Hold
+from ._holds import HoldExpired as HoldExpired
+from ._holds import HoldState as HoldState
+from ._holds import current_hold as current_hold
+from ._holds import holding as holding
 from ._metering import Usage as Usage
 from ._override import Override as Override
 from ._periods import Clock as Clock

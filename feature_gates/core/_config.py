@@ -370,6 +370,8 @@ class Settings:
     #: The zone of the calendar periods a plan counts in (days, weeks, months, years
     #: of the mapping form), for a subject without a time zone of its own.
     timezone: str = _option("UTC", _timezone)
+    #: Seconds a hold (gates.reserve) keeps its capacity when it is not settled.
+    hold_ttl: float = _option(300.0, _seconds(0.001))
     #: Add limit, remaining and reset headers to allowed limited responses.
     headers_enabled: bool = _option(False, _boolean)
     #: How tracked usage is written: ``background``, ``sync`` or ``off``.

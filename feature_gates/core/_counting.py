@@ -45,9 +45,18 @@ Scope = Literal["user", "org"]
 SCOPES: tuple[Scope, ...] = ("user", "org")
 
 #: The keys of a feature's mapping form in the catalogue.
-MAPPING_KEYS = ("limit", "period", "window", "anchor", "scope", "per_user", "alerts")
+MAPPING_KEYS = (
+    "limit",
+    "period",
+    "window",
+    "anchor",
+    "scope",
+    "per_user",
+    "alerts",
+    "rollover",
+)
 #: Keys that later releases give a meaning; refused until then rather than ignored.
-NOT_YET = ("rollover",)
+NOT_YET: tuple[str, ...] = ()
 #: Zones that are UTC under another name: their periods are UTC's, and so is their key.
 UTC_NAMES = frozenset(
     [
@@ -283,7 +292,8 @@ def _check_keys(value: Mapping[str, Any]) -> None:
     if unknown or "limit" not in value:
         raise RuleError(
             "the mapping form takes 'limit' and any of 'period', 'window', 'anchor', 'scope', "
-            f"'per_user', 'alerts', like {{'limit': 50, 'period': 'day'}}; got {dict(value)!r}"
+            f"'per_user', 'alerts', 'rollover', like {{'limit': 50, 'period': 'day'}}; "
+            f"got {dict(value)!r}"
         )
 
 

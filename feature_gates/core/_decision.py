@@ -22,6 +22,7 @@ from typing import Literal
 
 from ._config import FailMode
 from ._counting import Key
+from ._holds import Hold
 from ._plans import Catalogue
 from ._plans import Entitlement
 from ._plans import UnknownFeature
@@ -71,6 +72,9 @@ class Gate:
     usage_getter: Callable[..., int] | None = None
     track_usage: bool = True
     fail_mode: FailMode | None = None
+    #: A metered gate that reserves: the uses held before the view runs (a value
+    #: or a callable of the view's arguments), settled by the view.
+    reserve: Dynamic = None
     #: The HTTP methods the gate checks and counts (upper case, HEAD with GET);
     #: None for every method. Requests of other methods pass through untouched.
     methods: frozenset[str] | None = None
@@ -169,11 +173,15 @@ class Grant:
     limit: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
+    #: The hold of a gate that reserves, settled by the view (or when it ends).
+    hold: Hold | None = None
 
     @property
     def held(self) -> bool:
         """Whether the request's end matters: something to record, refund or report."""
-        return bool(self.track or self.consumed or self.remaining is not None)
+        return bool(
+            self.track or self.consumed or self.remaining is not None or self.hold is not None
+        )
 
 
 def resolve(value: Dynamic, args: dict[str, Any]) -> Any:

@@ -17,8 +17,14 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date
+from datetime import datetime
+from datetime import time as dt_time
+from datetime import timedelta
+from datetime import timezone
 from typing import Any
 from typing import NoReturn
+from typing import TypeVar
+from uuid import UUID
 
 from psycopg.rows import class_row
 from psycopg.rows import scalar_row
@@ -30,6 +36,9 @@ from ._config import ConfigError
 from ._config import Settings
 from ._counting import Key
 from ._counting import zone_named
+from ._credits import Balance
+from ._credits import CreditGrant
+from ._credits import balance_of
 from ._decision import Decision
 from ._decision import Gate
 from ._decision import Grant
@@ -37,6 +46,8 @@ from ._decision import Level
 from ._denials import Denial
 from ._denials import limit_detail
 from ._denials import limit_headers
+from ._holds import Hold
+from ._holds import Settled
 from ._messages import Messages
 from ._metering import Usage
 from ._metering import consume_params
@@ -63,9 +74,13 @@ from ._storage import Health
 from ._storage import Storage
 from ._storage import StorageError
 from ._storage import StorageUnavailable
+from ._storage.rows import BalanceRow
 from ._storage.rows import Checked
+from ._storage.rows import EndedPeriod
 from ._storage.rows import FeatureCount
+from ._storage.rows import Granted
 from ._storage.rows import Reading
+from ._storage.rows import Reserved
 from ._subject import Subject
 from ._subject import UserIdCache
 from ._subject import user_id_check
@@ -74,13 +89,50 @@ from ._tracking import UsageTracker
 __all__ = ["Engine"]
 
 logger = logging.getLogger("feature_gates")
+_Row = TypeVar("_Row")
+#: A counting statement's answer when the count would pass the largest bigint.
+_OVERFLOW: Any = object()
 denial_logger = logging.getLogger("feature_gates.denials")
 
 
 def _over_a_limit(entitlement: Entitlement, cost: int) -> bool:
-    """Whether ``cost`` alone is more than a level's whole limit."""
-    limits = (entitlement.limit, entitlement.per_user if entitlement.rule.scope == "org" else None)
-    return any(limit is not None and cost > limit for limit in limits)
+    """Whether ``cost`` alone is more than a level's whole limit, whatever was used
+    or granted: a member's cap or a rolling window's limit (grants lift neither; a
+    period's allowance may be lifted by grants, which only the database knows)."""
+    rule = entitlement.rule
+    limits = (
+        entitlement.limit if rule.window is not None else None,
+        entitlement.per_user if rule.scope == "org" else None,
+    )
+    if any(limit is not None and cost > limit for limit in limits):
+        return True
+    # More than one call can take and more than the allowance: no grant makes it pass.
+    limit = entitlement.limit
+    return cost > decision.MAX_AMOUNT and limit is not None and cost > limit
+
+
+def _levels_checked(
+    entitlement: Entitlement, key: Key, cost: int, checked: Checked
+) -> tuple[Level, ...]:
+    """The levels of ``key`` as a metered check (or a reserve) answered."""
+    return levels_of(
+        entitlement,
+        key,
+        cost,
+        used=checked.used,
+        member_used=checked.member_used,
+        buckets=checked.buckets,
+        member_buckets=checked.member_buckets,
+        newest=checked.newest_bucket,
+    )
+
+
+def _refused_level(levels: tuple[Level, ...], refused: str | None, cost: int) -> Level:
+    """The level the database says refused: a member's cap (``"user"`` beside a
+    pool) is the second; else the first level ``cost`` passes, else the first."""
+    if refused == "user" and len(levels) == 2:
+        return levels[1]
+    return decision.refusing(levels, cost) or levels[0]
 
 
 def _levels_read(
@@ -184,6 +236,24 @@ class Engine:
             raise
 
     def _admit(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Grant:
+        if gate.kind == "tier" and subject is not None:
+            return self._admit_tier(gate, subject)
+        entitlement = self._entitled(gate, subject, args)
+        assert subject is not None
+        if gate.kind == "feature":
+            return Grant(gate, subject, track=int(gate.track_usage))
+        if gate.reserve is not None:
+            up_to = decision.amount(decision.resolve(gate.reserve, args), "reserve", gate)
+            hold = self._reserve(gate, subject, entitlement, up_to, self.settings.hold_ttl)
+            return Grant(gate, subject, key=hold.key, hold=hold)
+        cost = decision.amount(decision.resolve(gate.cost, args), "cost", gate)
+        if gate.kind == "stock":
+            return self._admit_stock(gate, subject, entitlement.limit, cost, args)
+        return self._admit_metered(gate, subject, entitlement, cost)
+
+    def _entitled(self, gate: Gate, subject: Subject | None, args: dict[str, Any]) -> Entitlement:
+        """What ``subject``'s plan allows of the gate's feature; the denial of an
+        anonymous caller or a plan that does not include it raised."""
         if subject is None:
             raise Denial(
                 "anonymous",
@@ -192,13 +262,10 @@ class Engine:
                 subject=None,
                 detail=f"{gate.feature!r} needs a signed-in user: sign in and try again.",
             )
-        if gate.kind == "tier":
-            return self._admit_tier(gate, subject)
         if self.alerting:
             self.alerts.start()
         entitlement = decision.entitlement_of(gate, self.catalogue, subject.plan, args)
-        limit = entitlement.limit
-        if limit == 0:
+        if entitlement.limit == 0:
             raise Denial(
                 "not-entitled",
                 status=403,
@@ -207,12 +274,7 @@ class Engine:
                 detail=f"plan {subject.plan!r} does not include {gate.feature!r}; "
                 "a plan that does is needed.",
             )
-        if gate.kind == "feature":
-            return Grant(gate, subject, track=int(gate.track_usage))
-        cost = decision.amount(decision.resolve(gate.cost, args), "cost", gate)
-        if gate.kind == "stock":
-            return self._admit_stock(gate, subject, limit, cost, args)
-        return self._admit_metered(gate, subject, entitlement, cost)
+        return entitlement
 
     def _admit_tier(self, gate: Gate, subject: Subject) -> Grant:
         assert gate.min_tier is not None
@@ -267,23 +329,22 @@ class Engine:
                 f"{decision.MAX_AMOUNT} uses"
             )
         checked = self._consume(gate, subject, entitlement, key, cost)
+        if (
+            checked is not None
+            and checked.refused is not None
+            and self._roll_over(entitlement, subject, key)
+        ):
+            # The period's first need of more than its allowance: the last period's
+            # unused allowance is carried into it now, once.
+            checked = self._consume(gate, subject, entitlement, key, cost)
         if checked is None:
             # Fail open: allowed, and recorded through the tracker, which keeps the
             # uses until the database is back, so the count stays right.
             return Grant(gate, subject, track=cost, owed=True, key=key)
-        levels = levels_of(
-            entitlement,
-            key,
-            cost,
-            used=checked.used,
-            member_used=checked.member_used,
-            buckets=checked.buckets,
-            member_buckets=checked.member_buckets,
-            newest=checked.newest_bucket,
-        )
+        levels = _levels_checked(entitlement, key, cost, checked)
         if checked.refused is not None:
-            refused = decision.refusing(levels, cost)
-            raise self._limit_denial(gate, subject, cost, entitlement, refused or levels[0])
+            refused = _refused_level(levels, checked.refused, cost)
+            raise self._limit_denial(gate, subject, cost, entitlement, refused)
         # The counts are after the use: what is left is what each level shows.
         tightest = decision.deciding(levels, 0) or levels[0]
         return Grant(
@@ -316,11 +377,27 @@ class Engine:
     ) -> Checked | None:
         """The metered check's answer; None when the database cannot be reached and the
         fail mode is open. Raises the denial of a closed fail mode, or of a failed check."""
+        params = consume_params(key, cost, entitlement, subject.plan, self.clock())
+        row = self._checked(gate, subject, self.storage.statements.consume, params, Checked)
+        return Checked(key.scope, None, None, None, None, None) if row is _OVERFLOW else row
+
+    def _checked(
+        self,
+        gate: Gate,
+        subject: Subject,
+        statement: str,
+        params: dict[str, Any],
+        row_type: type[_Row],
+    ) -> _Row | None:
+        """The answer of a statement that counts (a metered check, a reserve); None
+        when the database cannot be reached and the fail mode is open, ``_OVERFLOW``
+        when the count would pass the largest bigint. Raises the denial of a closed
+        fail mode, or of a failed check."""
         try:
             (row,) = self.storage.run(
-                self.storage.statements.consume,
-                consume_params(key, cost, entitlement, subject.plan),
-                row=class_row(Checked),
+                statement,
+                params,
+                row=class_row(row_type),
                 what=f"the metered check of {gate.feature!r}",
                 idempotent=False,
                 timeout=self.settings.db_timeout,
@@ -333,9 +410,101 @@ class Engine:
         except StorageError as exc:
             if exc.sqlstate == "22003":
                 # The count plus the cost passes the largest bigint: over any limit.
-                return Checked(key.scope, None, None, None, None, None)
+                return _OVERFLOW  # type: ignore[no-any-return]
             self._unchecked(gate, subject, "error")
         return row
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def reserve(self, gate: Gate, subject: Subject | None, up_to: int, ttl: float | None) -> Hold:
+        """Hold ``up_to`` uses of the gate's feature for ``subject`` for ``ttl`` seconds
+        (FEATURE_GATES_HOLD_TTL by default), or raise the denial a metered check of
+        ``up_to`` would raise."""
+        if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 1:
+            raise ValueError(
+                f"up_to of a reserve of {gate.feature!r} must be 1 or more, got {up_to!r}"
+            )
+        if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
+            raise ValueError(
+                f"ttl of a reserve of {gate.feature!r} must be seconds above 0, got {ttl!r}"
+            )
+        try:
+            entitlement = self._entitled(gate, subject, {})
+            assert subject is not None
+            return self._reserve(gate, subject, entitlement, up_to, ttl or self.settings.hold_ttl)
+        except Denial as denial:
+            denial.message = self.messages.of(denial)
+            raise
+
+    def _reserve(
+        self, gate: Gate, subject: Subject, entitlement: Entitlement, up_to: int, ttl: float
+    ) -> Hold:
+        now = self.clock()
+        key = counted_key(entitlement, subject, now, self.zone)
+        expires = now + timedelta(seconds=ttl)
+
+        def hold(hold_id: UUID | None, counted: Key | None) -> Hold:
+            return Hold(gate.feature, subject, up_to, expires, counted, hold_id, self._settle_hold)
+
+        if not entitlement.metered:
+            # Unlimited: nothing held; what is committed is recorded through the tracker.
+            return hold(None, key)
+        if _over_a_limit(entitlement, up_to):
+            raise self._whole_limit_denial(gate, subject, entitlement, key, up_to)
+        if up_to > decision.MAX_AMOUNT:
+            raise ValueError(
+                f"up_to of a reserve of {gate.feature!r} is {up_to}; one call holds at most "
+                f"{decision.MAX_AMOUNT} uses"
+            )
+        params = consume_params(key, up_to, entitlement, subject.plan, now)
+        params["expires"] = expires.astimezone(timezone.utc)
+        row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
+        if (
+            row is not None
+            and row is not _OVERFLOW
+            and row.refused is not None
+            and self._roll_over(entitlement, subject, key)
+        ):
+            row = self._checked(gate, subject, self.storage.statements.reserve, params, Reserved)
+        if row is None:
+            # Fail open, as a metered check: what is committed is owed to the count.
+            return hold(None, key)
+        if row is _OVERFLOW or row.hold_id is None:
+            checked = (
+                Checked(key.scope, None, None, None, None, None)
+                if row is _OVERFLOW
+                else row.checked()
+            )
+            levels = _levels_checked(entitlement, key, up_to, checked)
+            refused = _refused_level(levels, checked.refused, up_to)
+            raise self._limit_denial(gate, subject, up_to, entitlement, refused)
+        return hold(row.hold_id, key)
+
+    def _settle_hold(self, hold: Hold, actual: int) -> Settled:
+        """Settle ``hold`` in one statement: ``actual`` uses stay counted."""
+        assert hold.key is not None
+        if hold.hold_id is None:
+            # Nothing was held (unlimited, or let through uncounted): record what was used.
+            if actual:
+                self.tracker.record_owed(hold.key, actual)
+            return "settled"
+        window = self.window_of(hold.key)
+        now = self.clock().astimezone(timezone.utc)
+        what = f"the settling of a hold of {hold.feature!r} by {hold.subject.user_id!r}"
+        outcome = self.storage.run(
+            self.storage.statements.settle_hold,
+            {
+                "subject": hold.key.subject,
+                "hold": hold.hold_id,
+                "actual": actual,
+                "now": now,
+                "now_bucket": None if window is None else window.bucket(now),
+            },
+            row=scalar_row,
+            what=what,
+            idempotent=False,
+        )[0]
+        return "expired" if outcome in ("expired", "unknown") else "settled"
 
     def _unchecked(self, gate: Gate, subject: Subject, reason: str) -> NoReturn:
         """Refuse a metered call the database could not check: it cannot be reached
@@ -437,10 +606,168 @@ class Engine:
                 denial=raised,
             )
 
+    # -- credits -------------------------------------------------------------------------
+
+    def _credited(self, feature: str, subject: Subject) -> tuple[Entitlement, Key]:
+        """The entitlement and the current key of a feature grants can add to."""
+        entitlement = self.catalogue.entitlement(subject.plan, feature)
+        if entitlement.rule.window is not None:
+            raise ConfigError(
+                f"feature {feature!r} counts a rolling window on plan {subject.plan!r}: "
+                "grants add to a period's allowance; count it by period to grant credits"
+            )
+        return entitlement, counted_key(entitlement, subject, self.clock(), self.zone)
+
+    def grant(
+        self,
+        feature: str,
+        subject: Subject,
+        amount: int,
+        *,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` to the balance of the level ``subject`` counts ``feature``
+        at (the organisation's, for a pool) until ``expires_at`` (None: never);
+        once per ``idempotency_key``."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise ValueError(f"a grant of {feature!r} adds 1 or more, got {amount!r}")
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise ValueError(
+                f"expires_at of a grant of {feature!r} must be an aware datetime, "
+                f"got {expires_at!r}"
+            )
+        _, key = self._credited(feature, subject)
+        (row,) = self.storage.run(
+            self.storage.statements.grant,
+            {
+                "subject": key.subject,
+                "feature": feature,
+                "scope": key.scope,
+                "amount": amount,
+                "expires": None if expires_at is None else expires_at.astimezone(timezone.utc),
+                "reason": reason,
+                "key": idempotency_key,
+                "kind": "grant",
+                "now": self.clock().astimezone(timezone.utc),
+            },
+            row=class_row(Granted),
+            what=f"a grant of {amount} {feature!r} to {key.subject!r}",
+            idempotent=idempotency_key is not None,
+        )
+        return CreditGrant(
+            row.grant_id, feature, amount, amount, expires_at, reason, added=row.added
+        )
+
+    def balance(self, feature: str, subject: Subject) -> Balance:
+        """What ``subject`` has of ``feature`` now: allowance, used, held, grants, available."""
+        entitlement, key = self._credited(feature, subject)
+        self._roll_over(entitlement, subject, key)
+        (row,) = self.storage.run(
+            self.storage.statements.balance,
+            {
+                "subject": key.subject,
+                "feature": feature,
+                "scope": key.scope,
+                "rule": key.rule,
+                "start": key.period_start,
+                "offset": key.period_offset,
+                "member": key.member,
+                "now": self.clock().astimezone(timezone.utc),
+            },
+            row=class_row(BalanceRow),
+            what=f"the balance of {feature!r}",
+            idempotent=True,
+        )
+        per_user = entitlement.per_user if key.member is not None else None
+        return balance_of(feature, key.scope, entitlement.limit, per_user, row)
+
+    def _roll_over(self, entitlement: Entitlement, subject: Subject, key: Key) -> int:
+        """Carry the last period's unused allowance into ``key``'s period, once; what
+        was carried by this call (0 without ``rollover``, or when done before)."""
+        if not entitlement.rollover or key.period_end is None:
+            return 0
+        started = datetime.combine(key.period_start, dt_time(), timezone.utc) + timedelta(
+            seconds=key.period_offset
+        )
+        last = counted_key(entitlement, subject, started - timedelta(microseconds=1), self.zone)
+        return self._carry(entitlement, last, key.period_end)
+
+    def close_periods(self) -> tuple[int, int]:
+        """Carry over the unused allowance of every period that ended (within a year)
+        and whose feature rolls over on the plan its row recorded, into a grant
+        expiring with the next period, once: the job of ``feature-gates
+        close-periods``. Returns (periods carried, credits carried)."""
+        now = self.clock().astimezone(timezone.utc)
+        ended = self.storage.run(
+            self.storage.statements.ended_periods,
+            {"now": now},
+            row=class_row(EndedPeriod),
+            what="the scan of ended periods",
+            idempotent=True,
+        )
+        periods = credits = 0
+        for row in ended:
+            if row.plan not in self.catalogue.plans:
+                continue
+            entitlement = self.catalogue.entitlement(row.plan, row.feature)
+            rule = entitlement.rule
+            if not entitlement.rollover or rule.scope != row.scope:
+                continue
+            zone = zone_named(row.period.partition("@")[2]) if "@" in row.period else timezone.utc
+            user_id, org_id = (row.subject, None) if row.scope == "user" else (None, row.subject)
+            following, last = (
+                rule.key(row.feature, at, user_id=user_id, org_id=org_id, zone=zone)
+                for at in (row.period_end, row.period_end - timedelta(microseconds=1))
+            )
+            same = (following.rule, last.period_start, last.period_offset) == (
+                row.period,
+                row.period_start,
+                row.period_offset,
+            )
+            if not same or following.period_end is None or following.period_end <= now:
+                continue
+            carried = self._carry(entitlement, last, following.period_end)
+            periods += carried > 0
+            credits += carried
+        return periods, credits
+
+    def _carry(self, entitlement: Entitlement, last: Key, expires: datetime) -> int:
+        """The rollover of the period of ``last`` into a grant expiring at ``expires``."""
+        cap = None if entitlement.rollover is True else int(entitlement.rollover)
+        carried = self.storage.run(
+            self.storage.statements.rollover,
+            {
+                "subject": last.subject,
+                "feature": last.feature,
+                "scope": last.scope,
+                "rule": last.rule,
+                "start": last.period_start,
+                "offset": last.period_offset,
+                "allowance": entitlement.limit,
+                "cap": cap,
+                "expires": expires.astimezone(timezone.utc),
+                "now": self.clock().astimezone(timezone.utc),
+            },
+            row=scalar_row,
+            what=f"the rollover of {entitlement.feature!r}",
+            idempotent=True,
+        )[0]
+        return int(carried or 0)
+
     # -- the end of a request ------------------------------------------------------------
 
     def settle(self, grant: Grant, succeeded: bool) -> None:
-        """Record a successful use through the tracker, or refund a failed one."""
+        """Record a successful use through the tracker, or refund a failed one; a
+        hold the view left unsettled commits all it holds, or is released."""
+        if grant.hold is not None:
+            if not grant.hold.settled:
+                if succeeded:
+                    grant.hold.commit(grant.hold.up_to)
+                else:
+                    grant.hold.release()
+            return
         if succeeded:
             if grant.owed and grant.key is not None:
                 self.tracker.record_owed(grant.key, grant.track)
@@ -473,11 +800,12 @@ class Engine:
         assert grant.key is not None
         uses = f"{grant.consumed} uses of {grant.gate.feature!r} by {grant.subject.user_id!r}"
         window = self.window_of(grant.key)
-        now_bucket = None if window is None else window.bucket(self.clock())
+        now = self.clock()
+        now_bucket = None if window is None else window.bucket(now)
         try:
             self.storage.run(
                 self.storage.statements.refund,
-                refund_params(grant.key, grant.consumed, now_bucket),
+                refund_params(grant.key, grant.consumed, now_bucket, now),
                 row=tuple_row,
                 what=f"the refund of {uses}",
                 idempotent=False,

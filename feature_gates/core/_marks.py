@@ -64,21 +64,29 @@ def limit_gate(
     feature: str,
     *,
     usage_getter: Callable[..., int] | None = None,
-    cost: int | Callable[..., int] = 1,
+    cost: int | Callable[..., int] | None = None,
+    reserve: int | Callable[..., int] | None = None,
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
     methods: Iterable[str] | None = None,
 ) -> Gate:
-    """The gate of ``feature_limit``: metered without ``usage_getter``, stock with it."""
+    """The gate of ``feature_limit``: metered without ``usage_getter``, stock with it;
+    with ``reserve``, a metered gate that holds uses for its view to commit."""
     check_feature_name(feature)
     if fail_mode not in (None, "open", "closed"):
         raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
     kind: GateKind = "metered" if usage_getter is None else "stock"
+    if reserve is not None and (cost is not None or kind == "stock"):
+        raise ValueError(
+            f"@feature_limit({feature!r}) takes reserve= or cost= (and reserve= no "
+            "usage_getter): a reserving gate's cost is what its view commits"
+        )
     return Gate(
         kind,
         feature,
-        cost=cost,
+        cost=1 if cost is None else cost,
+        reserve=reserve,
         limit=limit,
         usage_getter=usage_getter,
         track_usage=track_usage,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from datetime import datetime
+from datetime import timezone
 from datetime import tzinfo
 from typing import Any
 
@@ -99,7 +100,10 @@ def default_key(user_id: Any, feature: str, period: date) -> Key:
     return Key("user", user_id, None, feature, DEFAULT_RULE_TEXT, period, 0, None, None)
 
 
-def consume_params(key: Key, cost: int, entitlement: Entitlement, plan: str) -> dict[str, Any]:
+def consume_params(
+    key: Key, cost: int, entitlement: Entitlement, plan: str, now: datetime
+) -> dict[str, Any]:
+    """A metered check's (or a reserve's) parameters; ``now`` is what holds expire at."""
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -115,10 +119,15 @@ def consume_params(key: Key, cost: int, entitlement: Entitlement, plan: str) -> 
         "bucket": key.bucket,
         "thresholds": list(entitlement.alerts) or None,
         "plan": plan,
+        # In UTC: PostgreSQL reads no offset finer than a second.
+        "now": now.astimezone(timezone.utc),
     }
 
 
-def refund_params(key: Key, amount: int, now_bucket: int | None) -> dict[str, Any]:
+def refund_params(
+    key: Key, amount: int, now_bucket: int | None, now: datetime | None
+) -> dict[str, Any]:
+    """A give-back's parameters; ``now`` is what grants expire at."""
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -130,6 +139,7 @@ def refund_params(key: Key, amount: int, now_bucket: int | None) -> dict[str, An
         "member": key.member,
         "bucket": key.bucket,
         "now_bucket": now_bucket,
+        "now": None if now is None else now.astimezone(timezone.utc),
     }
 
 

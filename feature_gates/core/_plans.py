@@ -91,6 +91,9 @@ class Entitlement:
     :param per_user: for an organisation pool, the most one member may use of it.
     :param alerts: the alert thresholds, fractions of the limit in force at each
         level, ascending (the feature's ``alerts``, else FEATURE_GATES_ALERT_THRESHOLDS).
+    :param rollover: what of a period's unused allowance becomes a grant expiring at
+        the end of the next period: ``False`` nothing, ``True`` all of it, an int at
+        most that much.
     """
 
     feature: str
@@ -100,6 +103,7 @@ class Entitlement:
     rule: Rule = DEFAULT_RULE
     per_user: int | None = None
     alerts: tuple[Decimal, ...] = ()
+    rollover: int | bool = False
 
     @property
     def granted(self) -> bool:
@@ -269,7 +273,25 @@ def _entitlement(
     limit = _limit(where, value["limit"])
     if "alerts" in value:
         alerts = parse_thresholds(value["alerts"], f"{where}: alerts")
-    return True, Entitlement(feature, "limit", limit, rule.period, rule, per_user, alerts)
+    rollover = _rollover(where, value.get("rollover", False), rule, limit)
+    return True, Entitlement(feature, "limit", limit, rule.period, rule, per_user, alerts, rollover)
+
+
+def _rollover(where: str, value: Any, rule: Rule, limit: int | None) -> int | bool:
+    """A feature's ``rollover``: False, True (no cap) or a cap of 1 or more."""
+    if value is False:
+        return False
+    if value is not True and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(
+            f"{where}: rollover is true (all the unused allowance) or the most carried "
+            f"over (an integer of 1 or more), got {value!r}"
+        )
+    if rule.period is None or rule.period == "lifetime" or limit is None:
+        raise ConfigError(
+            f"{where}: rollover carries a period's unused allowance into the next one; "
+            "it needs a limit counted by period (not a rolling window, a lifetime or no limit)"
+        )
+    return value
 
 
 def _limit(where: str, value: Any) -> int | None:

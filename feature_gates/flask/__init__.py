@@ -7,6 +7,7 @@ The package root (``from feature_gates import FeatureGates``) exports the same n
 
 from __future__ import annotations
 
+from ..core import current_hold as current_hold
 from ._app_gates import AppGates as AppGates
 from ._decorators import GateDecorator as GateDecorator
 from ._decorators import feature_limit as feature_limit

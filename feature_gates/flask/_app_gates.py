@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import date
+from datetime import datetime
 from typing import Any
 from typing import Protocol
 from typing import overload
@@ -25,14 +26,17 @@ from flask import current_app
 from flask.typing import ResponseReturnValue
 
 from ..core import AlertStats
+from ..core import Balance
 from ..core import Catalogue
 from ..core import ConfigError
+from ..core import CreditGrant
 from ..core import Decision
 from ..core import Denial
 from ..core import Engine
 from ..core import Gate
 from ..core import Grant
 from ..core import Override
+from ..core import Hold
 from ..core import Settings
 from ..core import StorageStats
 from ..core import Subject
@@ -41,6 +45,7 @@ from ..core import TrackingStats
 from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
+from ..core import check_feature_name
 from ..core import parse_setting
 from ._denials import FeatureDenied
 from ._denials import http_denial
@@ -298,6 +303,77 @@ class AppGates:
             yield
         finally:
             self.pinned = previous
+
+    # -- holds and credits ---------------------------------------------------------
+
+    def reserve(
+        self,
+        feature: str,
+        *,
+        up_to: int,
+        subject: Subject | None = None,
+        ttl: float | None = None,
+    ) -> Hold:
+        """Hold ``up_to`` uses of ``feature`` for ``subject`` (the current request's by
+        default) before work whose cost is known only when it ends; one round trip.
+
+        Returns a :class:`~feature_gates.Hold` (its period fixed now) to
+        ``.commit(actual)`` or ``.release()``, or use as a context manager (released
+        on an exception, else committed whole unless settled). Unsettled after
+        ``ttl`` seconds (FEATURE_GATES_HOLD_TTL by default), it expires and its
+        capacity comes back. See docs/holds.md.
+
+        :raises FeatureLimitExceeded: the denial a metered check of ``up_to`` raises
+            (and the other denials of a metered gate: not entitled, unavailable).
+        """
+        check_feature_name(feature)
+        self.check_views()
+        subject = self._subject_of(subject, "reserve")
+        started = time.perf_counter()
+        try:
+            return self.engine.reserve(Gate("metered", feature), subject, up_to, ttl)
+        except Denial as denial:
+            raise self._denied(denial, started) from None
+
+    def grant(
+        self,
+        feature: str,
+        amount: int,
+        *,
+        subject: Subject | None = None,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` credits of ``feature`` to ``subject``'s balance (the current
+        request's subject by default; the organisation's, for a feature counted per
+        organisation) until ``expires_at`` (an aware datetime; None: never).
+
+        A grant raises the level it is given to and never lifts a member's
+        ``per_user`` cap. With ``idempotency_key`` it is added once for that level
+        and key, also between concurrent callers (``.added`` is False for the
+        others). One round trip; a ledger row. See docs/credits.md.
+        """
+        check_feature_name(feature)
+        subject = self._subject_of(subject, "grant")
+        return self.engine.grant(
+            feature,
+            subject,
+            amount,
+            expires_at=expires_at,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+
+    def balance(self, feature: str, *, subject: Subject | None = None) -> Balance:
+        """``subject``'s balance of ``feature`` now (the current request's by default):
+        a :class:`~feature_gates.Balance` with the period's allowance, what is used
+        and held, each live grant with what it has left and its expiry, and what is
+        available. Carries the last period's unused allowance over first, when the
+        feature rolls over."""
+        check_feature_name(feature)
+        subject = self._subject_of(subject, "balance")
+        return self.engine.balance(feature, subject)
 
     # -- usage tracking -----------------------------------------------------------
 

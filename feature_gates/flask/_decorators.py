@@ -33,6 +33,7 @@ from ..core import gated_methods
 from ..core import limit_gate
 from ..core import required_gate
 from ..core import tier_gate
+from ..core import holding
 from ._app_gates import AppGates
 from ._extension import EXTENSION_KEY
 from ._request import hold
@@ -99,10 +100,11 @@ def feature_limit(
     feature: str,
     *,
     usage_getter: Callable[..., int] | None = None,
-    cost: int | Callable[..., int] = 1,
+    cost: int | Callable[..., int] | None = None,
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
+    reserve: int | Callable[..., int] | None = None,
     methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
@@ -117,7 +119,15 @@ def feature_limit(
     ``usage + cost <= limit`` must hold. A successful call records ``cost`` through
     the tracker.
 
-    :param cost: uses this call takes: an int or a callable of the view's arguments.
+    With ``reserve`` (metered only) the call's cost is known when it ends: the
+    uses ``reserve`` gives (an int or a callable of the view's arguments) are held
+    before the view runs, and the view settles with
+    ``feature_gates.current_hold().commit(n)``. A view that fails (an exception or
+    a status of 400 or more) releases the hold; one that succeeds without settling
+    commits all of it. See docs/holds.md.
+
+    :param cost: uses this call takes (1 by default): an int or a callable of the
+        view's arguments. Not with ``reserve``.
     :param limit: replaces the plan's limit: an int or a callable of the view's
         arguments (returning None for no limit).
     :param track_usage: record successful calls through the tracker when nothing
@@ -134,6 +144,7 @@ def feature_limit(
             feature,
             usage_getter=usage_getter,
             cost=cost,
+            reserve=reserve,
             limit=limit,
             track_usage=track_usage,
             fail_mode=fail_mode,
@@ -164,7 +175,8 @@ def _gated(rule: Gate) -> GateDecorator:
                 return call(*args, **kwargs)
             grant = state.admit(rule, kwargs)
             try:
-                result = call(*args, **kwargs)
+                with holding(grant.hold):
+                    result = call(*args, **kwargs)
             except BaseException:
                 state.engine.settle(grant, succeeded=False)
                 raise

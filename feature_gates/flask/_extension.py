@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from typing import TypeVar
@@ -25,10 +26,13 @@ from flask import current_app
 from flask import has_app_context
 
 from ..core import AlertStats
+from ..core import Balance
 from ..core import Catalogue
 from ..core import Clock
+from ..core import CreditGrant
 from ..core import Decision
 from ..core import Engine
+from ..core import Hold
 from ..core import Settings
 from ..core import StorageStats
 from ..core import Subject
@@ -230,6 +234,47 @@ class FeatureGates:
         :meth:`AppGates.override`."""
         with self._state(app).override(plan, user_id=user_id, usage=usage, enabled=enabled):
             yield
+
+    # -- holds and credits ---------------------------------------------------------
+
+    def reserve(
+        self,
+        feature: str,
+        *,
+        up_to: int,
+        subject: Subject | None = None,
+        ttl: float | None = None,
+    ) -> Hold:
+        """Hold ``up_to`` uses of ``feature`` before work whose cost is known only when
+        it ends. See :meth:`AppGates.reserve` and docs/holds.md."""
+        return self._state().reserve(feature, up_to=up_to, subject=subject, ttl=ttl)
+
+    def grant(
+        self,
+        feature: str,
+        amount: int,
+        *,
+        subject: Subject | None = None,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` credits of ``feature`` to a subject's balance. See
+        :meth:`AppGates.grant` and docs/credits.md."""
+        return self._state().grant(
+            feature,
+            amount,
+            subject=subject,
+            expires_at=expires_at,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+
+    def balance(self, feature: str, *, subject: Subject | None = None) -> Balance:
+        """A subject's balance of ``feature`` now. See :meth:`AppGates.balance`."""
+        return self._state().balance(feature, subject=subject)
+
+    # -- usage tracking -----------------------------------------------------------
 
     def track(
         self,

@@ -12,6 +12,7 @@ from .lock import LockHolder as LockHolder
 from .lock import NotOneSession as NotOneSession
 from .maintenance import ArchiveResult as ArchiveResult
 from .maintenance import archive as archive
+from .maintenance import audit_credits as audit_credits
 from .maintenance import prune as prune
 from .maintenance import prune_windows as prune_windows
 from .maintenance import refresh as refresh
@@ -53,6 +54,7 @@ __all__ = [
     "pending_migrations",
     "prune",
     "prune_windows",
+    "audit_credits",
     "recorded_user_id_type",
     "refresh",
     "refuse_changed",

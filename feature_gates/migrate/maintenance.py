@@ -122,6 +122,15 @@ def prune_windows(conninfo: str, settings: MigrationSettings | None = None) -> i
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
+def audit_credits(conninfo: str, settings: MigrationSettings | None = None) -> list[str]:
+    """Recompute every grant's remaining and every count's draws on grants from the
+    ledger; one line per difference, naming the rows (none when all agree). See
+    ``feature_usage_credits_audit``."""
+    with Session(conninfo, settings or MigrationSettings()) as session:
+        rows = session.query(store.CREDITS_AUDIT)
+    return [str(row[0]) for row in rows]
+
+
 def recent_alerts(
     conninfo: str,
     settings: MigrationSettings | None = None,

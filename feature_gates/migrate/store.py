@@ -304,6 +304,8 @@ FROM feature_usage_alerts
 REPLAY_ALERTS = "SELECT feature_usage_alerts_replay(%(ids)s::uuid[], %(since)s)"
 PRUNE = "SELECT prune_feature_usage_idempotency(%(keep)s)"
 PRUNE_WINDOWS = "SELECT prune_feature_usage_windows()"
+#: Every difference between the credits and their ledger (core/0042).
+CREDITS_AUDIT = "SELECT problem FROM feature_usage_credits_audit()"
 SUMMARY_ROWS = "SELECT count(*) FROM feature_usage_summary"
 
 # -- the psql script of `migrate --sql` -----------------------------------------

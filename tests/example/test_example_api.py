@@ -64,12 +64,13 @@ ENDPOINTS = [
     ("post", "/tokens", {"name": "ci"}, (429, 201, 201)),
     ("get", "/intel", None, (403, 200, 200)),
     ("post", "/searches", {"name": "Kenya", "query": "country:KE"}, (201, 201, 201)),
+    ("post", "/itineraries/{i}/leg-analysis", None, (200, 200, 200)),
 ]
 FEATURES = [
     "chat_messages_monthly", "can_export_pdf", "itinerary_destinations", "itinerary_destinations",
     "itinerary_destinations", "can_export_pdf", "route_analysis", "briefing_package",
     "monthly_briefing", "custom_reports", "safe_zones", "alerts_export", "team_invite",
-    "api_access_tokens", "analyst_intelligence", "saved_searches",
+    "api_access_tokens", "analyst_intelligence", "saved_searches", "route_legs",
 ]  # fmt: skip
 
 
@@ -94,11 +95,11 @@ def test_every_endpoint_on_every_plan(world, sentinel_app, method, path, body, e
             assert after == before, f"a denied {feature} on {plan} was counted"
 
 
-def test_the_gates_cover_all_thirteen_features(sentinel_app):
+def test_the_gates_cover_all_fourteen_features(sentinel_app):
     from feature_gates.reports import gated_routes
 
     assert {route.feature for route in gated_routes(sentinel_app)} == set(FEATURES)
-    assert len(set(FEATURES)) == 13
+    assert len(set(FEATURES)) == 14
 
 
 def test_pdf_exports_are_pdf_documents(world):
@@ -127,6 +128,31 @@ def test_route_analysis_measures_the_legs(world):
     (leg,) = analysis["legs"]
     assert (leg["from"], leg["to"], leg["risk_level"]) == ("Nairobi", "Cairo", 3)
     assert 3400 < leg["distance_km"] < 3600  # Nairobi to Cairo is about 3,500 km
+
+
+def test_a_leg_analysis_holds_a_leg_per_stop_and_is_charged_the_legs_it_computed(
+    world, sentinel_app
+):
+    caller = world["free"]  # 20 legs a month
+    path = f"/itineraries/{caller.itinerary}/destinations"
+    stops = {"waypoints": [{"name": "Nowhere"}, {"name": "Mombasa", "country": "KE"}]}
+    assert caller.post(path, json=stops).status_code == 201
+    analysis = caller.post(f"/itineraries/{caller.itinerary}/leg-analysis").get_json()
+    # 3 legs held; the two that touch the stop with no position have no distance.
+    assert (len(analysis["legs"]), analysis["legs_charged"]) == (3, 1)
+    assert usage(sentinel_app, caller.user, "route_legs") == 1
+
+
+def test_a_top_up_adds_legs_once_per_idempotency_key_and_shows_on_the_dashboard(world):
+    caller = world["free"]
+    key = {"Idempotency-Key": "order-77"}
+    first = caller.post("/billing/top-up", json={"legs": 30}, headers=key)
+    again = caller.post("/billing/top-up", json={"legs": 30}, headers=key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.get_json()["available"] == again.get_json()["available"] == 50
+    credits = caller.get("/me/usage").get_json()["credits"]
+    assert (credits["allowance"], credits["granted"], credits["available"]) == (20, 30, 50)
+    assert caller.post("/billing/top-up", json={"legs": 0}).status_code == 400
 
 
 # -- limits ---------------------------------------------------------------------------

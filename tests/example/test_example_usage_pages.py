@@ -39,7 +39,7 @@ def test_my_usage_says_how_much_is_left(people):
     free, _, _ = people
     body = free.get("/me/usage").get_json()
     rows = {row["feature"]: row for row in body["features"]}
-    assert len(rows) == 13
+    assert len(rows) == 14
     assert rows["chat_messages_monthly"]["summary"] == "2 of 50 left this month"
     assert rows["route_analysis"]["summary"] == "2 of 3 left today"
     assert (rows["route_analysis"]["scope"], rows["route_analysis"]["period"]) == ("user", "day")

@@ -21,20 +21,81 @@ __all__ = ["Statements"]
 #: moves, or none; the answer says which level refused, with the counts (and a
 #: window's buckets, for when it frees up). The alert thresholds and the plan are
 #: recorded on the rows it moves; a crossing is recorded in the same transaction.
+#: Refused, it reclaims the key's holds expired at ``now`` and tries again.
 CONSUME = sql.SQL("""
 SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
-FROM {schema}.feature_usage_consume(
+FROM {schema}.feature_usage_take(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
     %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
-    %(plan)s)
+    %(plan)s, %(now)s)
+""")
+
+#: A hold, in ONE round trip: the metered check of CONSUME for ``up_to`` uses,
+#: and when taken the hold that gives back what is not committed by ``expires``.
+RESERVE = sql.SQL("""
+SELECT hold_id, refused, used, member_used, buckets, member_buckets, newest_bucket
+FROM {schema}.feature_usage_reserve(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
+    %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
+    %(plan)s, %(now)s, %(expires)s)
+""")
+
+#: Settles a hold in ONE round trip: ``actual`` uses stay counted, the rest
+#: come back; 'settled', 'expired' or 'unknown'.
+SETTLE_HOLD = sql.SQL("""
+SELECT {schema}.feature_usage_hold_settle(
+    %(subject)s, %(hold)s, %(actual)s, %(now)s, %(now_bucket)s) AS outcome
+""")
+
+#: What a subject's live holds take of one key (and the member's of them).
+HELD = sql.SQL("""
+SELECT held, member_held
+FROM {schema}.feature_usage_held(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(member)s, %(now)s)
 """)
 
 #: Gives back uses to the period (or window bucket) and levels they were taken
-#: from; returns the subject's (or the pool's) count after.
+#: from, and to the grants the period drew on; returns the subject's (or the
+#: pool's) count after.
 REFUND = sql.SQL("""
-SELECT {schema}.feature_usage_refund(
+SELECT {schema}.feature_usage_give_back(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(amount)s,
-    %(member)s, %(bucket)s, %(now_bucket)s) AS count
+    %(member)s, %(bucket)s, %(now_bucket)s, %(now)s) AS count
+""")
+
+#: Adds a grant to a level, once per idempotency key; its id and whether added.
+GRANT = sql.SQL("""
+SELECT grant_id, added
+FROM {schema}.feature_usage_grant(
+    %(subject)s, %(feature)s, %(scope)s, %(amount)s, %(expires)s, %(reason)s, %(key)s,
+    %(kind)s, %(now)s)
+""")
+
+#: The balance of one counted key: counts, holds, what it drew, the live grants.
+BALANCE = sql.SQL("""
+SELECT used, credit_used, held, member_used, member_held, grant_ids, amounts, remainings,
+       expiries, reasons
+FROM {schema}.feature_usage_balance(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(member)s, %(now)s)
+""")
+
+#: The periods ended at ``now`` (within a year) whose rows recorded a plan: what
+#: the rollover job carries over from. Anchored periods are carried lazily only.
+ENDED_PERIODS = sql.SQL("""
+-- all subjects: the rollover job's scan (feature-gates close-periods), for cron.
+SELECT user_id AS subject, feature, scope, period, period_start, period_offset,
+       period_end, alert_plan AS plan
+FROM {schema}.feature_usage
+WHERE period_end <= %(now)s AND period_end > %(now)s - interval '366 days'
+  AND alert_plan IS NOT NULL AND period NOT LIKE 'window:%%' AND period NOT LIKE '%%+anchor'
+ORDER BY user_id, feature, period_start
+""")
+
+#: Carries an ended period's unused allowance into a grant, once; what it carried.
+ROLLOVER = sql.SQL("""
+SELECT {schema}.feature_usage_rollover(
+    %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(allowance)s,
+    %(cap)s, %(expires)s, %(now)s) AS carried
 """)
 
 #: The counts of one subject (a user; or an organisation, with the member's
@@ -201,7 +262,14 @@ LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 #: The runtime's statements, by the name a Statements field gives them.
 _QUERIES = {
     "consume": CONSUME,
+    "reserve": RESERVE,
+    "settle_hold": SETTLE_HOLD,
+    "held": HELD,
     "refund": REFUND,
+    "grant": GRANT,
+    "balance": BALANCE,
+    "rollover": ROLLOVER,
+    "ended_periods": ENDED_PERIODS,
     "read": READ,
     "reset": RESET,
     "increment": INCREMENT,
@@ -225,7 +293,14 @@ class Statements:
     """The runtime's statements for one schema and statement timeout."""
 
     consume: str
+    reserve: str
+    settle_hold: str
+    held: str
     refund: str
+    grant: str
+    balance: str
+    rollover: str
+    ended_periods: str
     read: str
     reset: str
     increment: str
