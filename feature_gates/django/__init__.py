@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from ..core import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from ..core import Denial as Denial
+from ..core import Hold as Hold
 from ..core import Subject as Subject
+from ..core import current_hold as current_hold
 from ._decorators import GateDecorator as GateDecorator
 from ._decorators import feature_limit as feature_limit
 from ._decorators import feature_required as feature_required

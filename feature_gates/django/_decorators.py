@@ -40,6 +40,7 @@ from ..core import Gate
 from ..core import Grant
 from ..core import gated_methods
 from ..core import gates_of
+from ..core import holding
 from ..core import limit_gate
 from ..core import required_gate
 from ..core import tier_gate
@@ -108,10 +109,11 @@ def feature_limit(
     feature: str,
     *,
     usage_getter: Callable[..., int] | None = None,
-    cost: int | Callable[..., int] = 1,
+    cost: int | Callable[..., int] | None = None,
     limit: int | Callable[..., int | None] | None = None,
     track_usage: bool = True,
     fail_mode: FailMode | None = None,
+    reserve: int | Callable[..., int] | None = None,
     methods: Iterable[str] | None = None,
 ) -> GateDecorator:
     """The caller's usage of ``feature`` plus ``cost`` must stay within the plan's limit.
@@ -120,13 +122,17 @@ def feature_limit(
     back when the view fails); a stock limit with it (``usage_getter(**url_kwargs)``
     returns the count the application holds). ``cost`` and ``limit`` may be callables
     of the URL's keyword arguments. ``methods=["POST"]`` gates and counts only those
-    methods (a form view's GET passes). The same arguments as the Flask decorator.
+    methods (a form view's GET passes). With ``reserve`` (metered only, not with
+    ``cost``) the uses it gives are held before the view runs and the view settles
+    with ``feature_gates.current_hold().commit(n)``; a failing view releases them
+    (docs/holds.md). The same arguments as the Flask decorator.
     """
     return _gated(
         limit_gate(
             feature,
             usage_getter=usage_getter,
             cost=cost,
+            reserve=reserve,
             limit=limit,
             track_usage=track_usage,
             fail_mode=fail_mode,
@@ -199,7 +205,8 @@ def _sync_wrapper(rule: Gate, view: Callable[..., Any]) -> Callable[..., Any]:
             return admitted
         gates.depth += 1
         try:
-            response = view(*args, **kwargs)
+            with holding(admitted.hold):
+                response = view(*args, **kwargs)
         except BaseException:
             _fail(gates, admitted)
             raise
@@ -229,7 +236,8 @@ def _async_wrapper(rule: Gate, view: Callable[..., Awaitable[Any]]) -> Callable[
             return admitted
         gates.depth += 1
         try:
-            response = await view(*args, **kwargs)
+            with holding(admitted.hold):
+                response = await view(*args, **kwargs)
         except BaseException:
             await fail(gates, admitted)
             raise

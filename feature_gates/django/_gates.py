@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import date
+from datetime import datetime
 from typing import Any
 
+from ..core import Balance
+from ..core import CreditGrant
 from ..core import Decision
 from ..core import Engine
+from ..core import Gate
+from ..core import Hold
 from ..core import Override
 from ..core import StorageStats
 from ..core import Subject
@@ -23,6 +28,7 @@ from ..core import TrackingStats
 from ..core import Usage
 from ..core import UsageReport
 from ..core import UsageTrend
+from ..core import check_feature_name
 from ._request import of_request
 from ._runtime import runtime
 
@@ -147,6 +153,59 @@ class DjangoGates:
         """Write pending usage, stop the writer and close the pool (a worker's exit,
         tests); the next use builds them again."""
         runtime.reset(timeout)
+
+    # -- holds and credits ------------------------------------------------------------
+
+    def reserve(
+        self,
+        feature: str,
+        *,
+        up_to: int,
+        request: Any = None,
+        subject: Subject | None = None,
+        ttl: float | None = None,
+    ) -> Hold:
+        """Hold ``up_to`` uses of ``feature`` before work whose cost is known only when
+        it ends: a :class:`~feature_gates.Hold` to ``.commit(actual)`` or ``.release()``
+        (or a context manager). See docs/holds.md.
+
+        :raises Denial: what a metered check of ``up_to`` uses would be refused with.
+        """
+        check_feature_name(feature)
+        subject = self._subject(request, subject, "reserve")
+        return runtime.engine.reserve(Gate("metered", feature), subject, up_to, ttl)
+
+    def grant(
+        self,
+        feature: str,
+        amount: int,
+        *,
+        request: Any = None,
+        subject: Subject | None = None,
+        expires_at: datetime | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> CreditGrant:
+        """Add ``amount`` credits of ``feature`` to the subject's balance (the
+        organisation's, for a feature counted per organisation), once per
+        ``idempotency_key``. See docs/credits.md."""
+        check_feature_name(feature)
+        subject = self._subject(request, subject, "grant")
+        return runtime.engine.grant(
+            feature,
+            subject,
+            amount,
+            expires_at=expires_at,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+
+    def balance(
+        self, feature: str, request: Any = None, *, subject: Subject | None = None
+    ) -> Balance:
+        """The subject's :class:`~feature_gates.Balance` of ``feature`` now."""
+        check_feature_name(feature)
+        return runtime.engine.balance(feature, self._subject(request, subject, "balance"))
 
     # -- reading usage ----------------------------------------------------------------
 

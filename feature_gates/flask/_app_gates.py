@@ -35,8 +35,8 @@ from ..core import Denial
 from ..core import Engine
 from ..core import Gate
 from ..core import Grant
-from ..core import Override
 from ..core import Hold
+from ..core import Override
 from ..core import Settings
 from ..core import StorageStats
 from ..core import Subject

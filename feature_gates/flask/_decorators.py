@@ -30,10 +30,10 @@ from flask import request
 from ..core import FailMode
 from ..core import Gate
 from ..core import gated_methods
+from ..core import holding
 from ..core import limit_gate
 from ..core import required_gate
 from ..core import tier_gate
-from ..core import holding
 from ._app_gates import AppGates
 from ._extension import EXTENSION_KEY
 from ._request import hold

@@ -11,6 +11,8 @@ from django.test import Client
 from gates_sample import usage
 
 from feature_gates.django import PROBLEM_CONTENT_TYPE
+from feature_gates.django import Subject
+from feature_gates.django import gates
 
 pytestmark = pytest.mark.usefixtures("feature_gates_django")
 
@@ -93,6 +95,32 @@ def test_a_cost_from_the_url(client, db):
     assert response.status_code == 429
     assert problem(response)["cost"] == 2
     assert usage(db) == 2
+
+
+def test_a_reserving_gate_holds_and_the_view_commits_what_it_used(client, db):
+    assert client.get("/messages/reserved/3?use=1", headers=FREE).status_code == 200
+    assert usage(db) == 1
+    with pytest.raises(RuntimeError):
+        client.get("/messages/reserved/2?fail=raise", headers=FREE)
+    assert usage(db) == 1  # a failing view releases its hold
+    response = client.get("/messages/reserved/3", headers=FREE)
+    assert response.status_code == 429
+    assert problem(response)["cost"] == 3
+    assert client.get("/messages/reserved/2", headers=FREE).status_code == 200
+    assert usage(db) == 3
+
+
+def test_gates_reserve_grant_and_balance_outside_a_decorator(db):
+    subject = Subject(7, "free")
+    with gates.reserve("chat_messages_monthly", up_to=2, subject=subject) as hold:
+        hold.commit(1)
+    assert usage(db) == 1
+    first = gates.grant("chat_messages_monthly", 5, subject=subject, idempotency_key="k")
+    again = gates.grant("chat_messages_monthly", 5, subject=subject, idempotency_key="k")
+    assert (first.added, again.added) == (True, False)
+    balance = gates.balance("chat_messages_monthly", subject=subject)
+    assert (balance.allowance, balance.used, balance.held) == (3, 1, 0)
+    assert balance.available == 2 + 5
 
 
 def test_a_stock_limit_reads_the_applications_count(client):

@@ -13,6 +13,7 @@ urlpatterns = [
     path("insights", views.insights),
     path("messages", views.send_message),
     path("messages/bulk/<int:n>", views.send_many),
+    path("messages/reserved/<int:n>", views.send_reserved),
     path("itineraries/<int:itinerary>/destinations", views.add_destination),
     path("stacked", views.stacked),
     path("messages/form", views.message_form),

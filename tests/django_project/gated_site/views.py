@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feature_gates.counters import reserve
+from feature_gates.django import current_hold
 from feature_gates.django import feature_limit
 from feature_gates.django import feature_required
 from feature_gates.django import feature_tier
@@ -62,6 +63,16 @@ def send_message(request: HttpRequest) -> JsonResponse:
 @feature_limit("chat_messages_monthly", cost=lambda n: n)
 def send_many(request: HttpRequest, n: int) -> JsonResponse:
     return JsonResponse({"sent": n})
+
+
+@feature_limit("chat_messages_monthly", reserve=lambda n: n)
+def send_reserved(request: HttpRequest, n: int) -> JsonResponse:
+    # Holds n uses; ?use=k commits k of them, ?fail=raise releases them all.
+    if request.GET.get("fail") == "raise":
+        raise RuntimeError("the view failed")
+    used = int(request.GET.get("use", n))
+    current_hold().commit(used)
+    return JsonResponse({"sent": used})
 
 
 @feature_limit("itinerary_destinations", usage_getter=destinations)
