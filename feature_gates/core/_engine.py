@@ -54,6 +54,7 @@ from ._metering import consume_params
 from ._metering import counted_key
 from ._metering import default_key
 from ._metering import increment_params
+from ._metering import key_params
 from ._metering import levels_of
 from ._metering import read_params
 from ._metering import refund_params
@@ -667,12 +668,7 @@ class Engine:
         (row,) = self.storage.run(
             self.storage.statements.balance,
             {
-                "subject": key.subject,
-                "feature": feature,
-                "scope": key.scope,
-                "rule": key.rule,
-                "start": key.period_start,
-                "offset": key.period_offset,
+                **key_params(key),
                 "member": key.member,
                 "now": self.clock().astimezone(timezone.utc),
             },

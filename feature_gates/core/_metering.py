@@ -31,6 +31,7 @@ __all__ = [
     "counted_key",
     "default_key",
     "increment_params",
+    "key_params",
     "levels_of",
     "read_params",
     "refund_params",
@@ -100,10 +101,8 @@ def default_key(user_id: Any, feature: str, period: date) -> Key:
     return Key("user", user_id, None, feature, DEFAULT_RULE_TEXT, period, 0, None, None)
 
 
-def consume_params(
-    key: Key, cost: int, entitlement: Entitlement, plan: str, now: datetime
-) -> dict[str, Any]:
-    """A metered check's (or a reserve's) parameters; ``now`` is what holds expire at."""
+def key_params(key: Key) -> dict[str, Any]:
+    """The parameters that name ``key``'s counted row, shared by every statement on it."""
     return {
         "subject": key.subject,
         "feature": key.feature,
@@ -111,6 +110,15 @@ def consume_params(
         "rule": key.rule,
         "start": key.period_start,
         "offset": key.period_offset,
+    }
+
+
+def consume_params(
+    key: Key, cost: int, entitlement: Entitlement, plan: str, now: datetime
+) -> dict[str, Any]:
+    """A metered check's (or a reserve's) parameters; ``now`` is what holds expire at."""
+    return {
+        **key_params(key),
         "end": key.period_end,
         "amount": cost,
         "limit": entitlement.limit,
@@ -129,12 +137,7 @@ def refund_params(
 ) -> dict[str, Any]:
     """A give-back's parameters; ``now`` is what grants expire at."""
     return {
-        "subject": key.subject,
-        "feature": key.feature,
-        "scope": key.scope,
-        "rule": key.rule,
-        "start": key.period_start,
-        "offset": key.period_offset,
+        **key_params(key),
         "amount": amount,
         "member": key.member,
         "bucket": key.bucket,
@@ -145,12 +148,7 @@ def refund_params(
 
 def increment_params(key: Key, amount: int) -> dict[str, Any]:
     return {
-        "subject": key.subject,
-        "feature": key.feature,
-        "scope": key.scope,
-        "rule": key.rule,
-        "start": key.period_start,
-        "offset": key.period_offset,
+        **key_params(key),
         "member": key.member,
         "bucket": key.bucket,
         "amount": amount,
@@ -158,14 +156,7 @@ def increment_params(key: Key, amount: int) -> dict[str, Any]:
 
 
 def reset_params(key: Key) -> dict[str, Any]:
-    return {
-        "subject": key.subject,
-        "feature": key.feature,
-        "scope": key.scope,
-        "rule": key.rule,
-        "start": key.period_start,
-        "offset": key.period_offset,
-    }
+    return key_params(key)
 
 
 def read_params(keys: list[Key]) -> dict[str, Any]:
