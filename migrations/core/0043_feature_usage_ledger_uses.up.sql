@@ -935,21 +935,30 @@ BEGIN
        OR (p_member IS NOT NULL AND refused = 'user') THEN
         RETURN;
     END IF;
-    -- A first use above the allowance was refused before any row was made: the
-    -- row is made now (empty), so that concurrent first draws wait for each
-    -- other on its lock instead of each reading no row and one being refused.
-    INSERT INTO feature_usage AS fu (user_id, feature, scope, period, period_start,
-                                     period_offset, usage_count, usage_limit, period_end,
-                                     alert_thresholds, alert_plan)
-    VALUES (p_subject, p_feature, p_scope, p_period, p_period_start, p_period_offset, 0,
-            p_limit, p_period_end, p_thresholds, p_plan)
-    ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO NOTHING;
     SELECT greatest(fu.usage_count, 0), fu.credit_used INTO v_used, v_credit
     FROM feature_usage fu
     WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
       AND fu.period = p_period AND fu.period_start = p_period_start
       AND fu.period_offset = p_period_offset
     FOR UPDATE;
+    IF NOT FOUND THEN
+        -- A first use above the allowance was refused before any row was made:
+        -- the row is made now (empty), so that concurrent first draws wait for
+        -- each other on its lock instead of each reading no row, and one being
+        -- refused.
+        INSERT INTO feature_usage AS fu (user_id, feature, scope, period, period_start,
+                                         period_offset, usage_count, usage_limit, period_end,
+                                         alert_thresholds, alert_plan)
+        VALUES (p_subject, p_feature, p_scope, p_period, p_period_start, p_period_offset, 0,
+                p_limit, p_period_end, p_thresholds, p_plan)
+        ON CONFLICT (user_id, feature, scope, period, period_start, period_offset) DO NOTHING;
+        SELECT greatest(fu.usage_count, 0), fu.credit_used INTO v_used, v_credit
+        FROM feature_usage fu
+        WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+          AND fu.period = p_period AND fu.period_start = p_period_start
+          AND fu.period_offset = p_period_offset
+        FOR UPDATE;
+    END IF;
     v_used := coalesce(v_used, 0);
     v_credit := coalesce(v_credit, 0);
     v_need := v_used + p_amount - (p_limit + v_credit);
