@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from app_schema import create_app_tables
@@ -276,6 +278,11 @@ def test_rollback_says_what_is_lost_and_asks(run, feature_gates_database_url):
     result = run("--database-url", url, "rollback", "--to", "core/0004", "--dry-run")
     assert result.exit_code == 0
     lines = result.output.splitlines()
+    # The ledger of uses (issue 17: 0043 on) first.
+    ledger = [line for line in lines if re.match(r"would roll back core/004[3-9]_", line)]
+    assert ledger[-1].startswith("would roll back core/0043_feature_usage_ledger_uses: ")
+    assert lines[: len(ledger)] == ledger
+    lines = lines[len(ledger) :]
     assert lines[0].startswith("would roll back core/0042_feature_usage_holds_credits_functions: ")
     assert lines[1].startswith("would roll back core/0041_feature_usage_credits: ")
     assert "every grant, its remaining balance and the ledger are lost" in lines[1]

@@ -10,6 +10,7 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
+import psycopg
 import pytest
 from credits_support import Clock
 from flask import Flask
@@ -82,7 +83,11 @@ def remaining(gates: FeatureGates, feature: str = "exports") -> list[tuple[str, 
 
 
 def ledger(db) -> list[tuple[str, int]]:
-    rows = db.execute("SELECT kind, amount FROM feature_usage_ledger ORDER BY entry_id")
+    """The ledger's rows of grants (the moves of counts are test_ledger.py's)."""
+    rows = db.execute(
+        "SELECT kind, amount FROM feature_usage_ledger "
+        "WHERE kind IN ('grant', 'rollover', 'consume', 'refund', 'expire') ORDER BY entry_id"
+    )
     return rows.fetchall()
 
 
@@ -214,6 +219,36 @@ def test_a_repeated_idempotency_key_adds_once_between_concurrent_callers(
     assert ledger(db) == [("grant", 5)]
 
 
+def test_concurrent_first_uses_above_the_allowance_all_draw_on_the_grants(
+    feature_gates_database_url, app_and_gates, db
+):
+    # Each first use of the period costs more than the whole allowance (3), so
+    # none finds a row to wait on: they must still draw one after another.
+    _, gates = app_and_gates
+    gates.grant("exports", 40, subject=USER)
+    start = threading.Barrier(8)
+    refused: list[str | None] = []
+
+    def take() -> None:
+        with psycopg.connect(feature_gates_database_url, autocommit=True) as conn:
+            start.wait()
+            (answer,) = conn.execute(
+                "SELECT refused FROM feature_usage_take(7, 'exports', 'user', 'month', "
+                "'2026-03-01', 0, '2026-04-01', 4, 3, NULL, NULL, NULL, NULL, 'free', "
+                "'2026-03-10 12:00+00', false)"
+            ).fetchone()
+            refused.append(answer)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert refused == [None] * 8
+    assert gates.balance("exports", subject=USER).used == 32
+    assert remaining(gates) == [("", 40 - 29)]
+
+
 # -- rollover --------------------------------------------------------------------------------
 
 
@@ -298,7 +333,14 @@ def test_the_audit_catches_a_row_corrupted_on_purpose(feature_gates_database_url
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith(f"grant {grant.grant_id} of 7 (exports, user): remaining 4 of 5, ")
-    assert "the ledger says 3 and 5 (entries 1, 2, 3, 4, 5)" in lines[0]
+    # The grant's own entries (the commit's use between them is not the grant's).
+    (entries,) = db.execute(
+        "SELECT string_agg(entry_id::text, ', ' ORDER BY entry_id) FROM feature_usage_ledger "
+        "WHERE grant_id = %s",
+        [grant.grant_id],
+    ).fetchone()
+    assert len(entries.split(", ")) == 5
+    assert f"the ledger says 3 and 5 (entries {entries})" in lines[0]
     assert lines[1].startswith("the count of 7 (exports, user, month from 2026-03-01 +0s): drew 0")
     assert "the ledger says 2" in lines[1]
     assert "audit: 2 differences with the ledger" in result.output

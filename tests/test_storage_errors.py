@@ -194,9 +194,9 @@ def test_an_error_never_applies_the_fail_mode(make_app, db, inject, fail_mode):
 def test_a_dropped_function_answers_503_naming_the_fix(make_app, db, caplog):
     app = make_app(FEATURE_GATES_FAIL_MODE="open")
     db.execute(
-        "DROP FUNCTION feature_usage_consume(feature_usage_user_id, text, text, text, date, "
+        "DROP FUNCTION feature_usage_take(feature_usage_user_id, text, text, text, date, "
         "integer, timestamptz, integer, bigint, feature_usage_user_id, bigint, bigint, numeric[], "
-        "text)"
+        "text, timestamptz, boolean)"
     )
     with caplog.at_level(logging.ERROR, logger="feature_gates"):
         assert post(app).status_code == 503

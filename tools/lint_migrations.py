@@ -124,6 +124,12 @@ ACCEPTED = {
             "creates: no one can read or refresh the view before the index exists"
         ),
     },
+    "core/0043_feature_usage_ledger_uses.up.sql": {
+        "ban-drop-constraint": (
+            "the ledger's check of kinds is replaced at once by a wider one (NOT VALID, "
+            "validated by 0045): every row the old rule allowed, the new one allows"
+        ),
+    },
     "sentinel/0002_organisations.up.sql": {
         "prefer-robust-stmts": (
             "VALIDATE CONSTRAINT can run twice as it is, in a transaction of its own "

@@ -21,13 +21,14 @@ __all__ = ["Statements"]
 #: moves, or none; the answer says which level refused, with the counts (and a
 #: window's buckets, for when it frees up). The alert thresholds and the plan are
 #: recorded on the rows it moves; a crossing is recorded in the same transaction.
-#: Refused, it reclaims the key's holds expired at ``now`` and tries again.
+#: Refused, it reclaims the key's holds expired at ``now`` and tries again. A use
+#: is also a ledger row (a hold's uses are not, until committed).
 CONSUME = sql.SQL("""
 SELECT refused, used, member_used, buckets, member_buckets, newest_bucket
 FROM {schema}.feature_usage_take(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(end)s,
     %(amount)s, %(limit)s, %(member)s, %(member_limit)s, %(bucket)s, %(thresholds)s::numeric[],
-    %(plan)s, %(now)s)
+    %(plan)s, %(now)s, false)
 """)
 
 #: A hold, in ONE round trip: the metered check of CONSUME for ``up_to`` uses,
@@ -60,7 +61,7 @@ FROM {schema}.feature_usage_held(
 REFUND = sql.SQL("""
 SELECT {schema}.feature_usage_give_back(
     %(subject)s, %(feature)s, %(scope)s, %(rule)s, %(start)s, %(offset)s, %(amount)s,
-    %(member)s, %(bucket)s, %(now_bucket)s, %(now)s) AS count
+    %(member)s, %(bucket)s, %(now_bucket)s, %(now)s, 0) AS count
 """)
 
 #: Adds a grant to a level, once per idempotency key; its id and whether added.
