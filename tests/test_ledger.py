@@ -478,3 +478,18 @@ def test_the_upgrade_opens_the_ledger_with_every_count_and_holds_what_is_held(ur
         (5150, "reports", 5152, False, 3),
         (4242, "tokens", None, False, 5),
     ]
+
+
+def test_the_seeds_metered_check_keeps_the_alert_settings_a_gate_recorded(app_and_gates, db):
+    # consume_feature_usage (the seed's form) names no plan: the thresholds and the
+    # plan the gate recorded on the row stay, and its use is a ledger row too.
+    app, _ = app_and_gates
+    assert post(app, "quota") == 200
+    db.execute("SELECT consume_feature_usage(%s, 'quota', 2, 100, %s)", [USER.user_id, MARCH])
+    row = db.execute(
+        "SELECT alert_thresholds, alert_plan, usage_count FROM feature_usage "
+        "WHERE feature = 'quota'"
+    ).fetchone()
+    assert row == ([Decimal("0.5")], "free", 3)
+    assert moves(db, "quota") == [("use", 1), ("use", 2)]
+    assert audit_credits(app.config["FEATURE_GATES_DATABASE_URL"]) == []

@@ -183,8 +183,6 @@ CREATE OR REPLACE TRIGGER feature_usage_alerts_before_update
               END)
     EXECUTE FUNCTION feature_usage_alerts_record('member');
 
--- A pool's use that a member's cap then refused never happened: the crossings
-
 -- The metered check of 0031 (the same answer), with p_hold: a hold's uses are
 -- counted and held (`held`), and only a use that is not a hold writes its
 -- ledger row ('use', with the member and a window's bucket it went into).
@@ -221,6 +219,10 @@ DECLARE
     -- A hold's uses are counted and held: they are not used until committed.
     v_held bigint := CASE WHEN p_hold THEN p_amount ELSE 0 END;
 BEGIN
+    IF p_hold IS NULL THEN
+        RAISE EXCEPTION 'p_hold is true for a hold and false for a use, not NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- The checks of every call inline; the checking functions run only to
     -- raise the precise error.
     -- (A plain rule skips the pattern: the common case costs no regular expression.)
@@ -284,8 +286,10 @@ BEGIN
             SET usage_count = greatest(fu.usage_count, 0) + excluded.usage_count,
                 held = fu.held + excluded.held,
                 usage_limit = excluded.usage_limit,
-                alert_thresholds = excluded.alert_thresholds,
-                alert_plan = excluded.alert_plan,
+                -- A caller that names no plan (0021's forms) keeps what a metered check recorded.
+                alert_thresholds = CASE WHEN p_plan IS NULL THEN fu.alert_thresholds
+                                        ELSE excluded.alert_thresholds END,
+                alert_plan = coalesce(excluded.alert_plan, fu.alert_plan),
                 period_end = excluded.period_end,
                 updated_at = now()
             WHERE p_limit IS NULL OR greatest(fu.usage_count, 0) + excluded.usage_count <= p_limit
@@ -319,8 +323,10 @@ BEGIN
             SET usage_count = m.usage_count + excluded.usage_count,
                 held = m.held + excluded.held,
                 usage_limit = excluded.usage_limit,
-                alert_thresholds = excluded.alert_thresholds,
-                alert_plan = excluded.alert_plan,
+                -- A caller that names no plan (0021's forms) keeps what a metered check recorded.
+                alert_thresholds = CASE WHEN p_plan IS NULL THEN m.alert_thresholds
+                                        ELSE excluded.alert_thresholds END,
+                alert_plan = coalesce(excluded.alert_plan, m.alert_plan),
                 period_end = excluded.period_end,
                 updated_at = now()
             WHERE p_member_limit IS NULL OR m.usage_count + excluded.usage_count <= p_member_limit
@@ -399,8 +405,10 @@ BEGIN
                                    AS b)
                     ELSE 0 END,
                 usage_limit = excluded.usage_limit,
-                alert_thresholds = excluded.alert_thresholds,
-                alert_plan = excluded.alert_plan,
+                -- A caller that names no plan (0021's forms) keeps what a metered check recorded.
+                alert_thresholds = CASE WHEN p_plan IS NULL THEN fu.alert_thresholds
+                                        ELSE excluded.alert_thresholds END,
+                alert_plan = coalesce(excluded.alert_plan, fu.alert_plan),
                 updated_at = now()
             WHERE p_limit IS NULL OR fu.usage_count + p_amount - CASE
                     WHEN p_bucket - fu.window_head >= 61 THEN fu.usage_count
@@ -450,8 +458,10 @@ BEGIN
                                        AS b)
                         ELSE 0 END,
                     usage_limit = excluded.usage_limit,
-                    alert_thresholds = excluded.alert_thresholds,
-                    alert_plan = excluded.alert_plan,
+                    -- A caller that names no plan (0021's forms) keeps what a metered check recorded.
+                    alert_thresholds = CASE WHEN p_plan IS NULL THEN m.alert_thresholds
+                                            ELSE excluded.alert_thresholds END,
+                    alert_plan = coalesce(excluded.alert_plan, m.alert_plan),
                     updated_at = now()
                 WHERE p_member_limit IS NULL OR m.usage_count + p_amount - CASE
                         WHEN p_bucket - m.window_head >= 61 THEN m.usage_count
@@ -919,6 +929,13 @@ BEGIN
     IF refused IS NULL OR p_now IS NULL THEN
         RETURN;
     END IF;
+    -- The counted row before its holds, as every writer locks them (a check
+    -- refused at once locked none).
+    PERFORM 1 FROM feature_usage fu
+    WHERE fu.user_id = p_subject AND fu.feature = p_feature AND fu.scope = p_scope
+      AND fu.period = p_period AND fu.period_start = p_period_start
+      AND fu.period_offset = p_period_offset
+    FOR UPDATE;
     IF feature_usage_holds_reclaim(p_subject, p_feature, p_scope, p_period, p_period_start,
                                    p_period_offset, p_now, p_bucket) > 0 THEN
         SELECT c.refused, c.used, c.member_used, c.buckets, c.member_buckets, c.newest_bucket
@@ -2045,6 +2062,21 @@ BEGIN
           AND k.period_offset = w.period_offset AND k.bucket = w.bucket
           AND (w.member IS NULL OR k.member::text = w.member)) AS h ON true
     WHERE w.value <> coalesce(l.total, 0) + coalesce(h.held, 0);
+
+    -- Counts the upgrade's batches (0044, SKIP LOCKED) have not opened yet: not
+    -- audited until they are.
+    RETURN QUERY
+    -- all subjects: the audit, for operators, not a request's statement.
+    SELECT format('%s counts are not in the ledger yet (made before it, and locked when 0044 '
+                  'opened the others): run SELECT feature_usage_ledger_open(1000) until it '
+                  'returns 0', n.total)
+    FROM (SELECT (SELECT count(*) FROM feature_usage fu
+                  WHERE fu.ledger_since IS NULL AND fu.user_id IS NOT NULL
+                    AND fu.feature ~ '^[a-z][a-z0-9_.:-]{0,63}$'
+                    AND fu.period_start IS NOT NULL AND fu.usage_count >= 0)
+               + (SELECT count(*) FROM feature_usage_members m
+                  WHERE m.ledger_since IS NULL) AS total) AS n
+    WHERE n.total > 0;
 
     -- Uses in the ledger of a period's count that no longer exists, and was not
     -- archived (a window's idle row is pruned: its uses have left it).
