@@ -314,7 +314,14 @@ def test_reserve_excludes_cost_and_current_hold_needs_a_reserving_view(app_and_g
 
 
 def test_32_threads_reserving_100_against_1000_get_exactly_10_holds(feature_gates_database_url, db):
-    app, gates = make_app(feature_gates_database_url)
+    # Enough connections and patience that no reserve meets an empty pool on a slow
+    # machine: this test is about exactness, not about outages.
+    app, gates = make_app(
+        feature_gates_database_url,
+        FEATURE_GATES_POOL_MAX_SIZE=8,
+        FEATURE_GATES_DB_TIMEOUT=30,
+        FEATURE_GATES_FAIL_MODE="closed",
+    )
     start = threading.Barrier(32)
     outcomes: list[str] = []
     lock = threading.Lock()

@@ -80,6 +80,9 @@ def make_app(url: str, clock: Clock | None = None, **config: object) -> tuple[Fl
         FEATURE_GATES_TRACKING="sync",
         FEATURE_GATES_HEADERS_ENABLED=True,
         FEATURE_GATES_COMMAND_NAME="",
+        # Patience for a pooled connection: 32 racing requests share 10 connections,
+        # and on a slow machine a wait of 0.25 s would answer 503, not the limit.
+        FEATURE_GATES_DB_TIMEOUT=30,
     )
     app.config.update(config)
     gates = FeatureGates(clock=clock) if clock is not None else FeatureGates()
