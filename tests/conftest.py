@@ -31,8 +31,9 @@ collect_ignore = ["htmlapp"]
 # pytest-flask and pytest-django (the Django adapter's tests, tests/django_project) both
 # name a fixture client and live_server: here they are pytest-flask's, imported above.
 # pytester runs sample test suites; gates_sample holds the gated sample app's fixtures;
-# pooler runs a real PgBouncer in front of the test server.
-pytest_plugins = ["pytester", "gates_sample", "pooler"]
+# pooler runs a real PgBouncer in front of the test server; credits_support holds the
+# clock of the tests of holds, credits and the ledger.
+pytest_plugins = ["pytester", "gates_sample", "pooler", "credits_support"]
 
 # Property-based tests: a few examples by default, many with --long; in CI the
 # examples are derived from each test's name (derandomize), so a run is repeatable.

@@ -61,11 +61,6 @@ def make_app(url: str, clock: Clock) -> tuple[Flask, FeatureGates]:
 
 
 @pytest.fixture
-def clock():
-    return Clock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
-
-
-@pytest.fixture
 def app_and_gates(feature_gates_database_url, clock):
     app, gates = make_app(feature_gates_database_url, clock)
     with app.app_context():
