@@ -138,6 +138,36 @@ def test_a_hold_draws_on_grants_and_gives_back_what_it_did_not_use(app_and_gates
     assert (balance.used, balance.held, balance.granted, balance.available) == (4, 0, 9, 9)
 
 
+def test_a_reset_starts_the_allowance_afresh_and_the_grants_stay_drawn(app_and_gates, db):
+    app, gates = app_and_gates
+    gates.grant("exports", 5, subject=USER)
+    assert use(app, "exports", 5) == [200] * 5  # the allowance of 3, then 2 of the grant
+    gates.reset_usage("exports", subject=USER)
+    balance = gates.balance("exports", subject=USER)
+    assert (balance.used, balance.granted, balance.available) == (0, 3, 6)
+    assert use(app, "exports", 7) == [200] * 6 + [429]
+    # The reset wrote the period's 2 draws off (a refund that names no grant).
+    assert (
+        ledger(db)
+        == [("grant", 5), ("consume", -1), ("consume", -1), ("refund", 2)] + [("consume", -1)] * 3
+    )
+    assert db.execute("SELECT * FROM feature_usage_credits_audit()").fetchall() == []
+
+
+def test_a_reset_keeps_the_draws_of_live_holds_for_their_release_to_give_back(app_and_gates, db):
+    _, gates = app_and_gates
+    gates.grant("exports", 5, subject=USER)
+    gates.reserve("exports", up_to=4, subject=USER).commit(4)  # the allowance of 3, then 1
+    hold = gates.reserve("exports", up_to=2, subject=USER)  # 2 more of the grant
+    gates.reset_usage("exports", subject=USER)
+    balance = gates.balance("exports", subject=USER)
+    assert (balance.used, balance.held, balance.granted) == (0, 2, 2)
+    hold.release()
+    balance = gates.balance("exports", subject=USER)
+    assert (balance.used, balance.held, balance.granted, balance.available) == (0, 0, 4, 7)
+    assert db.execute("SELECT * FROM feature_usage_credits_audit()").fetchall() == []
+
+
 # -- levels ----------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """Holds and credits against a plain-Python model.
 
 A sequential stateful test: random reserves, commits, releases, expiries, grants,
-metered uses, refunds and period changes for several subjects; after every step
+metered uses, refunds, resets and period changes for several subjects; after every step
 each subject's balance equals the model's, and at the end the audit finds the
 ledger in agreement. Then the same operations from threads, checking only the
 invariant: no count passes its allowance plus what it drew on grants, and no
@@ -243,6 +243,20 @@ class HoldsAndCredits(RuleBasedStateMachine):
         self.gates.grant("tokens", amount, subject=Subject(subject, "free"), expires_at=expires)
         self.grants += 1
         self.subjects[subject].grants.append(GrantModel(self.grants, amount, amount, expires))
+
+    @rule(subject=st.sampled_from(SUBJECTS))
+    def reset(self, subject: int) -> None:
+        """reset_usage: the count starts afresh but for its live holds' uses, and so
+        do its draws on grants (but for what those holds drew)."""
+        self.gates.reset_usage("tokens", subject=Subject(subject, "free"))
+        model = self.subjects[subject]
+        held = sum(
+            h.amount
+            for h in self.holds
+            if h.subject == subject and h.present and h.period == self.period
+        )
+        model.counts[self.period] = held
+        model.drawn[self.period] = min(model.drawn.get(self.period, 0), held)
 
     @rule(minutes=st.sampled_from([1, 11, 30]))
     def time_passes(self, minutes: int) -> None:

@@ -130,6 +130,12 @@ ACCEPTED = {
             "validated by 0045): every row the old rule allowed, the new one allows"
         ),
     },
+    "core/0046_feature_usage_reset_draws.down.sql": {
+        "renaming-object": (
+            "the name is dropped and the old body renamed back to it in the same "
+            "transaction: no caller sees it missing"
+        ),
+    },
     "sentinel/0002_organisations.up.sql": {
         "prefer-robust-stmts": (
             "VALIDATE CONSTRAINT can run twice as it is, in a transaction of its own "
