@@ -21,6 +21,7 @@ from feature_gates import FeatureGates
 from feature_gates import FeatureLimitExceeded
 from feature_gates import Subject
 from feature_gates import feature_limit
+from feature_gates.migrate import audit_credits
 
 UTC = timezone.utc
 PLANS = {
@@ -138,7 +139,9 @@ def test_a_hold_draws_on_grants_and_gives_back_what_it_did_not_use(app_and_gates
     assert (balance.used, balance.held, balance.granted, balance.available) == (4, 0, 9, 9)
 
 
-def test_a_reset_starts_the_allowance_afresh_and_the_grants_stay_drawn(app_and_gates, db):
+def test_a_reset_starts_the_allowance_afresh_and_the_grants_stay_drawn(
+    app_and_gates, db, feature_gates_database_url
+):
     app, gates = app_and_gates
     gates.grant("exports", 5, subject=USER)
     assert use(app, "exports", 5) == [200] * 5  # the allowance of 3, then 2 of the grant
@@ -151,10 +154,12 @@ def test_a_reset_starts_the_allowance_afresh_and_the_grants_stay_drawn(app_and_g
         ledger(db)
         == [("grant", 5), ("consume", -1), ("consume", -1), ("refund", 2)] + [("consume", -1)] * 3
     )
-    assert db.execute("SELECT * FROM feature_usage_credits_audit()").fetchall() == []
+    assert audit_credits(feature_gates_database_url) == []
 
 
-def test_a_reset_keeps_the_draws_of_live_holds_for_their_release_to_give_back(app_and_gates, db):
+def test_a_reset_keeps_the_draws_of_live_holds_for_their_release_to_give_back(
+    app_and_gates, feature_gates_database_url
+):
     _, gates = app_and_gates
     gates.grant("exports", 5, subject=USER)
     gates.reserve("exports", up_to=4, subject=USER).commit(4)  # the allowance of 3, then 1
@@ -165,7 +170,7 @@ def test_a_reset_keeps_the_draws_of_live_holds_for_their_release_to_give_back(ap
     hold.release()
     balance = gates.balance("exports", subject=USER)
     assert (balance.used, balance.held, balance.granted, balance.available) == (0, 0, 4, 7)
-    assert db.execute("SELECT * FROM feature_usage_credits_audit()").fetchall() == []
+    assert audit_credits(feature_gates_database_url) == []
 
 
 # -- levels ----------------------------------------------------------------------------------
